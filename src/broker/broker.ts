@@ -1,0 +1,65 @@
+/** Broker contract: the seed's go-micro method set, in TypeScript. */
+import type { Registry } from "../registry/registry.ts";
+
+export interface Message {
+  header: Record<string, string>;
+  body: Uint8Array;
+}
+
+export interface Event {
+  topic: string;
+  message: Message;
+  /** Acknowledges the message (needed when subscribed with autoAck: false). */
+  ack(): Promise<void>;
+  /** Set when the broker could not decode or deliver the message to this handler. */
+  error?: Error;
+}
+
+/** A handler that throws (or rejects) tells at-least-once brokers to redeliver. */
+export type Handler = (event: Event) => Promise<void> | void;
+
+export interface SubscribeOptions {
+  /** Queue group: each message goes to one subscriber of the group. */
+  queue?: string;
+  /** Ack after the handler returns (default true). With false the handler calls event.ack(). */
+  autoAck?: boolean;
+  /** Plugin-specific (e.g. durable, qos, prefetch). */
+  [key: string]: unknown;
+}
+
+export interface PublishOptions {
+  [key: string]: unknown;
+}
+
+export interface Subscriber {
+  readonly topic: string;
+  readonly options: SubscribeOptions;
+  unsubscribe(): Promise<void>;
+}
+
+export interface BrokerOptions {
+  /** Server addresses (host:port or URLs). */
+  addresses?: string[];
+  /** Used by brokers that find subscribers through the registry (http). */
+  registry?: Registry;
+  /** Seconds; how long registry entries of subscribers live (http broker). */
+  registerTTL?: number;
+  /** Seconds; how often those entries are renewed. */
+  registerInterval?: number;
+  /** Plugin-specific. */
+  [key: string]: unknown;
+}
+
+export interface Broker {
+  init(opts: BrokerOptions): Promise<void> | void;
+  options(): BrokerOptions;
+  address(): string;
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  publish(topic: string, message: Message, opts?: PublishOptions): Promise<void>;
+  subscribe(topic: string, handler: Handler, opts?: SubscribeOptions): Promise<Subscriber>;
+  toString(): string;
+}
+
+/** The ack() of brokers that have nothing to acknowledge. */
+export const noAck = async (): Promise<void> => {};

@@ -1,0 +1,93 @@
+/**
+ * Plugin resolution by name or URI ("etcd", "etcd://127.0.0.1:2379").
+ * Every plugin is one file, registry/<name>.ts or broker/<name>.ts, whose default export is a
+ * class constructed with its options; it is imported only when chosen, so optional client
+ * libraries are never loaded by users of other plugins.
+ */
+import type { Broker, BrokerOptions } from "../broker/broker.ts";
+import type { Registry, RegistryOptions } from "../registry/registry.ts";
+
+export const REGISTRY_NAMES = ["mdns", "memory", "etcd", "consul", "zookeeper", "dns", "nats"] as const;
+export const BROKER_NAMES = ["http", "memory", "nats", "mqtt", "rabbitmq", "redis", "kafka"] as const;
+export const TRANSPORT_NAMES = ["tcp", "http"] as const;
+export const SELECTOR_NAMES = ["random", "roundrobin"] as const;
+
+/** URI schemes that name a plugin other than themselves. */
+const SCHEME_ALIASES: Record<string, string> = {
+  amqp: "rabbitmq",
+  amqps: "rabbitmq",
+  mqtts: "mqtt",
+  rediss: "redis",
+  zk: "zookeeper",
+  tls: "nats",
+};
+
+export interface PluginRef {
+  name: string;
+  /** host:port list from a URI, if one was given. */
+  addresses?: string[];
+  /** The URI as written, for clients that want credentials or a scheme. */
+  url?: string;
+}
+
+/** Splits "name" or "scheme://host:port,host:port" into a plugin name and its addresses. */
+export function parsePluginRef(value: string): PluginRef {
+  const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(value.trim());
+  if (!m) return { name: value.trim().toLowerCase() };
+  const scheme = m[1]!.toLowerCase();
+  const rest = m[2]!.replace(/\/.*$/, "").replace(/^[^@]*@/, "");
+  const addresses = rest ? rest.split(",").filter(Boolean) : undefined;
+  return { name: SCHEME_ALIASES[scheme] ?? scheme, addresses, url: value.trim() };
+}
+
+export class UnknownPluginError extends Error {
+  constructor(
+    readonly kind: string,
+    readonly pluginName: string,
+    readonly known: readonly string[],
+  ) {
+    super(`unknown ${kind} "${pluginName}" (known: ${known.join(", ")})`);
+    this.name = "UnknownPluginError";
+  }
+}
+
+export class MissingPackageError extends Error {
+  constructor(
+    readonly pkg: string,
+    plugin: string,
+  ) {
+    super(`the ${plugin} plugin needs the "${pkg}" package: npm install ${pkg}`);
+    this.name = "MissingPackageError";
+  }
+}
+
+/** Imports a plugin's client library, turning "not installed" into one line naming the package. */
+export async function importOptional<T>(pkg: string, plugin: string): Promise<T> {
+  try {
+    return (await import(pkg)) as T;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") throw new MissingPackageError(pkg, plugin);
+    throw err;
+  }
+}
+
+type Ctor<T, O> = new (opts?: O) => T;
+
+async function load<T, O>(kind: "registry" | "broker", known: readonly string[], ref: PluginRef): Promise<Ctor<T, O>> {
+  if (!known.includes(ref.name)) throw new UnknownPluginError(kind, ref.name, known);
+  const mod = (await import(`../${kind}/${ref.name}.ts`)) as { default: Ctor<T, O> };
+  return mod.default;
+}
+
+export async function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
+  const ref = parsePluginRef(value);
+  const RegistryClass = await load<Registry, RegistryOptions>("registry", REGISTRY_NAMES, ref);
+  return new RegistryClass({ ...opts, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
+}
+
+export async function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
+  const ref = parsePluginRef(value);
+  const BrokerClass = await load<Broker, BrokerOptions>("broker", BROKER_NAMES, ref);
+  return new BrokerClass({ ...opts, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
+}
