@@ -181,3 +181,97 @@ export class WatcherSet {
     return this.watchers.size;
   }
 }
+
+// ---- Helpers shared by the registries that store one entry per node (etcd, consul, zookeeper, nats, dns) ----
+
+/** Milliseconds a registry round-trip may take when RegistryOptions.timeout is not set. */
+export const DEFAULT_REGISTRY_TIMEOUT_MS = 5000;
+
+/** The server could not be reached or did not answer in time (as opposed to "no such service"). */
+export class RegistryUnavailableError extends Error {
+  constructor(registry: string, cause?: unknown) {
+    const why = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause);
+    super(`registry: ${registry} unreachable${why ? `: ${why}` : ""}`, { cause });
+    this.name = "RegistryUnavailableError";
+  }
+}
+
+/** Rejects with RegistryUnavailableError when p does not settle within ms. */
+export function withDeadline<T>(p: Promise<T>, ms: number, registry: string, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RegistryUnavailableError(registry, `${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
+
+/** go-micro's key prefix for etcd and zookeeper. */
+export const REGISTRY_PREFIX = "/micro/registry";
+
+/** A path segment: go-micro replaces "/" in names so each name stays one segment. */
+const pathSegment = (name: string) => name.replaceAll("/", "-");
+
+export const servicePath = (serviceName: string) => `${REGISTRY_PREFIX}/${pathSegment(serviceName)}`;
+
+/** `/micro/registry/<service>/<node-id>` — the layout go-micro's etcd registry uses. */
+export const nodePath = (serviceName: string, nodeId: string) => `${servicePath(serviceName)}/${pathSegment(nodeId)}`;
+
+/** The service once per node, each copy holding just that node: the unit stored per key. */
+export function splitByNode(service: Service): Service[] {
+  return service.nodes.map((node) => ({ ...cloneService(service), nodes: [structuredClone(node)] }));
+}
+
+/** The value as a Service if it has a service's shape; undefined otherwise. */
+export function asService(value: unknown): Service | undefined {
+  const s = value as Service | null | undefined;
+  if (!s || typeof s.name !== "string" || !Array.isArray(s.nodes)) return undefined;
+  return { ...s, version: s.version ?? "" };
+}
+
+/** Parses a stored service; undefined for anything that is not one (foreign keys under the prefix). */
+export function decodeService(text: string): Service | undefined {
+  try {
+    return asService(JSON.parse(text));
+  } catch {
+    return undefined; // not JSON: ignored like go-micro ignores it
+  }
+}
+
+/** getService's result from per-node entries: one Service per version, or ServiceNotFoundError. */
+export function servicesOrNotFound(name: string, entries: Iterable<Service>): Service[] {
+  const found = mergeByVersion([...entries].filter((s) => s.name === name));
+  if (found.length === 0) throw new ServiceNotFoundError(name);
+  return found;
+}
+
+/** listServices' result from per-node entries: one Service per name and version, without nodes. */
+export function serviceSummaries(entries: Iterable<Service>): Service[] {
+  return mergeByVersion([...entries]).map((s) => ({ ...s, nodes: [] }));
+}
+
+/**
+ * Turns two snapshots of per-node entries (keyed by node) into watch events: nodes only in next
+ * are created, nodes only in prev deleted, nodes whose entry changed updated.
+ */
+export function diffSnapshots(
+  prev: ReadonlyMap<string, Service>,
+  next: ReadonlyMap<string, Service>,
+  emit: (action: WatchAction, service: Service) => void,
+): void {
+  for (const [key, service] of next) {
+    const before = prev.get(key);
+    if (!before) emit("create", service);
+    else if (JSON.stringify(before) !== JSON.stringify(service)) emit("update", service);
+  }
+  for (const [key, service] of prev) if (!next.has(key)) emit("delete", service);
+}
+
+/** "host:port" → parts; accepts "[v6]:port". Port is undefined when absent. */
+export function splitHostPort(address: string): { host: string; port?: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]*)(?::(\d+))?$/.exec(address);
+  if (!m) return { host: address }; // a bare IPv6 address
+  return { host: m[1]!, port: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+/** Like Go's net.JoinHostPort: brackets IPv6 hosts. */
+export const joinHostPort = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);

@@ -1,0 +1,184 @@
+/**
+ * A watch-driven cache in front of any registry, for clients that look services up on every call.
+ * A service is fetched once (concurrent misses share that one lookup), then kept current by the
+ * registry's watch: created and updated nodes are merged in, deleted ones evicted. After `ttl`
+ * seconds an entry is re-fetched in the background while callers keep getting it. When the
+ * registry cannot be reached, the last known nodes keep being served, and one log line says so.
+ */
+import { logger } from "../logger.ts";
+import {
+  cloneService,
+  isNotFound,
+  type Registry,
+  type RegisterOptions,
+  type RegistryOptions,
+  type Service,
+  type WatchEvent,
+  type WatchOptions,
+  type Watcher,
+} from "./registry.ts";
+
+export interface CacheOptions {
+  /** Seconds an entry is used before it is fetched again (watch events keep it current meanwhile). Default 60. */
+  ttl?: number;
+  /** Where the outage line goes (default: the framework logger, as a warning). */
+  log?: (message: string) => void;
+}
+
+const DEFAULT_TTL_SECONDS = 60;
+/** While the registry is unreachable, how often a stale entry tries the registry again. */
+const OUTAGE_RETRY_MS = 1000;
+
+interface Entry {
+  services: Service[];
+  expiresAt: number;
+}
+
+const copy = (services: Service[]) => services.map(cloneService);
+
+export class CacheRegistry implements Registry {
+  private readonly ttlMs: number;
+  private readonly log: (message: string) => void;
+  private readonly entries = new Map<string, Entry>();
+  private readonly lookups = new Map<string, Promise<Service[]>>();
+  private watcher?: Watcher;
+  /** The registry failed a lookup and stale entries are being served; cleared by the next success. */
+  private unreachable = false;
+  private stopped = false;
+
+  constructor(
+    readonly registry: Registry,
+    opts: CacheOptions = {},
+  ) {
+    this.ttlMs = (opts.ttl ?? DEFAULT_TTL_SECONDS) * 1000;
+    this.log = opts.log ?? ((message) => logger.warn(message));
+  }
+
+  async getService(name: string): Promise<Service[]> {
+    const entry = this.entries.get(name);
+    if (!entry) return copy(await this.lookup(name));
+    // Expired: refresh in the background; lookup handles its own failures.
+    if (entry.expiresAt <= Date.now()) this.lookup(name).catch(() => undefined);
+    return copy(entry.services);
+  }
+
+  /** One registry lookup per service at a time, however many callers wait for it. */
+  private lookup(name: string): Promise<Service[]> {
+    let pending = this.lookups.get(name);
+    if (!pending) {
+      pending = this.fetch(name).finally(() => this.lookups.delete(name));
+      this.lookups.set(name, pending);
+    }
+    return pending;
+  }
+
+  private async fetch(name: string): Promise<Service[]> {
+    this.startWatch();
+    try {
+      const services = await this.registry.getService(name);
+      if (!this.stopped) this.entries.set(name, { services, expiresAt: Date.now() + this.ttlMs });
+      if (this.unreachable) {
+        this.unreachable = false;
+        this.log(`registry ${this.registry} reachable again; cache refreshed`);
+      }
+      return services;
+    } catch (err) {
+      if (isNotFound(err)) {
+        this.entries.delete(name);
+        throw err;
+      }
+      const stale = this.entries.get(name);
+      if (!stale) throw err;
+      if (!this.unreachable) {
+        this.unreachable = true;
+        this.log(`registry ${this.registry} unreachable (${(err as Error).message}); serving last known nodes from the cache`);
+      }
+      stale.expiresAt = Date.now() + OUTAGE_RETRY_MS;
+      return stale.services;
+    }
+  }
+
+  private startWatch(): void {
+    if (this.watcher || this.stopped) return;
+    const watcher = this.registry.watch();
+    this.watcher = watcher;
+    void (async () => {
+      try {
+        for await (const event of watcher) this.apply(event);
+      } finally {
+        if (this.watcher === watcher) {
+          this.watcher = undefined;
+          // Without a watch nothing keeps entries current: let the next call fetch them again.
+          for (const entry of this.entries.values()) entry.expiresAt = 0;
+        }
+      }
+    })();
+  }
+
+  /** Applies a watch event to a cached service (services nobody looked up are not cached). */
+  private apply({ action, service }: WatchEvent): void {
+    const entry = this.entries.get(service.name);
+    if (!entry) return;
+    const i = entry.services.findIndex((s) => s.version === service.version);
+    const ids = new Set(service.nodes.map((n) => n.id));
+    if (action === "delete") {
+      if (i < 0) return;
+      const remaining = entry.services[i]!.nodes.filter((n) => !ids.has(n.id));
+      if (remaining.length > 0) entry.services[i]!.nodes = remaining;
+      else entry.services.splice(i, 1);
+      if (entry.services.length === 0) this.entries.delete(service.name);
+      return;
+    }
+    // Create/update: the event's service (its metadata, endpoints) plus the other nodes we knew (as go-micro's cache does).
+    const updated = cloneService(service);
+    if (i < 0) entry.services.push(updated);
+    else {
+      updated.nodes.push(...entry.services[i]!.nodes.filter((n) => !ids.has(n.id)));
+      entry.services[i] = updated;
+    }
+  }
+
+  // ---- everything else goes straight to the registry ----
+
+  init(opts: RegistryOptions): Promise<void> | void {
+    return this.registry.init(opts);
+  }
+
+  options(): RegistryOptions {
+    return this.registry.options();
+  }
+
+  register(service: Service, opts?: RegisterOptions): Promise<void> {
+    return this.registry.register(service, opts);
+  }
+
+  deregister(service: Service): Promise<void> {
+    return this.registry.deregister(service);
+  }
+
+  listServices(): Promise<Service[]> {
+    return this.registry.listServices();
+  }
+
+  watch(opts?: WatchOptions): Watcher {
+    return this.registry.watch(opts);
+  }
+
+  /** Stops the cache (its watch, its entries) and leaves the registry open for whoever else uses it. */
+  stop(): void {
+    this.stopped = true;
+    this.watcher?.stop();
+    this.watcher = undefined;
+    this.entries.clear();
+  }
+
+  /** Stops the cache and closes the registry. */
+  async close(): Promise<void> {
+    this.stop();
+    await this.registry.close();
+  }
+
+  toString(): string {
+    return this.registry.toString();
+  }
+}
