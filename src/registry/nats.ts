@@ -1,0 +1,263 @@
+/**
+ * NATS registry, speaking go-micro's protocol: nothing is stored on the server. Every registry
+ * answers queries on micro.registry.nats.query for the services it registered, so a lookup is a
+ * request that collects the answers arriving within queryTimeout; a process that dies stops
+ * answering at once. Registrations are announced on micro.registry.nats.watch (go-micro's Result
+ * JSON, plus the ttl, which lets watchers forget a node that stopped re-announcing itself).
+ */
+import type { NatsConnection, Msg } from "@nats-io/transport-node";
+import { importOptional } from "../cmd/plugins.ts";
+import { logger } from "../logger.ts";
+import {
+  DEFAULT_REGISTRY_TIMEOUT_MS,
+  RegistryUnavailableError,
+  WatcherSet,
+  asService,
+  decodeService,
+  mergeByVersion,
+  serviceSummaries,
+  servicesOrNotFound,
+  splitByNode,
+  type Registry,
+  type RegisterOptions,
+  type RegistryOptions,
+  type Service,
+  type WatchAction,
+  type WatchOptions,
+  type Watcher,
+} from "./registry.ts";
+
+type NatsModule = typeof import("@nats-io/transport-node");
+
+const QUERY_SUBJECT = "micro.registry.nats.query";
+const WATCH_SUBJECT = "micro.registry.nats.watch";
+const DEFAULT_ADDRESS = "127.0.0.1:4222";
+/** How long a lookup collects answers (go-micro's default). */
+const DEFAULT_QUERY_TIMEOUT_MS = 100;
+
+/** go-micro's registry.Result on the wire; ttl (seconds) is ours and ignored by go-micro. */
+interface Result {
+  action: WatchAction | "get" | "list";
+  service: Service;
+  timestamp: number;
+  ttl?: number;
+}
+
+const nodeKey = (s: Service) => `${s.name}\0${s.nodes[0]!.id}`;
+
+export default class NatsRegistry implements Registry {
+  private opts: RegistryOptions;
+  private connecting?: Promise<NatsConnection>;
+  private connected = false;
+  /** Our own nodes, each as the service holding just it: what we answer queries with until it expires. */
+  private readonly local = new Map<string, { service: Service; expiresAt: number }>();
+  private readonly watchers = new WatcherSet();
+  private announcements?: Announcements;
+
+  constructor(opts: RegistryOptions = {}) {
+    this.opts = opts;
+  }
+
+  init(opts: RegistryOptions): void {
+    this.opts = { ...this.opts, ...opts };
+  }
+
+  options(): RegistryOptions {
+    return this.opts;
+  }
+
+  /** Connects once; a failed first connect is retried by the next call. */
+  private connect(): Promise<NatsConnection> {
+    this.connecting ??= this.open().catch((err: unknown) => {
+      this.connecting = undefined;
+      throw new RegistryUnavailableError("nats", err);
+    });
+    return this.connecting;
+  }
+
+  /** The connection, or RegistryUnavailableError while the server is away (lookups would just find nothing). */
+  private async connection(): Promise<NatsConnection> {
+    const nc = await this.connect();
+    if (!this.connected) throw new RegistryUnavailableError("nats", "disconnected, reconnecting");
+    return nc;
+  }
+
+  private async open(): Promise<NatsConnection> {
+    const nats = await importOptional<NatsModule>("@nats-io/transport-node", "nats registry");
+    const nc = await nats.connect({
+      servers: this.opts.addresses?.length ? this.opts.addresses : [DEFAULT_ADDRESS],
+      name: "tsmicro-registry",
+      timeout: this.opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS,
+      // Never give up: subscriptions (our answers to queries) come back with the connection.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+    this.connected = true;
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === "disconnect") this.connected = false;
+        else if (status.type === "reconnect") this.connected = true;
+      }
+    })();
+    nc.subscribe(QUERY_SUBJECT, {
+      callback: (err, msg) => {
+        if (!err) this.answer(msg);
+      },
+    });
+    return nc;
+  }
+
+  /** Answers a query with our nodes: one message per service version, as go-micro does. */
+  private answer(msg: Msg): void {
+    if (!msg.reply) return;
+    let query: Result;
+    try {
+      query = msg.json<Result>();
+    } catch {
+      return;
+    }
+    const now = Date.now();
+    for (const [key, entry] of this.local) if (entry.expiresAt <= now) this.local.delete(key);
+    const ours = [...this.local.values()].map((e) => e.service);
+    const matching = query.action === "get" ? ours.filter((s) => s.name === query.service?.name) : query.action === "list" ? ours : [];
+    for (const service of mergeByVersion(matching)) msg.respond(JSON.stringify(service));
+  }
+
+  private async announce(action: WatchAction, service: Service, ttl?: number): Promise<void> {
+    const nc = await this.connection();
+    const result: Result = { action, service, timestamp: Math.floor(Date.now() / 1000), ttl };
+    nc.publish(WATCH_SUBJECT, JSON.stringify(result));
+  }
+
+  async register(service: Service, opts: RegisterOptions = {}): Promise<void> {
+    for (const single of splitByNode(service)) {
+      const key = nodeKey(single);
+      const action = this.local.has(key) ? "update" : "create";
+      // Like any registry entry, it stays valid ttl seconds unless registered again.
+      this.local.set(key, { service: single, expiresAt: opts.ttl && opts.ttl > 0 ? Date.now() + opts.ttl * 1000 : Infinity });
+      await this.announce(action, single, opts.ttl);
+    }
+  }
+
+  async deregister(service: Service): Promise<void> {
+    for (const single of splitByNode(service)) {
+      this.local.delete(nodeKey(single));
+      await this.announce("delete", single);
+    }
+  }
+
+  /** Sends a query and gathers every answer that arrives within queryTimeout. */
+  private async query(action: "get" | "list", name = ""): Promise<Service[]> {
+    const nc = await this.connection();
+    const query: Result = { action, service: { name, version: "", nodes: [] }, timestamp: Math.floor(Date.now() / 1000) };
+    const maxWait = Number(this.opts.queryTimeout ?? DEFAULT_QUERY_TIMEOUT_MS);
+    const found: Service[] = [];
+    try {
+      for await (const answer of await nc.requestMany(QUERY_SUBJECT, JSON.stringify(query), { strategy: "timer", maxWait })) {
+        const service = decodeService(answer.string());
+        if (service) found.push(service);
+      }
+    } catch (err) {
+      // Nobody subscribed to queries means nobody has anything registered.
+      if ((err as Error).name !== "NoRespondersError") throw new RegistryUnavailableError("nats", err);
+    }
+    return found;
+  }
+
+  async getService(name: string): Promise<Service[]> {
+    return servicesOrNotFound(name, await this.query("get", name));
+  }
+
+  async listServices(): Promise<Service[]> {
+    return serviceSummaries(await this.query("list"));
+  }
+
+  watch(opts?: WatchOptions): Watcher {
+    const watcher = this.watchers.add(opts);
+    if (!this.announcements) {
+      this.announcements = new Announcements(this.watchers);
+      const announcements = this.announcements;
+      this.connect().then(
+        (nc) => announcements.listen(nc),
+        (err: unknown) => {
+          logger.warn({ err }, "nats registry: could not start the watch");
+          this.watchers.stopAll();
+          this.announcements = undefined;
+        },
+      );
+    }
+    return watcher;
+  }
+
+  async close(): Promise<void> {
+    this.watchers.stopAll();
+    this.announcements?.stop();
+    this.announcements = undefined;
+    this.local.clear();
+    const nc = await this.connecting?.catch(() => undefined);
+    this.connecting = undefined;
+    await nc?.close();
+  }
+
+  toString(): string {
+    return "nats";
+  }
+}
+
+/**
+ * Turns announcements into watch events: the first one of a node is a create, one that changes it
+ * an update, a re-announce that changes nothing no event. A node announced with a ttl that is not
+ * announced again within it is reported deleted (its process died without deregistering).
+ */
+class Announcements {
+  private readonly seen = new Map<string, { json: string; expiry?: NodeJS.Timeout }>();
+  private stopped = false;
+
+  constructor(private readonly watchers: WatcherSet) {}
+
+  listen(nc: NatsConnection): void {
+    if (this.stopped) return;
+    nc.subscribe(WATCH_SUBJECT, {
+      callback: (err, msg) => {
+        if (err || this.stopped) return;
+        try {
+          this.handle(msg.json<Result>());
+        } catch {
+          /* not a Result: ignored */
+        }
+      },
+    });
+  }
+
+  private handle(result: Result): void {
+    const service = asService(result.service);
+    if (!service || service.nodes.length === 0) return;
+    for (const single of splitByNode(service)) {
+      const key = nodeKey(single);
+      const known = this.seen.get(key);
+      clearTimeout(known?.expiry);
+      if (result.action === "delete") {
+        this.seen.delete(key);
+        this.watchers.emit("delete", single);
+        continue;
+      }
+      const json = JSON.stringify(single);
+      if (!known) this.watchers.emit("create", single);
+      else if (known.json !== json) this.watchers.emit("update", single);
+      const expiry = result.ttl && result.ttl > 0 ? setTimeout(() => this.expire(key, single), result.ttl * 1000) : undefined;
+      expiry?.unref();
+      this.seen.set(key, { json, expiry });
+    }
+  }
+
+  private expire(key: string, single: Service): void {
+    this.seen.delete(key);
+    this.watchers.emit("delete", single);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const { expiry } of this.seen.values()) clearTimeout(expiry);
+    this.seen.clear();
+  }
+}
