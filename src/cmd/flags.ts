@@ -1,0 +1,192 @@
+/**
+ * go-micro's flags and MICRO_* environment → service options. Precedence: flag > env > code >
+ * default. A bad value is one line naming the flag (or variable); the caller exits 2.
+ */
+import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, TRANSPORT_NAMES, parsePluginRef } from "./plugins.ts";
+
+export class FlagError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = "FlagError";
+  }
+}
+
+/** Options that flags and environment can set (durations in seconds, as go-micro's flags). */
+export interface FlagOptions {
+  registry?: string;
+  registryAddress?: string[];
+  registerTTL?: number;
+  registerInterval?: number;
+  broker?: string;
+  brokerAddress?: string[];
+  name?: string;
+  version?: string;
+  address?: string;
+  advertise?: string;
+  metadata?: Record<string, string>;
+  transport?: string;
+  selector?: string;
+  clientRetries?: number;
+  /** Milliseconds. */
+  clientRequestTimeout?: number;
+  clientPoolSize?: number;
+  mdnsInterface?: string;
+}
+
+type Parse = (raw: string, prev: unknown) => unknown;
+
+interface FlagSpec {
+  flag: string;
+  key: keyof FlagOptions;
+  help: string;
+  parse: Parse;
+}
+
+const oneOf =
+  (known: readonly string[], what: string): Parse =>
+  (raw) => {
+    const { name } = parsePluginRef(raw);
+    if (!known.includes(name)) throw new Error(`unknown ${what} "${raw}" (known: ${known.join(", ")})`);
+    return raw;
+  };
+
+const wholeNumber =
+  (min: number): Parse =>
+  (raw) => {
+    if (!/^\d+$/.test(raw.trim()) || Number(raw) < min) throw new Error(`"${raw}" is not a whole number${min > 0 ? ` ≥ ${min}` : ""}`);
+    return Number(raw);
+  };
+
+/** go durations ("5s", "500ms", "1m30s") or a bare number of seconds → milliseconds. */
+export function parseDuration(raw: string): number {
+  const s = raw.trim();
+  if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = s;
+  while (rest.length > 0) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (!m) throw new Error(`"${raw}" is not a duration (e.g. 5s, 500ms, 1m)`);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  if (s.length === 0) throw new Error(`"${raw}" is not a duration (e.g. 5s, 500ms, 1m)`);
+  return total;
+}
+
+const text: Parse = (raw) => {
+  if (raw.trim() === "") throw new Error("must not be empty");
+  return raw;
+};
+const list: Parse = (raw) => raw.split(",").map((a) => a.trim()).filter(Boolean);
+const hostPort: Parse = (raw) => {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(raw) || Number(raw.split(":").pop()) > 65535)
+    throw new Error(`"${raw}" is not host:port`);
+  return raw;
+};
+const keyValue: Parse = (raw, prev) => {
+  const out = { ...((prev as Record<string, string>) ?? {}) };
+  for (const pair of raw.split(",")) {
+    const i = pair.indexOf("=");
+    if (i <= 0) throw new Error(`"${pair}" is not key=value`);
+    out[pair.slice(0, i).trim()] = pair.slice(i + 1);
+  }
+  return out;
+};
+
+export const FLAGS: FlagSpec[] = [
+  { flag: "registry", key: "registry", help: `registry plugin or URI (${REGISTRY_NAMES.join(", ")}); default mdns`, parse: oneOf(REGISTRY_NAMES, "registry") },
+  { flag: "registry_address", key: "registryAddress", help: "comma-separated registry addresses", parse: list },
+  { flag: "register_ttl", key: "registerTTL", help: "seconds a registration stays valid; default 60", parse: wholeNumber(0) },
+  { flag: "register_interval", key: "registerInterval", help: "seconds between re-registrations; default 30", parse: wholeNumber(0) },
+  { flag: "broker", key: "broker", help: `broker plugin or URI (${BROKER_NAMES.join(", ")}); default http`, parse: oneOf(BROKER_NAMES, "broker") },
+  { flag: "broker_address", key: "brokerAddress", help: "comma-separated broker addresses", parse: list },
+  { flag: "server_name", key: "name", help: "service name", parse: text },
+  { flag: "server_version", key: "version", help: "service version", parse: text },
+  { flag: "server_address", key: "address", help: "host:port to listen on; default 127.0.0.1:0", parse: hostPort },
+  { flag: "server_advertise", key: "advertise", help: "host:port to register instead of the bound address", parse: hostPort },
+  { flag: "server_metadata", key: "metadata", help: "k=v node metadata (repeatable, or k=v,k2=v2)", parse: keyValue },
+  { flag: "transport", key: "transport", help: `client transport (${TRANSPORT_NAMES.join(", ")}); default tcp`, parse: oneOf(TRANSPORT_NAMES, "transport") },
+  { flag: "selector", key: "selector", help: `node selection (${SELECTOR_NAMES.join(", ")}); default random`, parse: oneOf(SELECTOR_NAMES, "selector") },
+  { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
+  {
+    flag: "client_request_timeout",
+    key: "clientRequestTimeout",
+    help: "per-attempt timeout (5s, 500ms); default 5s",
+    parse: (raw) => {
+      const ms = parseDuration(raw);
+      if (ms <= 0) throw new Error(`"${raw}" must be positive`);
+      return ms;
+    },
+  },
+  { flag: "client_pool_size", key: "clientPoolSize", help: "connections per node; default 1", parse: wholeNumber(1) },
+  { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
+];
+
+const byFlag = new Map(FLAGS.map((f) => [f.flag, f]));
+
+function apply(spec: FlagSpec, raw: string, out: FlagOptions, label: string): void {
+  try {
+    (out as Record<string, unknown>)[spec.key] = spec.parse(raw, out[spec.key]);
+  } catch (err) {
+    throw new FlagError(`invalid value for ${label}: ${(err as Error).message}`);
+  }
+}
+
+/** Reads MICRO_<FLAG> variables. */
+export function fromEnv(env: NodeJS.ProcessEnv = process.env): FlagOptions {
+  const out: FlagOptions = {};
+  for (const spec of FLAGS) {
+    const name = `MICRO_${spec.flag.toUpperCase()}`;
+    const raw = env[name];
+    if (raw !== undefined && raw !== "") apply(spec, raw, out, name);
+  }
+  return out;
+}
+
+export interface ParsedArgs {
+  options: FlagOptions;
+  /** Arguments that are not flags, in order. */
+  positionals: string[];
+  help: boolean;
+}
+
+/** Parses --flag=value, --flag value and Go's single-dash -flag=value. */
+export function fromArgv(argv: string[]): ParsedArgs {
+  const options: FlagOptions = {};
+  const positionals: string[] = [];
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg);
+      continue;
+    }
+    const body = arg.replace(/^--?/, "");
+    if (body === "help" || body === "h") {
+      help = true;
+      continue;
+    }
+    const eq = body.indexOf("=");
+    const name = eq >= 0 ? body.slice(0, eq) : body;
+    const spec = byFlag.get(name) ?? byFlag.get(name.replace(/-/g, "_"));
+    if (!spec) throw new FlagError(`unknown flag --${name} (see --help)`);
+    let raw: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[i + 1];
+    if (eq < 0) {
+      if (raw === undefined || raw.startsWith("--")) throw new FlagError(`flag --${name} needs a value`);
+      i++;
+    }
+    apply(spec, raw, options, `--${spec.flag}`);
+  }
+  return { options, positionals, help };
+}
+
+export function usage(program: string): string {
+  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${f.help}  [$MICRO_${f.flag.toUpperCase()}]`);
+  return `Usage: ${program} [flags]\n\nFlags:\n${lines.join("\n")}\n`;
+}

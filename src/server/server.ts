@@ -1,0 +1,246 @@
+/**
+ * The RPC server: routes "Service.Method" endpoints to async handlers. One port speaks both the
+ * tcp frame protocol (the default, fastest) and HTTP (for curl and go-micro tooling): the first
+ * byte of a connection tells which.
+ */
+import net from "node:net";
+import os from "node:os";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { codecFor } from "../codec/codec.ts";
+import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, unsupportedMediaType } from "../errors.ts";
+import type { Endpoint, Value } from "../registry/registry.ts";
+import { createHttpHandler } from "../transport/http.ts";
+import { serveTcpConnection } from "../transport/tcp.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
+import { logger } from "../logger.ts";
+
+export interface CallContext {
+  service: string;
+  endpoint: string;
+  /** Request headers: the caller's metadata plus Micro-* headers. */
+  headers: Headers;
+}
+
+export type HandlerFn<Req = any, Res = any> = (request: Req, ctx: CallContext) => Res | Promise<Res>;
+
+export interface HandlerOptions {
+  /** Protobuf message types: bodies are then typed (binary or proto3 JSON). */
+  requestSchema?: DescMessage;
+  responseSchema?: DescMessage;
+  /** Shapes advertised in the registry when there is no schema to derive them from. */
+  request?: Value;
+  response?: Value;
+  metadata?: Record<string, string>;
+}
+
+interface Route extends HandlerOptions {
+  fn: HandlerFn;
+}
+
+export interface ServerOptions {
+  /** The service name: error ids and the Micro-Service header. */
+  name: string;
+  /** host:port to bind; port 0 picks a free one. */
+  address?: string;
+  /** host:port to put in the registry instead of the bound address. */
+  advertise?: string;
+  maxMessageSize?: number;
+  /** Milliseconds a peer may stall in the middle of a request. */
+  readTimeoutMs?: number;
+  /** Derives registry endpoint shapes from schemas (set by the proto layer). */
+  describe?: (schema: DescMessage) => Value;
+}
+
+/** "getStudent" → "GetStudent": go-micro endpoint methods are exported Go names. */
+const exported = (method: string) => method.charAt(0).toUpperCase() + method.slice(1);
+
+export class Server {
+  private readonly routes = new Map<string, Route>();
+  private readonly sockets = new Set<net.Socket>();
+  private netServer?: net.Server;
+  private boundAddress?: string;
+  private inflight = 0;
+  private draining = false;
+  private drained?: () => void;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe">> & Pick<ServerOptions, "advertise" | "describe">;
+
+  constructor(opts: ServerOptions) {
+    this.options = {
+      ...opts,
+      address: opts.address ?? "127.0.0.1:0",
+      maxMessageSize: opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      readTimeoutMs: opts.readTimeoutMs ?? 30_000,
+    };
+    this.handle("Debug.Health", () => ({ status: "ok" }));
+  }
+
+  /**
+   * handle("Greeter.Hello", fn) routes one endpoint; handle("Greeter", {hello(){}}) routes every
+   * method of the object as "Greeter.Hello".
+   */
+  handle(endpoint: string, fn: HandlerFn, opts?: HandlerOptions): this;
+  handle(name: string, handlers: object, opts?: Record<string, HandlerOptions>): this;
+  handle(name: string, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
+    if (typeof target === "function") {
+      if (!/^[^.\s]+\.[^.\s]+$/.test(name)) throw new TypeError(`endpoint "${name}" must look like "Service.Method"`);
+      this.routes.set(name, { ...(opts as HandlerOptions), fn: target as HandlerFn });
+      return this;
+    }
+    const perMethod = (opts ?? {}) as Record<string, HandlerOptions>;
+    let proto = target;
+    const methods = new Set<string>();
+    while (proto && proto !== Object.prototype) {
+      for (const key of Object.getOwnPropertyNames(proto)) {
+        if (key !== "constructor" && typeof (target as Record<string, unknown>)[key] === "function") methods.add(key);
+      }
+      proto = Object.getPrototypeOf(proto) as object;
+    }
+    if (methods.size === 0) throw new TypeError(`handler "${name}" has no methods`);
+    for (const m of methods) {
+      const fn = (target as Record<string, HandlerFn>)[m]!.bind(target);
+      this.handle(`${name}.${exported(m)}`, fn, perMethod[m] ?? perMethod[exported(m)]);
+    }
+    return this;
+  }
+
+  /** The endpoints as the registry advertises them. */
+  endpoints(): Endpoint[] {
+    const describe = this.options.describe;
+    return [...this.routes].map(([name, r]) => ({
+      name,
+      request: r.request ?? (r.requestSchema && describe ? describe(r.requestSchema) : null),
+      response: r.response ?? (r.responseSchema && describe ? describe(r.responseSchema) : null),
+      metadata: r.metadata ?? {},
+    }));
+  }
+
+  /** Decodes, runs the handler and encodes; every failure becomes a go-micro error. */
+  readonly dispatch = async (req: TransportRequest): Promise<TransportResponse | MicroError> => {
+    const id = this.options.name;
+    if (this.draining) return serviceUnavailable(id, "server is shutting down");
+    const route = this.routes.get(req.endpoint);
+    if (!route) return notFound(id, `unknown endpoint ${req.endpoint || "(none)"}: this service serves ${[...this.routes.keys()].join(", ")}`);
+    const codec = codecFor(req.contentType);
+    if (!codec) return unsupportedMediaType(id, `unsupported Content-Type ${req.contentType}`);
+    let input: unknown;
+    try {
+      input = codec.decode(req.body, route.requestSchema);
+    } catch (err) {
+      return badRequest(id, `invalid request body for ${req.endpoint}: ${(err as Error).message}`);
+    }
+    let output: unknown;
+    try {
+      output = await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers });
+    } catch (err) {
+      if (!(err instanceof MicroError)) logger.warn({ endpoint: req.endpoint, err }, "handler failed");
+      return MicroError.from(err, id);
+    }
+    try {
+      return { contentType: codec.contentType, body: codec.encode(output ?? {}, route.responseSchema) };
+    } catch (err) {
+      return internalServerError(id, `cannot encode the response of ${req.endpoint}: ${(err as Error).message}`);
+    }
+  };
+
+  private track = <T>(work: Promise<T>): Promise<T> => {
+    this.inflight++;
+    return work.finally(() => {
+      this.inflight--;
+      if (this.inflight === 0) this.drained?.();
+    });
+  };
+
+  async start(): Promise<string> {
+    const { host, port } = splitAddress(this.options.address);
+    const opts = {
+      maxMessageSize: this.options.maxMessageSize,
+      readTimeoutMs: this.options.readTimeoutMs,
+      serverId: this.options.name,
+      track: this.track,
+    };
+    const httpHandler = createHttpHandler(this.dispatch, { ...opts, health: () => ({ status: "ok" }), draining: () => this.draining });
+    const server = net.createServer((socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+      socket.on("error", () => {});
+      socket.setTimeout(this.options.readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
+      socket.once("data", (head: Buffer) => {
+        socket.setTimeout(0);
+        socket.pause();
+        if (head[0]! < 0x20) {
+          serveTcpConnection(socket, head, this.dispatch, opts);
+          socket.resume();
+        } else {
+          socket.unshift(head);
+          httpHandler.emit("connection", socket);
+          socket.resume();
+        }
+      });
+    });
+    this.netServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const bound = server.address() as net.AddressInfo;
+    this.boundAddress = joinAddress(bound.address, bound.port);
+    logger.info({ address: this.boundAddress }, `Server [tsmicro] Listening on ${this.boundAddress}`);
+    return this.boundAddress;
+  }
+
+  /** The address registered for this node. */
+  advertisedAddress(): string {
+    if (this.options.advertise) return this.options.advertise;
+    if (!this.boundAddress) throw new Error("server not started");
+    const { host, port } = splitAddress(this.boundAddress);
+    return joinAddress(host === "0.0.0.0" || host === "::" ? firstExternalAddress() : host, port);
+  }
+
+  /** Stops accepting, lets in-flight calls finish (bounded), then closes every connection. */
+  async stop(drainTimeoutMs = 10_000): Promise<void> {
+    if (!this.netServer) return;
+    this.draining = true;
+    const server = this.netServer;
+    this.netServer = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.inflight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainTimeoutMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const s of this.sockets) s.end();
+    // Peers that do not close within a moment are cut off.
+    const forced = setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+    }, 1000);
+    await closed;
+    clearTimeout(forced);
+  }
+}
+
+export function splitAddress(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(":");
+  if (i < 0) throw new TypeError(`address "${address}" must be host:port`);
+  const host = address.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
+  const port = Number(address.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`address "${address}" has an invalid port`);
+  return { host, port };
+}
+
+export function joinAddress(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function firstExternalAddress(): string {
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return "127.0.0.1";
+}

@@ -1,0 +1,180 @@
+/**
+ * HTTP transport with go-micro's headers, so a human can curl a node and go-micro tooling can talk
+ * to it:  curl -H 'Micro-Endpoint: StudentManager.GetStudent' -H 'Content-Type: application/json' \
+ *              -d '{"name":"davie"}' http://127.0.0.1:PORT/
+ * The endpoint may also be the path: POST /StudentManager.GetStudent. Errors come back with the
+ * error's code as HTTP status, the error JSON as body and in the Micro-Error header.
+ */
+import http from "node:http";
+import { randomUUID } from "node:crypto";
+import { MicroError, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
+import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  HEADER,
+  type ClientTransport,
+  type ClientTransportOptions,
+  type Dispatch,
+  type Headers,
+  type TransportRequest,
+  type TransportResponse,
+} from "./transport.ts";
+
+/** Header names that belong to HTTP itself and are not call metadata. */
+const HOP_HEADERS = new Set(["host", "connection", "content-length", "transfer-encoding", "keep-alive", "accept-encoding", "user-agent", "accept"]);
+
+export class HttpClientTransport implements ClientTransport {
+  private readonly agent: http.Agent;
+  private readonly maxMessageSize: number;
+
+  constructor(opts: ClientTransportOptions = {}) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) });
+    this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  }
+
+  request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
+    return new Promise((resolve, reject) => {
+      const [host, port] = [address.slice(0, address.lastIndexOf(":")), address.slice(address.lastIndexOf(":") + 1)];
+      const r = http.request(
+        {
+          agent: this.agent,
+          host: host.replace(/^\[|\]$/g, ""),
+          port: Number(port),
+          method: "POST",
+          path: "/",
+          headers: {
+            ...req.headers,
+            [HEADER.service]: req.service,
+            [HEADER.endpoint]: req.endpoint,
+            [HEADER.contentType]: req.contentType,
+            [HEADER.id]: req.headers[HEADER.id] ?? randomUUID(),
+            "Content-Length": req.body.length,
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (c: Buffer) => {
+            size += c.length;
+            if (size > this.maxMessageSize) res.destroy(new Error(`response exceeds the ${this.maxMessageSize} byte limit`));
+            else chunks.push(c);
+          });
+          res.on("error", (err) => reject(connectionError(address, err)));
+          res.on("end", () => {
+            clearTimeout(timer);
+            const body = Buffer.concat(chunks);
+            const status = res.statusCode ?? 500;
+            if (status >= 200 && status < 300) {
+              resolve({ contentType: String(res.headers["content-type"] ?? "application/json"), body });
+              return;
+            }
+            const errorHeader = res.headers[HEADER.error.toLowerCase()];
+            reject(MicroError.parse(typeof errorHeader === "string" ? errorHeader : body.toString()));
+          });
+        },
+      );
+      const timer = setTimeout(() => {
+        r.destroy();
+        reject(callTimeout(address, timeoutMs));
+      }, timeoutMs);
+      r.on("error", (err) => {
+        clearTimeout(timer);
+        reject(connectionError(address, err));
+      });
+      r.end(req.body);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+
+  toString(): string {
+    return "http";
+  }
+}
+
+export interface HttpServeOptions {
+  maxMessageSize: number;
+  readTimeoutMs: number;
+  serverId: string;
+  /** Answers GET /health. */
+  health(): { status: string };
+  track<T>(work: Promise<T>): Promise<T>;
+  /** True while the server drains: responses close their connection. */
+  draining(): boolean;
+}
+
+function writeError(res: http.ServerResponse, err: MicroError): void {
+  const body = JSON.stringify(err);
+  res.writeHead(err.code >= 400 && err.code < 600 ? err.code : 500, {
+    [HEADER.contentType]: "application/json",
+    [HEADER.error]: headerSafeJSON(err),
+    "Content-Length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
+export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
+  const server = http.createServer(
+    {
+      requestTimeout: opts.readTimeoutMs,
+      headersTimeout: opts.readTimeoutMs,
+      keepAliveTimeout: 60_000,
+      // Node checks those timeouts on this period; the default 30 s would let a stalled peer linger.
+      connectionsCheckingInterval: Math.min(1000, opts.readTimeoutMs),
+    },
+    (req, res) => {
+    if (opts.draining()) res.setHeader("Connection", "close");
+    if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {
+      const body = JSON.stringify(opts.health());
+      res.writeHead(200, { [HEADER.contentType]: "application/json", "Content-Length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (req.method !== "POST") {
+      writeError(res, methodNotAllowed(opts.serverId, `method ${req.method} not allowed: POST a request body`));
+      return;
+    }
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > opts.maxMessageSize) {
+      res.setHeader("Connection", "close");
+      writeError(res, requestEntityTooLarge(opts.serverId, `request body of ${declared} bytes exceeds the ${opts.maxMessageSize} byte limit`));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > opts.maxMessageSize) tooLarge = true;
+      else chunks.push(c);
+    });
+    req.on("end", () => {
+      if (tooLarge) {
+        writeError(res, requestEntityTooLarge(opts.serverId, `request body exceeds the ${opts.maxMessageSize} byte limit`));
+        return;
+      }
+      const headers: Headers = {};
+      for (const [k, v] of Object.entries(req.headers)) {
+        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[k.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase())] = v;
+      }
+      const pathEndpoint = decodeURIComponent((req.url ?? "/").split("?", 1)[0]!.slice(1));
+      const request: TransportRequest = {
+        service: headers[HEADER.service] ?? "",
+        endpoint: headers[HEADER.endpoint] ?? pathEndpoint,
+        contentType: headers[HEADER.contentType] ?? "application/json",
+        headers,
+        body: Buffer.concat(chunks, size),
+      };
+      void opts.track(dispatch(request)).then((out) => {
+        if (out instanceof MicroError) return writeError(res, out);
+        res.writeHead(200, { [HEADER.contentType]: out.contentType, "Content-Length": out.body.length });
+        res.end(out.body);
+      });
+    });
+  });
+  return server;
+}

@@ -1,0 +1,233 @@
+/**
+ * The default transport: persistent TCP connections carrying multiplexed length-prefixed frames
+ * (frame.ts). One connection serves many concurrent calls, so there is no per-call handshake,
+ * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
+ */
+import net from "node:net";
+import { MicroError, internalServerError, requestEntityTooLarge } from "../errors.ts";
+import { FrameKind, FrameReader, encodeFrame, type Frame } from "./frame.ts";
+import { callTimeout, connectionError } from "./errors.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  HEADER,
+  type ClientTransport,
+  type ClientTransportOptions,
+  type Dispatch,
+  type Headers,
+  type TransportRequest,
+  type TransportResponse,
+} from "./transport.ts";
+
+interface Pending {
+  resolve(res: TransportResponse): void;
+  reject(err: MicroError): void;
+  timer: NodeJS.Timeout;
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(":");
+  const host = address.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
+  return { host, port: Number(address.slice(i + 1)) };
+}
+
+/** One client connection to one node; calls are matched to responses by frame id. */
+class Connection {
+  private readonly socket: net.Socket;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private corked = false;
+  readonly ready: Promise<void>;
+  closed = false;
+
+  constructor(
+    private readonly address: string,
+    maxMessageSize: number,
+    private readonly onClose: (c: Connection) => void,
+  ) {
+    this.socket = net.connect(splitHostPort(address));
+    this.socket.setNoDelay(true);
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once("connect", resolve);
+      this.socket.once("error", reject);
+    });
+    this.ready.catch(() => {}); // observed by request(); a failed dial must not be unhandled
+    const reader = new FrameReader(maxMessageSize, {
+      onFrame: (f) => this.settle(f),
+      onOversize: (id, length) =>
+        this.fail(id, internalServerError("go.micro.client", `response of ${length} bytes exceeds the ${maxMessageSize} byte limit`)),
+      onCorrupt: (err) => this.socket.destroy(err),
+    });
+    this.socket.on("data", (chunk: Buffer) => reader.push(chunk));
+    this.socket.on("error", () => {}); // surfaced through "close" to every pending call
+    this.socket.on("close", () => this.shutdown("connection closed"));
+  }
+
+  get load(): number {
+    return this.pending.size;
+  }
+
+  request(req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
+    const id = this.nextId;
+    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
+    const headers: Headers = {
+      [HEADER.service]: req.service,
+      [HEADER.endpoint]: req.endpoint,
+      [HEADER.contentType]: req.contentType,
+      ...req.headers,
+    };
+    const frame = encodeFrame(FrameKind.Request, id, headers, req.body);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(id, callTimeout(this.address, timeoutMs)), timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.write(frame);
+    });
+  }
+
+  /** Batches the writes of one event-loop turn into one syscall. */
+  private write(frame: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(frame);
+  }
+
+  private settle(frame: Frame): void {
+    const p = this.pending.get(frame.id);
+    if (!p) return; // timed out already
+    this.pending.delete(frame.id);
+    clearTimeout(p.timer);
+    if (frame.kind === FrameKind.Error) p.reject(MicroError.parse(frame.body.toString()));
+    else p.resolve({ contentType: frame.headers[HEADER.contentType] ?? "application/json", body: frame.body });
+  }
+
+  private fail(id: number, err: MicroError): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.reject(err);
+  }
+
+  private shutdown(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const id of [...this.pending.keys()]) this.fail(id, connectionError(this.address, reason));
+    this.onClose(this);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export class TcpClientTransport implements ClientTransport {
+  private readonly pools = new Map<string, Connection[]>();
+  private readonly poolSize: number;
+  private readonly maxMessageSize: number;
+
+  constructor(opts: ClientTransportOptions = {}) {
+    this.poolSize = Math.max(1, opts.poolSize ?? 1);
+    this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  }
+
+  async request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
+    const conn = this.connection(address);
+    try {
+      await conn.ready;
+    } catch (err) {
+      throw connectionError(address, err as Error);
+    }
+    return conn.request(req, timeoutMs);
+  }
+
+  /** The least-loaded pooled connection, opening a new one while the pool is not full. */
+  private connection(address: string): Connection {
+    let pool = this.pools.get(address);
+    if (!pool) this.pools.set(address, (pool = []));
+    let best: Connection | undefined;
+    for (const c of pool) if (!best || c.load < best.load) best = c;
+    if (best && (best.load === 0 || pool.length >= this.poolSize)) return best;
+    const conn = new Connection(address, this.maxMessageSize, (c) => {
+      const p = this.pools.get(address);
+      if (!p) return;
+      const i = p.indexOf(c);
+      if (i >= 0) p.splice(i, 1);
+      if (p.length === 0) this.pools.delete(address);
+    });
+    pool.push(conn);
+    return conn;
+  }
+
+  async close(): Promise<void> {
+    for (const pool of this.pools.values()) for (const c of pool) c.close();
+    this.pools.clear();
+  }
+
+  toString(): string {
+    return "tcp";
+  }
+}
+
+export interface TcpServeOptions {
+  maxMessageSize: number;
+  /** A peer that leaves a frame half-sent this long is disconnected. */
+  readTimeoutMs: number;
+  serverId: string;
+  /** Called around every dispatched request, so the server can drain. */
+  track<T>(work: Promise<T>): Promise<T>;
+}
+
+/** Serves tcp frames on an accepted socket (its already-read first bytes are passed in). */
+export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: TcpServeOptions): void {
+  socket.setNoDelay(true);
+  let corked = false;
+  const send = (kind: FrameKind, id: number, headers: Headers, body: Uint8Array) => {
+    if (socket.destroyed) return;
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(encodeFrame(kind, id, headers, body));
+  };
+  const sendError = (id: number, err: MicroError) => send(FrameKind.Error, id, {}, Buffer.from(JSON.stringify(err)));
+
+  const reader = new FrameReader(opts.maxMessageSize, {
+    onFrame(frame) {
+      if (frame.kind !== FrameKind.Request) return;
+      const h = frame.headers;
+      const req: TransportRequest = {
+        service: h[HEADER.service] ?? "",
+        endpoint: h[HEADER.endpoint] ?? "",
+        contentType: h[HEADER.contentType] ?? "application/json",
+        headers: h,
+        body: frame.body,
+      };
+      void opts.track(dispatch(req)).then((res) => {
+        if (res instanceof MicroError) sendError(frame.id, res);
+        else send(FrameKind.Response, frame.id, { [HEADER.contentType]: res.contentType }, res.body);
+      });
+    },
+    onOversize(id, length) {
+      sendError(id, requestEntityTooLarge(opts.serverId, `request body of ${length} bytes exceeds the ${opts.maxMessageSize} byte limit`));
+    },
+    onCorrupt() {
+      socket.destroy();
+    },
+  });
+  // Idle keep-alive connections are fine; a connection stalled inside a frame is not.
+  socket.setTimeout(opts.readTimeoutMs, () => {
+    if (reader.pending) socket.destroy();
+  });
+  socket.on("error", () => {});
+  socket.on("data", (chunk: Buffer) => reader.push(chunk));
+  if (head.length > 0) reader.push(head);
+}

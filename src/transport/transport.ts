@@ -1,0 +1,46 @@
+/** How request bytes move between a client and a server node. */
+import type { MicroError } from "../errors.ts";
+
+export type Headers = Record<string, string>;
+
+export interface TransportRequest {
+  service: string;
+  endpoint: string;
+  contentType: string;
+  /** Call metadata (go-micro's context metadata); travels as headers. */
+  headers: Headers;
+  body: Uint8Array;
+}
+
+export interface TransportResponse {
+  contentType: string;
+  body: Uint8Array;
+}
+
+/** The server side: what a transport hands a decoded request to. Errors are returned, not thrown. */
+export type Dispatch = (req: TransportRequest) => Promise<TransportResponse | MicroError>;
+
+export interface ClientTransport {
+  /** Rejects with a MicroError; connection failures and timeouts are marked retryable. */
+  request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse>;
+  close(): Promise<void>;
+  toString(): string;
+}
+
+export interface ClientTransportOptions {
+  /** Connections kept per node address. */
+  poolSize?: number;
+  /** Largest response accepted, in bytes. */
+  maxMessageSize?: number;
+}
+
+/** go-micro's header names. */
+export const HEADER = {
+  service: "Micro-Service",
+  endpoint: "Micro-Endpoint",
+  id: "Micro-Id",
+  error: "Micro-Error",
+  contentType: "Content-Type",
+} as const;
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
