@@ -1,0 +1,191 @@
+/**
+ * NATS broker: topics are subjects, queue groups are NATS queue groups, headers are NATS headers.
+ *
+ * With `jetstream: true` delivery is at-least-once: publish() resolves once JetStream has stored
+ * the message (a stream per topic, created on first use unless one already captures the subject),
+ * and subscribers ack explicitly — a message whose handler throws, or that is never acked, is
+ * delivered again. A queue group is a durable consumer shared by its members, so messages wait
+ * while the whole group is away; a subscriber without a queue gets its own consumer, removed when
+ * it unsubscribes. The client reconnects and resubscribes by itself after a server restart.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import type * as Nats from "@nats-io/transport-node";
+import type * as JetStream from "@nats-io/jetstream";
+import { importOptional } from "../cmd/plugins.ts";
+import type { BrokerOptions, Handler, Message, SubscribeOptions } from "./broker.ts";
+import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type StopListening } from "./shared.ts";
+
+export interface NatsBrokerOptions extends BrokerOptions {
+  /** At-least-once delivery through JetStream (the server must run with JetStream enabled). */
+  jetstream?: boolean;
+}
+
+/** How long a subscriber's own JetStream consumer outlives a subscriber that vanished without unsubscribing. */
+const ABANDONED_CONSUMER_MS = 60 * 60_000;
+
+interface JetStreamSession {
+  lib: typeof JetStream;
+  client: JetStream.JetStreamClient;
+  manager: JetStream.JetStreamManager;
+  /** topic → name of the stream that captures it */
+  streams: Map<string, Promise<string>>;
+}
+
+export default class NatsBroker extends NetworkBroker {
+  protected declare opts: NatsBrokerOptions;
+  private lib?: typeof Nats;
+  private connection?: Nats.NatsConnection;
+  private jetstream?: JetStreamSession;
+
+  constructor(opts: NatsBrokerOptions = {}) {
+    super("nats", "127.0.0.1:4222", opts);
+  }
+
+  protected async open(): Promise<void> {
+    this.lib = await importOptional<typeof Nats>("@nats-io/transport-node", "nats");
+    const lib = this.opts.jetstream ? await importOptional<typeof JetStream>("@nats-io/jetstream", "nats") : undefined;
+    this.connection = await this.lib.connect({
+      servers: this.serverUrls(["nats", "tls"]),
+      name: "tsmicro",
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+    if (lib)
+      this.jetstream = {
+        lib,
+        client: lib.jetstream(this.connection),
+        manager: await lib.jetstreamManager(this.connection),
+        streams: new Map(),
+      };
+  }
+
+  protected async close(): Promise<void> {
+    await this.connection?.drain();
+    this.connection = undefined;
+    this.jetstream = undefined;
+  }
+
+  protected override topicProblem(topic: string, use: "publish" | "subscribe"): string | undefined {
+    const tokens = topic.split(".");
+    if (tokens.includes("")) return "NATS subjects cannot have empty tokens (leading, trailing or double dots)";
+    const wildcard = tokens.findIndex((t) => t === "*" || t === ">");
+    if (wildcard === -1) return undefined;
+    if (use === "publish") return "cannot publish to a wildcard subject";
+    if (this.opts.jetstream) return "JetStream mode subscribes to literal subjects only";
+    if (tokens.indexOf(">") !== -1 && tokens.indexOf(">") !== tokens.length - 1) return '">" must be the last token';
+    return undefined;
+  }
+
+  protected async send(topic: string, message: Message): Promise<void> {
+    const options = { headers: this.toNatsHeaders(message.header) };
+    if (!this.jetstream) {
+      await this.guardPayloadSize(() => this.connection!.publish(topic, message.body, options));
+      return;
+    }
+    const { client, streams } = this.jetstream;
+    await this.streamFor(topic);
+    try {
+      await this.guardPayloadSize(() => client.publish(topic, message.body, options));
+    } catch (err) {
+      streams.delete(topic); // the stream may have been deleted behind our back: look again next time
+      throw err;
+    }
+  }
+
+  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+    if (this.jetstream) return this.consume(this.jetstream, topic, handler, opts);
+    const connection = this.connection!;
+    const subscription = connection.subscribe(topic, {
+      queue: opts.queue,
+      callback: (err, msg) => {
+        if (err) return this.warn(`subscription to ${topic} failed`, err);
+        void this.deliver(handler, msg.subject, this.toMessage(msg), NOTHING_TO_SETTLE, opts);
+      },
+    });
+    await connection.flush(); // the server has the subscription before subscribe() returns
+    return async () => {
+      subscription.unsubscribe();
+      await connection.flush().catch(() => {});
+    };
+  }
+
+  private async consume(js: JetStreamSession, topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+    const { AckPolicy, DeliverPolicy } = js.lib;
+    const stream = await this.streamFor(topic);
+    const name = engineName(opts.queue ?? `tsmicro-${randomUUID()}`);
+    await js.manager.consumers.add(stream, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.New,
+      filter_subject: topic,
+      ...(opts.queue ? {} : { inactive_threshold: this.lib!.nanos(ABANDONED_CONSUMER_MS) }),
+    });
+    const consumer = await js.client.consumers.get(stream, name);
+    const prefetch = typeof opts.prefetch === "number" ? { max_messages: opts.prefetch } : {};
+    // consume() follows the consumer across reconnects and server restarts by itself.
+    const messages = await consumer.consume(prefetch);
+    const loop = (async () => {
+      for await (const msg of messages) {
+        const settlement = { ack: async () => msg.ack(), nack: async () => msg.nak() };
+        await this.deliver(handler, msg.subject, this.toMessage(msg), settlement, opts);
+      }
+    })();
+    return async () => {
+      await messages.close();
+      await loop;
+      if (!opts.queue) await js.manager.consumers.delete(stream, name).catch(() => {});
+    };
+  }
+
+  /** The stream capturing topic: an existing one, or a new interest-retention stream of its own. */
+  private streamFor(topic: string): Promise<string> {
+    const { streams, manager, lib } = this.jetstream!;
+    let stream = streams.get(topic);
+    if (!stream) {
+      stream = (async () => {
+        try {
+          return await manager.streams.find(topic);
+        } catch (err) {
+          if ((err as Error).name !== "StreamNotFoundError") throw err;
+        }
+        const name = engineName(topic);
+        // Interest retention: a message is kept until every consumer that existed when it arrived acks it.
+        await manager.streams.add({ name, subjects: [topic], retention: lib.RetentionPolicy.Interest, storage: lib.StorageType.File });
+        return name;
+      })();
+      streams.set(topic, stream);
+      stream.catch(() => streams.delete(topic));
+    }
+    return stream;
+  }
+
+  private async guardPayloadSize(publish: () => unknown): Promise<void> {
+    try {
+      await publish();
+    } catch (err) {
+      if (!/max_payload/.test(String(err))) throw err;
+      const limit = this.connection?.info?.max_payload;
+      throw new BrokerInputError(`nats broker: message (body plus headers) exceeds the server's max_payload of ${limit} bytes`);
+    }
+  }
+
+  private toNatsHeaders(header: Record<string, string>): Nats.MsgHdrs | undefined {
+    const entries = Object.entries(header);
+    if (entries.length === 0) return undefined;
+    const natsHeaders = this.lib!.headers();
+    for (const [key, value] of entries) natsHeaders.set(key, value);
+    return natsHeaders;
+  }
+
+  private toMessage(msg: { headers?: Nats.MsgHdrs; data: Uint8Array }): Message {
+    const header: Record<string, string> = {};
+    for (const key of msg.headers?.keys() ?? []) header[key] = msg.headers!.get(key);
+    return { header, body: msg.data };
+  }
+}
+
+/** Stream and consumer names allow no dots, wildcards, slashes or spaces: sanitize, and keep distinct names distinct. */
+function engineName(text: string): string {
+  const hash = createHash("sha256").update(text).digest("hex").slice(0, 8);
+  return `${text.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 200)}-${hash}`;
+}

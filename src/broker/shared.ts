@@ -1,0 +1,291 @@
+/**
+ * What the network broker plugins (nats, mqtt, rabbitmq, redis, kafka) share, so each plugin file
+ * holds only its engine's specifics: options and server addresses, the connected-state and input
+ * checks every publish/subscribe goes through, subscriber bookkeeping (disconnect() ends them all),
+ * running a handler with ack/nack, retrying with backoff, and the header envelope for engines
+ * without native headers.
+ */
+import { MissingPackageError } from "../cmd/plugins.ts";
+import { logger } from "../logger.ts";
+import type {
+  Broker,
+  BrokerOptions,
+  Handler,
+  Message,
+  PublishOptions,
+  SubscribeOptions,
+  Subscriber,
+} from "./broker.ts";
+
+export interface NetworkBrokerOptions extends BrokerOptions {
+  /** How long publish/subscribe wait for a lost connection to come back before failing (default 10 000 ms). */
+  reconnectWait?: number;
+}
+
+/** Bad input to publish/subscribe (topic, header, body): the message was not sent. */
+export class BrokerInputError extends Error {
+  override name = "BrokerInputError";
+}
+
+/** How a plugin settles one delivery with its engine. */
+export interface Settlement {
+  ack(): Promise<void>;
+  /** The handler failed: make the engine deliver the message again (where it can). */
+  nack(): Promise<void>;
+}
+
+/** Acks that have nothing to tell the engine (at-most-once deliveries). */
+export const NOTHING_TO_SETTLE: Settlement = { ack: async () => {}, nack: async () => {} };
+
+/** Stops one subscription on the engine. */
+export type StopListening = () => Promise<void>;
+
+// Header keys travel as MIME-like header names on several engines (NATS, the http broker).
+const HEADER_KEY = /^[!#-'*+\-.0-9A-Z^-z|~]+$/;
+// CR/LF would split a NATS header line, NUL is forbidden in MQTT strings, and NATS and HTTP trim
+// surrounding whitespace: values with any of these would not arrive as sent.
+const HEADER_VALUE_FORBIDDEN = /[\r\n\0]|^[ \t]|[ \t]$/;
+
+export abstract class NetworkBroker implements Broker {
+  protected opts: NetworkBrokerOptions;
+  private connected = false;
+  private readonly subscribers = new Set<Subscriber>();
+
+  protected constructor(
+    /** Plugin name as used in --broker and in error messages. */
+    protected readonly plugin: string,
+    private readonly defaultAddress: string,
+    opts: NetworkBrokerOptions,
+  ) {
+    this.opts = { ...opts };
+  }
+
+  /** Opens the engine connection(s). */
+  protected abstract open(): Promise<void>;
+  /** Closes them; subscriptions are already stopped. */
+  protected abstract close(): Promise<void>;
+  protected abstract send(topic: string, message: Message, opts: PublishOptions): Promise<void>;
+  protected abstract listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening>;
+  /** Engine-specific topic rules; returns why the topic is invalid, or undefined. */
+  protected topicProblem(_topic: string, _use: "publish" | "subscribe"): string | undefined {
+    return undefined;
+  }
+
+  init(opts: BrokerOptions): void {
+    this.opts = { ...this.opts, ...opts };
+  }
+
+  options(): BrokerOptions {
+    return this.opts;
+  }
+
+  address(): string {
+    return this.serverAddresses().join(",");
+  }
+
+  toString(): string {
+    return this.plugin;
+  }
+
+  async connect(): Promise<void> {
+    if (this.connected) return;
+    try {
+      await this.open();
+    } catch (err) {
+      await this.close().catch(() => {});
+      if (err instanceof MissingPackageError) throw err; // already the one line to show
+      const detail = err instanceof AggregateError ? `${err.message} (${err.errors.at(-1)})` : String((err as Error)?.message ?? err);
+      throw new Error(`${this.plugin} broker: cannot connect to ${this.address()}: ${detail}`, { cause: err });
+    }
+    this.connected = true;
+  }
+
+  async disconnect(): Promise<void> {
+    if (!this.connected) return;
+    for (const sub of [...this.subscribers]) await sub.unsubscribe().catch(() => {});
+    this.connected = false;
+    await this.close();
+  }
+
+  async publish(topic: string, message: Message, opts: PublishOptions = {}): Promise<void> {
+    this.requireConnected();
+    this.checkTopic(topic, "publish");
+    this.checkMessage(message);
+    await this.send(topic, message, opts);
+  }
+
+  async subscribe(topic: string, handler: Handler, opts: SubscribeOptions = {}): Promise<Subscriber> {
+    this.requireConnected();
+    this.checkTopic(topic, "subscribe");
+    if (opts.queue !== undefined && (typeof opts.queue !== "string" || opts.queue === ""))
+      throw new BrokerInputError(`${this.plugin} broker: queue must be a non-empty string`);
+    const stop = await this.listen(topic, handler, opts);
+    let stopped: Promise<void> | undefined;
+    const subscriber: Subscriber = {
+      topic,
+      options: opts,
+      unsubscribe: () => {
+        this.subscribers.delete(subscriber);
+        stopped ??= stop();
+        return stopped;
+      },
+    };
+    this.subscribers.add(subscriber);
+    return subscriber;
+  }
+
+  /** host:port (or URL) of each server, from the options or the plugin's default. */
+  protected serverAddresses(): string[] {
+    return this.opts.addresses?.length ? this.opts.addresses : [this.defaultAddress];
+  }
+
+  /**
+   * Server URLs for the client library: the URL the broker was chosen by when it already uses one
+   * of the engine's own schemes (it may carry credentials or a vhost), else scheme://address.
+   */
+  protected serverUrls(schemes: readonly string[]): string[] {
+    const url = typeof this.opts.url === "string" ? this.opts.url : undefined;
+    if (url && schemes.some((s) => url.startsWith(`${s}://`))) return [url];
+    return this.serverAddresses().map((a) => (/^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : `${schemes[0]}://${a}`));
+  }
+
+  /** Runs the handler for one delivery: acks after it returns (autoAck) or when it calls ack(); nacks if it throws. */
+  protected async deliver(
+    handler: Handler,
+    topic: string,
+    message: Message,
+    settlement: Settlement,
+    opts: SubscribeOptions,
+    error?: Error,
+  ): Promise<void> {
+    let settled = false;
+    const settleOnce = async (how: "ack" | "nack") => {
+      if (settled) return;
+      settled = true;
+      try {
+        await settlement[how]();
+      } catch (err) {
+        // The connection went away: the engine redelivers what was not acked.
+        logger.warn({ broker: this.plugin, topic, err: String(err) }, `${how} failed`);
+      }
+    };
+    try {
+      await handler({ topic, message, ack: () => settleOnce("ack"), ...(error ? { error } : {}) });
+      if (opts.autoAck !== false) await settleOnce("ack");
+    } catch (err) {
+      logger.warn({ broker: this.plugin, topic, err: String(err) }, "subscriber handler failed");
+      await settleOnce("nack");
+    }
+  }
+
+  /** Waits for an operation that needs the connection, for at most `reconnectWait` ms (default 10 000) while it is being restored. */
+  protected whileReconnecting<T>(operation: Promise<T>): Promise<T> {
+    const wait = this.opts.reconnectWait ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${this.plugin} broker: not connected to ${this.address()} (still reconnecting after ${wait} ms)`)), wait);
+    });
+    return Promise.race([operation, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  protected warn(what: string, err: unknown): void {
+    logger.warn({ broker: this.plugin, err: String(err) }, what);
+  }
+
+  private requireConnected(): void {
+    if (!this.connected) throw new Error(`${this.plugin} broker: not connected (call connect() first)`);
+  }
+
+  private checkTopic(topic: string, use: "publish" | "subscribe"): void {
+    const problem =
+      typeof topic !== "string" || topic === ""
+        ? "a topic must be a non-empty string"
+        : /\s/.test(topic)
+          ? "a topic cannot contain whitespace"
+          : this.topicProblem(topic, use);
+    if (problem) throw new BrokerInputError(`${this.plugin} broker: invalid topic ${JSON.stringify(topic)}: ${problem}`);
+  }
+
+  private checkMessage(message: Message): void {
+    if (!(message?.body instanceof Uint8Array))
+      throw new BrokerInputError(`${this.plugin} broker: message body must be a Uint8Array`);
+    for (const [key, value] of Object.entries(message.header ?? {})) {
+      if (!HEADER_KEY.test(key))
+        throw new BrokerInputError(`${this.plugin} broker: invalid header key ${JSON.stringify(key)}: use letters, digits and -_.!#$%&'*+^|~`);
+      if (typeof value !== "string" || HEADER_VALUE_FORBIDDEN.test(value))
+        throw new BrokerInputError(`${this.plugin} broker: invalid value of header ${key}: must be a string without CR, LF, NUL or surrounding whitespace`);
+    }
+  }
+}
+
+/**
+ * Name of the engine-side object (queue, consumer group) of a queue group. It includes the topic,
+ * since one group name is commonly reused for several topics, and one shared object would hand
+ * each topic's subscriber the other topics' messages.
+ */
+export function queueObjectName(topic: string, queue: string): string {
+  return `${queue}:${topic}`;
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** Delay before retry number `failures` (1-based): 100 ms doubling up to 5 s. */
+function backoff(failures: number): number {
+  return Math.min(5_000, 100 * 2 ** Math.min(failures - 1, 6));
+}
+
+/**
+ * Calls attempt until it succeeds, waiting with backoff after each failure (the engine is down or
+ * restarting); undefined if the signal aborts first.
+ */
+export async function retry<T>(attempt: () => Promise<T>, signal: AbortSignal, onFailure: (err: unknown) => void): Promise<T | undefined> {
+  for (let failures = 1; !signal.aborted; failures++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (signal.aborted) break;
+      onFailure(err);
+      await sleep(backoff(failures), signal);
+    }
+  }
+  return undefined;
+}
+
+/** Runs step over and over until the signal aborts, riding out failures: for read loops of clients that do not resume by themselves. */
+export async function keepRunning(step: () => Promise<void>, signal: AbortSignal, onFailure: (err: unknown) => void): Promise<void> {
+  while (!signal.aborted) await retry(step, signal, onFailure);
+}
+
+// Envelope for engines whose messages have no headers (Redis): magic, header length, header JSON, body.
+const ENVELOPE_MAGIC = Buffer.from("TSM1");
+
+export function encodeEnvelope(message: Message): Buffer {
+  const header = Buffer.from(JSON.stringify(message.header ?? {}));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(header.length);
+  return Buffer.concat([ENVELOPE_MAGIC, length, header, message.body]);
+}
+
+/** Decodes an envelope; bytes that are not one (another publisher) arrive as the body, with error set. */
+export function decodeEnvelope(bytes: Buffer): { message: Message; error?: Error } {
+  try {
+    if (bytes.length < 8 || !bytes.subarray(0, 4).equals(ENVELOPE_MAGIC)) throw new Error("no tsmicro envelope");
+    const headerEnd = 8 + bytes.readUInt32BE(4);
+    if (headerEnd > bytes.length) throw new Error("truncated tsmicro envelope");
+    const header = JSON.parse(bytes.subarray(8, headerEnd).toString()) as Record<string, string>;
+    return { message: { header, body: bytes.subarray(headerEnd) } };
+  } catch (err) {
+    return { message: { header: {}, body: bytes }, error: new Error(`undecodable message: ${(err as Error).message}`) };
+  }
+}
