@@ -1,0 +1,158 @@
+/**
+ * MQTT 5 broker. A go-micro topic becomes an MQTT topic with its dots as levels
+ * ("go.micro.srv.message" → "go/micro/srv/message"); characters MQTT gives a meaning to are
+ * escaped, so a topic never turns into a wildcard, a system topic or another level. Headers are
+ * MQTT 5 user properties; queue groups are shared subscriptions ($share/<group>/<topic>); `qos`
+ * (0, 1, 2; default 1) is a broker, publish or subscribe option.
+ *
+ * One connection carries all subscriptions of the broker. The server keeps one subscription per
+ * topic filter and client, so local subscribers of the same filter share it: each server
+ * subscription carries a subscription identifier, and an incoming message goes to the local
+ * subscribers of the identifiers it names (all of them, or one in turn for a queue group).
+ * The client reconnects and resubscribes by itself; publish() waits up to `reconnectWait` ms meanwhile.
+ */
+import { randomUUID } from "node:crypto";
+import type * as Mqtt from "mqtt";
+import { importOptional } from "../cmd/plugins.ts";
+import type { Handler, Message, PublishOptions, SubscribeOptions } from "./broker.ts";
+import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+
+export interface MqttBrokerOptions extends NetworkBrokerOptions {
+  /** Default QoS of publish and subscribe. */
+  qos?: 0 | 1 | 2;
+}
+
+type QoS = 0 | 1 | 2;
+
+interface LocalSubscriber {
+  handler: Handler;
+  opts: SubscribeOptions;
+}
+
+/** One server subscription (one topic filter) and the local subscribers sharing it. */
+interface FilterSubscription {
+  readonly filter: string;
+  readonly identifier: number;
+  readonly queueGroup: boolean;
+  readonly subscribers: LocalSubscriber[];
+  /** Resolves once the server has acknowledged the subscription. */
+  ready: Promise<void>;
+  /** Next queue-group member to receive a message. */
+  turn: number;
+}
+
+const MAX_TOPIC_BYTES = 65_535;
+
+export default class MqttBroker extends NetworkBroker {
+  protected declare opts: MqttBrokerOptions;
+  private client?: Mqtt.MqttClient;
+  private readonly byFilter = new Map<string, FilterSubscription>();
+  private readonly byIdentifier = new Map<number, FilterSubscription>();
+  private lastIdentifier = 0;
+
+  constructor(opts: MqttBrokerOptions = {}) {
+    super("mqtt", "127.0.0.1:1883", opts);
+  }
+
+  protected async open(): Promise<void> {
+    const mqtt = await importOptional<typeof Mqtt>("mqtt", "mqtt");
+    const client = await mqtt.connectAsync(
+      this.serverUrls(["mqtt", "mqtts", "ws", "wss"])[0]!,
+      { protocolVersion: 5, clientId: `tsmicro-${randomUUID()}`, clean: true, reconnectPeriod: 500, connectTimeout: 10_000 },
+      false,
+    );
+    // Errors after the first connect are connection losses the client recovers from.
+    client.on("error", (err) => this.warn("connection error", err));
+    client.on("message", (topic, payload, packet) => this.dispatch(topic, payload, packet));
+    this.client = client;
+  }
+
+  protected async close(): Promise<void> {
+    await this.client?.endAsync();
+    this.client = undefined;
+  }
+
+  protected override topicProblem(topic: string): string | undefined {
+    if (Buffer.byteLength(toMqttTopic(topic)) > MAX_TOPIC_BYTES) return `longer than MQTT's ${MAX_TOPIC_BYTES}-byte limit`;
+    return undefined;
+  }
+
+  protected async send(topic: string, message: Message, opts: PublishOptions): Promise<void> {
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    // An empty user-property list makes mqtt.js send a packet Mosquitto drops: send none instead.
+    const properties = Object.keys(message.header).length > 0 ? { userProperties: message.header } : {};
+    // While reconnecting, mqtt.js queues the message and resolves once the server acks it.
+    await this.whileReconnecting(this.client!.publishAsync(toMqttTopic(topic), body, { qos: this.qos(opts), properties }));
+  }
+
+  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+    const qos = this.qos(opts);
+    const filter = opts.queue ? `$share/${escapeReserved(opts.queue)}/${toMqttTopic(topic)}` : toMqttTopic(topic);
+    let shared = this.byFilter.get(filter);
+    if (!shared) {
+      const identifier = ++this.lastIdentifier;
+      const created: FilterSubscription = { filter, identifier, queueGroup: !!opts.queue, subscribers: [], ready: Promise.resolve(), turn: 0 };
+      created.ready = this.subscribeOnServer(created, qos);
+      this.byFilter.set(filter, created);
+      this.byIdentifier.set(identifier, created);
+      shared = created;
+    }
+    const subscriber: LocalSubscriber = { handler, opts };
+    shared.subscribers.push(subscriber);
+    try {
+      await shared.ready;
+    } catch (err) {
+      this.forget(shared);
+      throw err;
+    }
+    return async () => {
+      shared.subscribers.splice(shared.subscribers.indexOf(subscriber), 1);
+      if (shared.subscribers.length > 0) return;
+      this.forget(shared);
+      await this.client?.unsubscribeAsync(filter).catch(() => {});
+    };
+  }
+
+  private async subscribeOnServer(shared: FilterSubscription, qos: QoS): Promise<void> {
+    const granted = await this.client!.subscribeAsync(shared.filter, { qos, properties: { subscriptionIdentifier: shared.identifier } });
+    const refused = granted.find((g) => g.qos >= 0x80);
+    if (refused) throw new Error(`mqtt broker: the server refused the subscription to ${shared.filter} (reason code 0x${refused.qos.toString(16)})`);
+  }
+
+  private forget(shared: FilterSubscription): void {
+    if (this.byFilter.get(shared.filter) === shared) this.byFilter.delete(shared.filter);
+    this.byIdentifier.delete(shared.identifier);
+  }
+
+  private dispatch(mqttTopic: string, payload: Buffer, packet: Mqtt.IPublishPacket): void {
+    const ids = packet.properties?.subscriptionIdentifier ?? [];
+    const header: Record<string, string> = {};
+    for (const [key, value] of Object.entries(packet.properties?.userProperties ?? {})) header[key] = Array.isArray(value) ? value[0]! : value;
+    const topic = fromMqttTopic(mqttTopic);
+    for (const id of Array.isArray(ids) ? ids : [ids]) {
+      const shared = this.byIdentifier.get(id);
+      if (!shared || shared.subscribers.length === 0) continue;
+      const receivers = shared.queueGroup ? [shared.subscribers[shared.turn++ % shared.subscribers.length]!] : shared.subscribers;
+      for (const { handler, opts } of receivers) void this.deliver(handler, topic, { header: { ...header }, body: payload }, NOTHING_TO_SETTLE, opts);
+    }
+  }
+
+  private qos(opts: PublishOptions | SubscribeOptions): QoS {
+    const qos = opts.qos ?? this.opts.qos ?? 1;
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw new BrokerInputError(`mqtt broker: qos must be 0, 1 or 2, not ${JSON.stringify(qos)}`);
+    return qos;
+  }
+}
+
+/** Percent-encodes what MQTT gives a meaning to (level separator, wildcards, $-topics, NUL) and the escape character itself. */
+function escapeReserved(text: string): string {
+  return text.replace(/[%/+#$\0]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`);
+}
+
+export function toMqttTopic(topic: string): string {
+  return escapeReserved(topic).replaceAll(".", "/");
+}
+
+export function fromMqttTopic(mqttTopic: string): string {
+  return mqttTopic.replaceAll("/", ".").replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
