@@ -1,0 +1,173 @@
+/**
+ * RabbitMQ (AMQP 0-9-1) broker. Messages go to a durable topic exchange ("micro", go-micro's
+ * name) with the topic as routing key and the header as AMQP headers; they are persistent, and
+ * publish() resolves once the server has confirmed one.
+ *
+ * A queue group is a durable queue "<group>:<topic>" shared by its members: messages wait there
+ * while the whole group is away and survive a server restart. A subscriber without a queue gets an
+ * exclusive queue that goes away with it. A delivery is acked after the handler returns (or when
+ * it calls ack(), with autoAck: false); a handler that throws nacks it and it is delivered again.
+ * `prefetch` (broker or subscribe option, default 10) bounds each subscriber's unacked messages,
+ * and so its concurrent handler calls.
+ *
+ * amqplib does not reconnect: this broker does, with backoff, and then re-creates every
+ * subscription. Meanwhile publish() and subscribe() wait up to `reconnectWait` ms.
+ */
+import type * as Amqp from "amqplib";
+import { importOptional } from "../cmd/plugins.ts";
+import type { Handler, Message, SubscribeOptions } from "./broker.ts";
+import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+
+export interface RabbitMQBrokerOptions extends NetworkBrokerOptions {
+  /** Topic exchange to publish to and bind queues on (default "micro"). */
+  exchange?: string;
+  /** Unacked messages per subscriber (default 10). */
+  prefetch?: number;
+}
+
+interface Session {
+  connection: Amqp.ChannelModel;
+  publisher: Amqp.ConfirmChannel;
+}
+
+interface Consumer {
+  readonly topic: string;
+  readonly handler: Handler;
+  readonly opts: SubscribeOptions;
+  channel?: Amqp.Channel;
+}
+
+const MAX_NAME_BYTES = 255; // routing keys and queue names are AMQP short strings
+
+export default class RabbitMQBroker extends NetworkBroker {
+  protected declare opts: RabbitMQBrokerOptions;
+  private amqp?: typeof Amqp;
+  /** The current session, or the reconnection that will provide the next one. */
+  private session?: Promise<Session>;
+  private lifetime = new AbortController();
+  private readonly consumers = new Set<Consumer>();
+
+  constructor(opts: RabbitMQBrokerOptions = {}) {
+    super("rabbitmq", "127.0.0.1:5672", opts);
+  }
+
+  protected async open(): Promise<void> {
+    this.amqp = await importOptional<typeof Amqp>("amqplib", "rabbitmq");
+    this.lifetime = new AbortController();
+    this.session = this.startSession();
+    await this.session;
+  }
+
+  protected async close(): Promise<void> {
+    this.lifetime.abort();
+    const session = await this.session?.catch(() => undefined);
+    await session?.connection.close().catch(() => {});
+    this.session = undefined;
+  }
+
+  protected override topicProblem(topic: string): string | undefined {
+    if (Buffer.byteLength(topic) > MAX_NAME_BYTES) return `routing keys are limited to ${MAX_NAME_BYTES} bytes`;
+    if (topic.split(".").some((word) => word === "*" || word === "#")) return "AMQP wildcard words (* and #) are not supported";
+    return undefined;
+  }
+
+  protected async send(topic: string, message: Message): Promise<void> {
+    const { publisher } = await this.currentSession();
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    await new Promise<void>((resolve, reject) =>
+      publisher.publish(this.exchange(), topic, body, { headers: message.header, persistent: true }, (err) =>
+        err ? reject(new Error(`rabbitmq broker: the server did not confirm the message to ${topic}: ${err}`)) : resolve(),
+      ),
+    );
+  }
+
+  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+    if (opts.queue && Buffer.byteLength(queueObjectName(topic, opts.queue)) > MAX_NAME_BYTES)
+      throw new BrokerInputError(`rabbitmq broker: queue name "${queueObjectName(topic, opts.queue)}" is longer than ${MAX_NAME_BYTES} bytes`);
+    const consumer: Consumer = { topic, handler, opts };
+    await this.attach(await this.currentSession(), consumer);
+    this.consumers.add(consumer);
+    return async () => {
+      this.consumers.delete(consumer);
+      await consumer.channel?.close().catch(() => {}); // unacked messages go back to the queue
+    };
+  }
+
+  private exchange(): string {
+    return this.opts.exchange ?? "micro";
+  }
+
+  private currentSession(): Promise<Session> {
+    return this.whileReconnecting(this.session!);
+  }
+
+  private async startSession(): Promise<Session> {
+    const connection = await this.amqp!.connect(this.serverUrls(["amqp", "amqps"])[0]!);
+    connection.on("error", () => {}); // always followed by "close", handled below
+    try {
+      const publisher = await connection.createConfirmChannel();
+      await publisher.assertExchange(this.exchange(), "topic", { durable: true });
+      const session = { connection, publisher };
+      connection.once("close", (err?: Error) => this.reconnect(err));
+      this.closeWhenChannelFails(session, publisher, () => true);
+      return session;
+    } catch (err) {
+      await connection.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** A lost connection: connect again, resubscribe everyone, then let publishers through. */
+  private reconnect(cause?: Error): void {
+    const { signal } = this.lifetime;
+    if (signal.aborted) return;
+    this.warn("connection lost", cause ?? "closed by the server");
+    const reconnecting = (async () => {
+      const session = await retry(() => this.startSession(), signal, (err) => this.warn("reconnect failed", err));
+      if (!session) throw new Error("rabbitmq broker: disconnected");
+      for (const consumer of this.consumers)
+        await this.attach(session, consumer).catch((err) => this.warn(`resubscribing to ${consumer.topic} failed`, err));
+      return session;
+    })();
+    reconnecting.catch(() => {}); // waiters see the failure through currentSession()
+    this.session = reconnecting;
+  }
+
+  private async attach(session: Session, consumer: Consumer): Promise<void> {
+    const { topic, handler, opts } = consumer;
+    const channel = await session.connection.createChannel();
+    try {
+      await channel.prefetch(Number(opts.prefetch ?? this.opts.prefetch ?? 10));
+      const { queue } = opts.queue
+        ? await channel.assertQueue(queueObjectName(topic, opts.queue), { durable: true })
+        : await channel.assertQueue("", { exclusive: true, autoDelete: true });
+      await channel.bindQueue(queue, this.exchange(), topic);
+      await channel.consume(queue, (delivery) => {
+        // null: the server cancelled the consumer (queue deleted); closing the channel recovers it.
+        if (!delivery) return void channel.close().catch(() => {});
+        const message = { header: stringHeaders(delivery.properties.headers), body: delivery.content };
+        const settlement = {
+          ack: async () => channel.ack(delivery),
+          nack: async () => channel.nack(delivery, false, true),
+        };
+        void this.deliver(handler, delivery.fields.routingKey, message, settlement, opts);
+      });
+    } catch (err) {
+      await channel.close().catch(() => {});
+      throw err;
+    }
+    consumer.channel = channel;
+    this.closeWhenChannelFails(session, channel, () => this.consumers.has(consumer) && consumer.channel === channel);
+  }
+
+  /** A channel the server closed on us (while still wanted) is recovered by reconnecting everything. */
+  private closeWhenChannelFails(session: Session, channel: Amqp.Channel, stillWanted: () => boolean): void {
+    channel.once("close", () => {
+      if (!this.lifetime.signal.aborted && stillWanted()) void session.connection.close().catch(() => {});
+    });
+  }
+}
+
+function stringHeaders(headers: Record<string, unknown> = {}): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString() : String(v)]));
+}
