@@ -1,0 +1,127 @@
+/**
+ * Kafka broker (@platformatic/kafka). Topics are Kafka topics (created on first use by the
+ * server's defaults); headers are Kafka record headers; publish() resolves once all in-sync
+ * replicas have the record. A queue group is a consumer group "<group>:<topic>" that resumes from
+ * its committed offsets; a subscriber without a queue gets a consumer group of its own that starts
+ * at the end of the topic. An offset is committed after the handler returns (or calls ack(), with
+ * autoAck: false); a handler that throws gets the same record again, after a growing pause,
+ * before the subscriber moves on. Consumers that fail (server restart) are created again.
+ *
+ * Note: Kafka's default message.max.bytes (about 1 MB) refuses 1 MiB bodies; raise it on the
+ * server (or max.message.bytes on the topic) for larger messages.
+ */
+import { randomUUID } from "node:crypto";
+import type * as Kafka from "@platformatic/kafka";
+import { importOptional } from "../cmd/plugins.ts";
+import type { Handler, Message, SubscribeOptions } from "./broker.ts";
+import { NetworkBroker, keepRunning, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+
+type StringHeaders = { headerKey: Kafka.Serializer<string>; headerValue: Kafka.Serializer<string> };
+type Producer = Kafka.Producer<Buffer, Buffer, string, string>;
+type Consumer = Kafka.Consumer<Buffer, Buffer, string, string>;
+
+const TOPIC_RULE = /^[A-Za-z0-9._-]{1,249}$/;
+
+export default class KafkaBroker extends NetworkBroker {
+  private kafka?: typeof Kafka;
+  private producer?: Producer;
+
+  constructor(opts: NetworkBrokerOptions = {}) {
+    super("kafka", "127.0.0.1:9092", opts);
+  }
+
+  protected async open(): Promise<void> {
+    this.kafka = await importOptional<typeof Kafka>("@platformatic/kafka", "kafka");
+    const serializers: StringHeaders = { headerKey: this.kafka.stringSerializer, headerValue: this.kafka.stringSerializer };
+    this.producer = new this.kafka.Producer({
+      clientId: `tsmicro-${randomUUID()}`,
+      bootstrapBrokers: this.serverAddresses(),
+      autocreateTopics: true,
+      acks: -1, // all in-sync replicas
+      serializers,
+    });
+    // Fail connect() clearly when no server answers.
+    await this.producer.metadata({ topics: [] });
+  }
+
+  protected async close(): Promise<void> {
+    await this.producer?.close();
+    this.producer = undefined;
+  }
+
+  protected override topicProblem(topic: string): string | undefined {
+    if (!TOPIC_RULE.test(topic) || topic === "." || topic === "..")
+      return "Kafka topics are 1-249 characters of letters, digits, '.', '_' and '-'";
+    return undefined;
+  }
+
+  protected async send(topic: string, message: Message): Promise<void> {
+    const value = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    await this.whileReconnecting(this.producer!.send({ messages: [{ topic, value, headers: message.header }] }));
+  }
+
+  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+    const kafka = this.kafka!;
+    const groupId = opts.queue ? queueObjectName(topic, opts.queue) : `tsmicro-${randomUUID()}`;
+    const stopped = new AbortController();
+    let consumer: Consumer | undefined;
+    let stream: Kafka.MessagesStream<Buffer, Buffer, string, string> | undefined;
+
+    const start = async () => {
+      consumer = new kafka.Consumer({
+        clientId: `tsmicro-${randomUUID()}`,
+        bootstrapBrokers: this.serverAddresses(),
+        groupId,
+        autocreateTopics: true,
+        deserializers: { headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
+      });
+      stream = await consumer.consume({
+        topics: [topic],
+        autocommit: false,
+        mode: kafka.MessagesStreamModes.COMMITTED,
+        fallbackMode: kafka.MessagesStreamFallbackModes.LATEST, // a new group starts at the end
+      });
+    };
+    const stop = async () => {
+      await stream?.close().catch(() => {});
+      await consumer?.close().catch(() => {});
+    };
+
+    await start();
+    const loop = keepRunning(
+      async () => {
+        try {
+          if (!stream) await start();
+          for await (const record of stream!) await this.deliverUntilHandled(handler, record, opts, stopped.signal);
+          if (!stopped.signal.aborted) throw new Error("the message stream ended");
+        } finally {
+          await stop();
+          stream = undefined;
+        }
+      },
+      stopped.signal,
+      (err) => this.warn(`consumer of ${topic} failed; starting it again`, err),
+    );
+
+    return async () => {
+      stopped.abort();
+      await stop();
+      await loop;
+    };
+  }
+
+  /** Kafka cannot skip one record and redeliver it later: a failed record is retried in place. */
+  private async deliverUntilHandled(handler: Handler, record: Kafka.Message<Buffer, Buffer, string, string>, opts: SubscribeOptions, signal: AbortSignal) {
+    const message = { header: Object.fromEntries(record.headers), body: record.value ?? Buffer.alloc(0) };
+    await retry(
+      async () => {
+        let failed = false;
+        const settlement = { ack: async () => void (await record.commit()), nack: async () => void (failed = true) };
+        await this.deliver(handler, record.topic, message, settlement, opts);
+        if (failed) throw new Error("handler failed");
+      },
+      signal,
+      () => {}, // deliver() has logged the handler's error
+    );
+  }
+}
