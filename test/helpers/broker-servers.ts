@@ -1,0 +1,144 @@
+/**
+ * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server — on free
+ * loopback ports with their data in a temporary directory, so tests can restart them without
+ * touching the shared servers. Each is a process we started and end by PID.
+ */
+import { execFileSync } from "node:child_process";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { freePort, startProcess, waitForPort, type Proc } from "./net.ts";
+
+export interface OwnServer {
+  /** host:port */
+  readonly address: string;
+  /** Stops the server gracefully (SIGTERM) and starts it again on the same port with the same data. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface ServerSpec {
+  command: string;
+  args(port: number, dir: string): string[];
+  env?(port: number, dir: string): NodeJS.ProcessEnv;
+  /** Writes config files into the data directory before the first start. */
+  prepare?(port: number, dir: string): Promise<void>;
+  /** RabbitMQ's Erlang VM ends when its stdin closes: holding it open ties the server to this process. */
+  holdStdin?: boolean;
+  startTimeoutMs: number;
+}
+
+/** Why the server binary cannot be used here, or undefined. */
+export function missingBinary(command: string): string | undefined {
+  try {
+    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
+    return undefined;
+  } catch {
+    return `${command} is not installed`;
+  }
+}
+
+async function startOwnServer(name: string, spec: ServerSpec): Promise<OwnServer> {
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(tmpdir(), `tsmicro-${name}-`));
+  await spec.prepare?.(port, dir);
+  const launch = async (): Promise<Proc> => {
+    const proc = startProcess(spec.command, spec.args(port, dir), {
+      cwd: dir,
+      env: { ...process.env, ...spec.env?.(port, dir) },
+      stdio: [spec.holdStdin ? "pipe" : "ignore", "pipe", "pipe"],
+    });
+    try {
+      await waitForPort(port, spec.startTimeoutMs);
+    } catch (err) {
+      proc.signal("SIGKILL");
+      throw new Error(`${name} did not start on port ${port}: ${(err as Error).message}; stderr: ${proc.stderr().slice(-1500)}`);
+    }
+    return proc;
+  };
+  const shutdown = async (proc: Proc) => {
+    proc.signal("SIGTERM");
+    await proc.exited(30_000);
+  };
+  let proc: Proc | undefined = await launch();
+  return {
+    address: `127.0.0.1:${port}`,
+    async restart() {
+      if (proc) await shutdown(proc);
+      proc = await launch();
+    },
+    async stop() {
+      if (proc) await shutdown(proc);
+      proc = undefined;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function startNats(): Promise<OwnServer> {
+  return startOwnServer("nats", {
+    command: "nats-server",
+    args: (port, dir) => ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
+    startTimeoutMs: 15_000,
+  });
+}
+
+export function startMosquitto(): Promise<OwnServer> {
+  return startOwnServer("mosquitto", {
+    command: "mosquitto",
+    prepare: (port, dir) =>
+      writeFile(path.join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`),
+    args: (_port, dir) => ["-c", path.join(dir, "mosquitto.conf")],
+    startTimeoutMs: 15_000,
+  });
+}
+
+/** Redis with every write fsynced to the append-only file, so acknowledged messages survive a restart. */
+export function startRedis(): Promise<OwnServer> {
+  return startOwnServer("redis", {
+    command: "redis-server",
+    args: (port, dir) =>
+      ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"],
+    startTimeoutMs: 15_000,
+  });
+}
+
+/**
+ * A second RabbitMQ node: its own node name, AMQP and distribution ports, config, data and logs,
+ * all bound to loopback, registered with the machine's epmd (started on loopback if none runs).
+ * The Erlang shell is kept on our stdin (RABBITMQ_ALLOW_INPUT) so the spawned PID is the VM
+ * itself, SIGTERM stops it gracefully, and it ends with this process if the test dies.
+ */
+export function startRabbitMQ(): Promise<OwnServer> {
+  let distPort = 0;
+  return startOwnServer("rabbitmq", {
+    command: "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    async prepare(port, dir) {
+      distPort = await freePort();
+      await writeFile(path.join(dir, "rabbitmq.conf"), `listeners.tcp.1 = 127.0.0.1:${port}\n`);
+      await writeFile(path.join(dir, "rabbitmq-env.conf"), "ERL_EPMD_ADDRESS=127.0.0.1\n");
+      await writeFile(path.join(dir, "enabled_plugins"), "[].\n");
+      await writeFile(path.join(dir, ".erlang.cookie"), `tsmicro-test-${port}`);
+      await chmod(path.join(dir, ".erlang.cookie"), 0o400);
+    },
+    args: () => [],
+    env: (port, dir) => ({
+      HOME: dir,
+      RABBITMQ_NODENAME: `tsmicro-test-${port}@localhost`,
+      RABBITMQ_NODE_IP_ADDRESS: "127.0.0.1",
+      RABBITMQ_NODE_PORT: String(port),
+      RABBITMQ_DIST_PORT: String(distPort),
+      RABBITMQ_CONF_ENV_FILE: path.join(dir, "rabbitmq-env.conf"),
+      RABBITMQ_CONFIG_FILE: path.join(dir, "rabbitmq.conf"),
+      RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, "enabled_plugins"),
+      RABBITMQ_MNESIA_BASE: path.join(dir, "mnesia"),
+      RABBITMQ_LOG_BASE: path.join(dir, "log"),
+      RABBITMQ_LOGS: path.join(dir, "log", "rabbit.log"),
+      RABBITMQ_ALLOW_INPUT: "true",
+      ERL_EPMD_ADDRESS: "127.0.0.1",
+      ERL_FLAGS: "-kernel inet_dist_use_interface {127,0,0,1}",
+    }),
+    holdStdin: true,
+    startTimeoutMs: 60_000,
+  });
+}
