@@ -20,3 +20,5 @@ export {
   type SubscribeEventOptions,
 } from "./events.ts";
 export { logger } from "./logger.ts";
+export { createClient, type Caller, type ServiceClient, type ServiceImpl } from "./proto/service.ts";
+export { describeMessage } from "./proto/describe.ts";

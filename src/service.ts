@@ -3,13 +3,14 @@
  * environment, run() until SIGINT/SIGTERM, stop() from code.
  */
 import { randomUUID } from "node:crypto";
-import type { DescMessage } from "@bufbuild/protobuf";
+import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
 import { FlagError, fromArgv, fromEnv, usage, type FlagOptions } from "./cmd/flags.ts";
 import { createBroker, createRegistry } from "./cmd/plugins.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
+import type { ServiceImpl } from "./proto/service.ts";
 import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import type { Strategy } from "./selector/selector.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
@@ -207,11 +208,15 @@ export class Service {
     return (await this.client()).call<Res>(service, endpoint, request, opts);
   }
 
-  /** Routes an endpoint ("Greeter.Hello", fn) or every method of an object ("Greeter", obj). */
+  /**
+   * Routes an endpoint ("Greeter.Hello", fn), every method of an object ("Greeter", obj), or every
+   * rpc of a generated service descriptor (StudentManager, impl typed by it).
+   */
   handle(endpoint: string, fn: HandlerFn, opts?: HandlerOptions): this;
   handle(name: string, handlers: object, opts?: Record<string, HandlerOptions>): this;
-  handle(name: string, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
-    const add = (s: Server) => (s.handle as (n: string, t: unknown, o: unknown) => Server)(name, target, opts);
+  handle<S extends DescService>(service: S, impl: ServiceImpl<S>): this;
+  handle(name: string | DescService, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
+    const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
     if (this.server) add(this.server);
     else this.handlers.push(add);
     return this;

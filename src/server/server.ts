@@ -5,7 +5,7 @@
  */
 import net from "node:net";
 import os from "node:os";
-import type { DescMessage } from "@bufbuild/protobuf";
+import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
@@ -13,6 +13,8 @@ import { createHttpHandler } from "../transport/http.ts";
 import { serveTcpConnection } from "../transport/tcp.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
 import { logger } from "../logger.ts";
+import { describeMessage } from "../proto/describe.ts";
+import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 
 export interface CallContext {
   service: string;
@@ -47,7 +49,7 @@ export interface ServerOptions {
   maxMessageSize?: number;
   /** Milliseconds a peer may stall in the middle of a request. */
   readTimeoutMs?: number;
-  /** Derives registry endpoint shapes from schemas (set by the proto layer). */
+  /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
 }
 
@@ -70,17 +72,24 @@ export class Server {
       address: opts.address ?? "127.0.0.1:0",
       maxMessageSize: opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       readTimeoutMs: opts.readTimeoutMs ?? 30_000,
+      describe: opts.describe ?? describeMessage,
     };
     this.handle("Debug.Health", () => ({ status: "ok" }));
   }
 
   /**
    * handle("Greeter.Hello", fn) routes one endpoint; handle("Greeter", {hello(){}}) routes every
-   * method of the object as "Greeter.Hello".
+   * method of the object as "Greeter.Hello"; handle(StudentManager, impl) routes every rpc of a
+   * generated service descriptor, typed by it.
    */
   handle(endpoint: string, fn: HandlerFn, opts?: HandlerOptions): this;
   handle(name: string, handlers: object, opts?: Record<string, HandlerOptions>): this;
-  handle(name: string, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
+  handle<S extends DescService>(service: S, impl: ServiceImpl<S>): this;
+  handle(name: string | DescService, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
+    if (typeof name !== "string") {
+      for (const route of protoRoutes(name, target)) this.handle(route.endpoint, route.handler, route.options);
+      return this;
+    }
     if (typeof target === "function") {
       if (!/^[^.\s]+\.[^.\s]+$/.test(name)) throw new TypeError(`endpoint "${name}" must look like "Service.Method"`);
       this.routes.set(name, { ...(opts as HandlerOptions), fn: target as HandlerFn });
