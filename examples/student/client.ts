@@ -3,16 +3,20 @@
  * (exit 0), or the go-micro error JSON (exit 1).
  *   npx tsx examples/student/client.ts [name] [--registry=mdns]
  */
-import { MicroError, Service } from "../../src/index.ts";
+import { toJson } from "@bufbuild/protobuf";
+import { MicroError, Service, createClient } from "../../src/index.ts";
+import { StudentManager, StudentSchema } from "./gen/student_pb.ts";
 
 const service = new Service({ name: "student_client" });
 service.init();
 const name = service.args[0] ?? "davie";
+// The generated StudentManager descriptor types the client: protobuf on the wire, a Student back.
+const students = createClient(StudentManager, "student_service", service);
 
 let exitCode = 0;
 try {
-  const student = await service.call("student_service", "StudentManager.GetStudent", { name });
-  console.log(JSON.stringify(student));
+  const student = await students.getStudent({ name });
+  console.log(JSON.stringify(toJson(StudentSchema, student)));
 } catch (err) {
   console.log(JSON.stringify(MicroError.from(err, "go.micro.client")));
   exitCode = 1;

@@ -1,10 +1,11 @@
 /**
- * Step 1 of the walkthrough: student_service (v1.0.0) serves StudentManager.GetStudent.
+ * Step 1 of the walkthrough: student_service (v1.0.0) implements the StudentManager service of
+ * proto/student.proto, served as the endpoint StudentManager.GetStudent.
  *   npx tsx examples/student/server.ts [--registry=mdns] [--register_ttl=10 --register_interval=5]
  */
-import { Service, notFound } from "../../src/index.ts";
-import { StudentRequestSchema, StudentSchema, type Student, type StudentRequest } from "./gen/student_pb.ts";
 import { create } from "@bufbuild/protobuf";
+import { Service, notFound } from "../../src/index.ts";
+import { StudentManager, StudentSchema, type Student } from "./gen/student_pb.ts";
 
 const students = new Map<string, Student>([
   ["davie", create(StudentSchema, { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" })],
@@ -14,17 +15,14 @@ const students = new Map<string, Student>([
 const service = new Service({ name: "student_service", version: "v1.0.0" });
 service.init();
 
-service.handle(
-  "StudentManager",
-  {
-    getStudent(req: StudentRequest): Student {
-      const found = students.get(req.name);
-      if (!found) throw notFound("student_service", `no student named "${req.name}"`);
-      return found;
-    },
+// The generated StudentManager descriptor types the implementation and names the endpoint.
+service.handle(StudentManager, {
+  getStudent(req) {
+    const found = students.get(req.name);
+    if (!found) throw notFound("student_service", `no student named "${req.name}"`);
+    return found;
   },
-  { GetStudent: { requestSchema: StudentRequestSchema, responseSchema: StudentSchema } },
-);
+});
 
 await service.start();
 const node = (await service.describe()).nodes[0]!;
