@@ -118,13 +118,6 @@ function writeError(res: http.ServerResponse, err: MicroError): void {
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
 export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
   const server = http.createServer(
-    {
-      requestTimeout: opts.readTimeoutMs,
-      headersTimeout: opts.readTimeoutMs,
-      keepAliveTimeout: 60_000,
-      // Node checks those timeouts on this period; the default 30 s would let a stalled peer linger.
-      connectionsCheckingInterval: Math.min(1000, opts.readTimeoutMs),
-    },
     (req, res) => {
     if (opts.draining()) res.setHeader("Connection", "close");
     if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {
@@ -169,12 +162,18 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
         headers,
         body: Buffer.concat(chunks, size),
       };
-      void opts.track(dispatch(request)).then((out) => {
-        if (out instanceof MicroError) return writeError(res, out);
-        res.writeHead(200, { [HEADER.contentType]: out.contentType, "Content-Length": out.body.length });
-        res.end(out.body);
-      });
+      void opts.track(
+        dispatch(request).then((out) => {
+          if (out instanceof MicroError) return writeError(res, out);
+          res.writeHead(200, { [HEADER.contentType]: out.contentType, "Content-Length": out.body.length });
+          res.end(out.body);
+        }),
+      );
     });
   });
+  // Sockets are handed over by the server (never listen()ed here), so Node's request timeouts
+  // do not run: an idle-socket timeout is what cuts off a stalled peer.
+  server.setTimeout(opts.readTimeoutMs);
+  server.keepAliveTimeout = 60_000;
   return server;
 }

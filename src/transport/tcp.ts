@@ -211,10 +211,13 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
         headers: h,
         body: frame.body,
       };
-      void opts.track(dispatch(req)).then((res) => {
-        if (res instanceof MicroError) sendError(frame.id, res);
-        else send(FrameKind.Response, frame.id, { [HEADER.contentType]: res.contentType }, res.body);
-      });
+      // Tracked until the response is written, so a draining server never cuts it off.
+      void opts.track(
+        dispatch(req).then((res) => {
+          if (res instanceof MicroError) sendError(frame.id, res);
+          else send(FrameKind.Response, frame.id, { [HEADER.contentType]: res.contentType }, res.body);
+        }),
+      );
     },
     onOversize(id, length) {
       sendError(id, requestEntityTooLarge(opts.serverId, `request body of ${length} bytes exceeds the ${opts.maxMessageSize} byte limit`));
