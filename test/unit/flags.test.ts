@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { FlagError, Service, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
+
+const saved = { ...process.env };
+afterEach(() => {
+  for (const k of Object.keys(process.env)) if (k.startsWith("MICRO_") && !(k in saved)) delete process.env[k];
+});
+
+test("flag beats env beats code beats default", () => {
+  process.env.MICRO_REGISTER_TTL = "20";
+  process.env.MICRO_REGISTER_INTERVAL = "7";
+  process.env.MICRO_BROKER = "memory";
+  const s = new Service({ name: "precedence", registerTTL: 99, registerInterval: 98, version: "code" });
+  s.init(["--register_ttl=10", "--registry", "memory"], { exitOnError: false });
+  const o = s.options();
+  assert.equal(o.registerTTL, 10); // flag over env and code
+  assert.equal(o.registerInterval, 7); // env over code
+  assert.equal(o.version, "code"); // code over default
+  assert.equal(o.broker, "memory");
+  assert.equal(o.registry, "memory");
+  assert.equal(new Service().init([], { exitOnError: false }).options().registerTTL, 20);
+  delete process.env.MICRO_REGISTER_TTL;
+  assert.equal(new Service().init([], { exitOnError: false }).options().registerTTL, 60); // default
+});
+
+test("go-style flag spellings, metadata and positionals", () => {
+  const { options, positionals } = fromArgv(["-register_ttl=5", "--server_metadata", "a=1,b=2", "--server_metadata=c=3", "davie", "--client_request_timeout=1m30s"]);
+  assert.equal(options.registerTTL, 5);
+  assert.deepEqual(options.metadata, { a: "1", b: "2", c: "3" });
+  assert.deepEqual(positionals, ["davie"]);
+  assert.equal(options.clientRequestTimeout, 90_000);
+});
+
+test("bad values name the flag", () => {
+  const bad: Array<[string[], RegExp]> = [
+    [["--register_ttl=abc"], /--register_ttl/],
+    [["--register_ttl=-1"], /--register_ttl/],
+    [["--registry=nope"], /--registry: unknown registry "nope"/],
+    [["--broker=kafkaa"], /--broker/],
+    [["--server_address=localhost"], /--server_address/],
+    [["--client_request_timeout=soon"], /--client_request_timeout/],
+    [["--client_pool_size=0"], /--client_pool_size/],
+    [["--selector=fastest"], /--selector/],
+    [["--nope=1"], /unknown flag --nope/],
+    [["--registry"], /--registry needs a value/],
+  ];
+  for (const [argv, re] of bad) assert.throws(() => fromArgv(argv), (e: Error) => e instanceof FlagError && re.test(e.message), argv.join(" "));
+});
+
+test("durations and plugin URIs", () => {
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("2"), 2000);
+  assert.equal(parseDuration("1h1s"), 3_601_000);
+  assert.throws(() => parseDuration("5 s"));
+  assert.deepEqual(parsePluginRef("etcd://127.0.0.1:2379,127.0.0.1:22379"), {
+    name: "etcd",
+    addresses: ["127.0.0.1:2379", "127.0.0.1:22379"],
+    url: "etcd://127.0.0.1:2379,127.0.0.1:22379",
+  });
+  assert.equal(parsePluginRef("amqp://guest:guest@127.0.0.1:5672/").name, "rabbitmq");
+  assert.deepEqual(parsePluginRef("amqp://guest:guest@127.0.0.1:5672/").addresses, ["127.0.0.1:5672"]);
+  assert.deepEqual(parsePluginRef("MDNS"), { name: "mdns" });
+});

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { FrameKind, FrameReader, encodeFrame, type Frame } from "../../src/transport/frame.ts";
+
+function collect(max = 1024) {
+  const frames: Frame[] = [];
+  const oversize: Array<[number, number]> = [];
+  const corrupt: Error[] = [];
+  const reader = new FrameReader(max, {
+    onFrame: (f) => frames.push(f),
+    onOversize: (id, len) => oversize.push([id, len]),
+    onCorrupt: (e) => corrupt.push(e),
+  });
+  return { reader, frames, oversize, corrupt };
+}
+
+test("frames round-trip headers (UTF-8) and bodies, whatever the chunking", () => {
+  const a = encodeFrame(FrameKind.Request, 7, { "Micro-Endpoint": "S.M", name: "软件工程" }, Buffer.from("hello"));
+  const b = encodeFrame(FrameKind.Response, 8, {}, Buffer.alloc(0));
+  const stream = Buffer.concat([a, b]);
+  for (const size of [1, 3, 11, stream.length]) {
+    const { reader, frames } = collect();
+    for (let i = 0; i < stream.length; i += size) reader.push(stream.subarray(i, i + size));
+    assert.equal(frames.length, 2, `chunk size ${size}`);
+    assert.deepEqual(frames[0]!.headers, { "Micro-Endpoint": "S.M", name: "软件工程" });
+    assert.equal(frames[0]!.body.toString(), "hello");
+    assert.equal(frames[0]!.id, 7);
+    assert.equal(frames[1]!.kind, FrameKind.Response);
+    assert.equal(frames[1]!.body.length, 0);
+    assert.equal(reader.pending, false);
+  }
+});
+
+test("an oversized frame is reported with its id and skipped; the next frame still parses", () => {
+  const { reader, frames, oversize } = collect(100);
+  const big = encodeFrame(FrameKind.Request, 42, {}, Buffer.alloc(1000, 1));
+  const next = encodeFrame(FrameKind.Request, 43, {}, Buffer.from("ok"));
+  const stream = Buffer.concat([big, next]);
+  for (let i = 0; i < stream.length; i += 64) reader.push(stream.subarray(i, i + 64));
+  assert.deepEqual(oversize, [[42, big.length - 4]]);
+  assert.deepEqual(frames.map((f) => f.id), [43]);
+});
+
+test("bytes that cannot be a frame are reported as corrupt", () => {
+  const { reader, corrupt, frames } = collect();
+  reader.push(Buffer.from([0, 0, 0, 2, 1, 0]));
+  assert.equal(corrupt.length, 1);
+  const bad = encodeFrame(FrameKind.Request, 1, { k: "v" }, Buffer.alloc(0));
+  bad.writeUInt16BE(500, 9); // header block longer than the frame
+  const second = collect();
+  second.reader.push(bad);
+  assert.equal(second.corrupt.length, 1);
+  assert.equal(frames.length + second.frames.length, 0);
+});
