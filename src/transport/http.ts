@@ -117,8 +117,7 @@ function writeError(res: http.ServerResponse, err: MicroError): void {
 
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
 export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
-  const server = http.createServer(
-    (req, res) => {
+  const server = http.createServer((req, res) => {
     if (opts.draining()) res.setHeader("Connection", "close");
     if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {
       const body = JSON.stringify(opts.health());
