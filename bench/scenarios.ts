@@ -1,0 +1,202 @@
+/** Every benchmark scenario, the anchors each is compared with, and the goals of issue 6. */
+
+/** A system file in bench/systems and one of its roles. */
+export interface RoleRef {
+  system: string;
+  role: string;
+}
+
+export interface LoadScenario {
+  id: string;
+  group: "rpc" | "pubsub";
+  label: string;
+  /** How the scenario is named in the ratios of others that compare with it. */
+  short: string;
+  server: RoleRef;
+  client: RoleRef;
+  /** Whose operations count: the client's calls (RPC) or the subscriber's receipts (pub/sub). */
+  measuredBy: "client" | "server";
+  needsNats?: boolean;
+  /** Loopback ports to reserve up front (Moleculer TCP lists every node's port in its static urls). */
+  ports?: number;
+  /** Ids of the scenarios whose throughput this one is divided by. */
+  anchors?: string[];
+}
+
+export interface IdleScenario {
+  id: string;
+  label: string;
+  worker: RoleRef;
+  /** Compiled to JavaScript on plain node (as deployed), or the TypeScript under tsx (as developed). */
+  runtime: "node" | "tsx";
+  ports?: number;
+}
+
+const role = (system: string, name: string): RoleRef => ({ system, role: name });
+
+export const LOAD_SCENARIOS: LoadScenario[] = [
+  {
+    id: "rpc.tsmicro-tcp",
+    group: "rpc",
+    label: "tsmicro, default transport (tcp frames)",
+    short: "tsmicro tcp",
+    server: role("tsmicro", "server"),
+    client: role("tsmicro", "tcp-client"),
+    measuredBy: "client",
+    anchors: ["rpc.raw-tcp", "rpc.moleculer-tcp"],
+  },
+  {
+    id: "rpc.tsmicro-http",
+    group: "rpc",
+    label: "tsmicro, http transport",
+    short: "tsmicro http",
+    server: role("tsmicro", "server"),
+    client: role("tsmicro", "http-client"),
+    measuredBy: "client",
+    anchors: ["rpc.node-http", "rpc.moleculer-tcp"],
+  },
+  {
+    id: "rpc.node-http",
+    group: "rpc",
+    label: "raw node:http keep-alive",
+    short: "node:http",
+    server: role("node-http", "server"),
+    client: role("node-http", "client"),
+    measuredBy: "client",
+    anchors: ["rpc.raw-tcp"],
+  },
+  {
+    id: "rpc.raw-tcp",
+    group: "rpc",
+    label: "raw length-prefixed TCP echo (floor)",
+    short: "raw tcp",
+    server: role("raw-tcp", "server"),
+    client: role("raw-tcp", "client"),
+    measuredBy: "client",
+  },
+  {
+    id: "rpc.moleculer-tcp",
+    group: "rpc",
+    label: "Moleculer, TCP transporter (loopback)",
+    short: "moleculer tcp",
+    server: role("moleculer", "tcp-server"),
+    client: role("moleculer", "tcp-client"),
+    measuredBy: "client",
+    ports: 2,
+    anchors: ["rpc.raw-tcp"],
+  },
+  {
+    id: "rpc.moleculer-nats",
+    group: "rpc",
+    label: "Moleculer, NATS transporter",
+    short: "moleculer nats",
+    server: role("moleculer", "nats-server"),
+    client: role("moleculer", "nats-client"),
+    measuredBy: "client",
+    needsNats: true,
+    anchors: ["rpc.moleculer-tcp"],
+  },
+  {
+    id: "pubsub.nats-raw",
+    group: "pubsub",
+    label: "raw NATS client publish → subscribe",
+    short: "raw nats",
+    server: role("nats", "subscriber"),
+    client: role("nats", "publisher"),
+    measuredBy: "server",
+    needsNats: true,
+  },
+  {
+    id: "pubsub.tsmicro-nats",
+    group: "pubsub",
+    label: "tsmicro nats broker",
+    short: "tsmicro nats",
+    server: role("tsmicro", "nats-subscriber"),
+    client: role("tsmicro", "nats-publisher"),
+    measuredBy: "server",
+    needsNats: true,
+    anchors: ["pubsub.nats-raw", "pubsub.moleculer-nats"],
+  },
+  {
+    id: "pubsub.moleculer-nats",
+    group: "pubsub",
+    label: "Moleculer events over NATS",
+    short: "moleculer events",
+    server: role("moleculer", "nats-subscriber"),
+    client: role("moleculer", "nats-publisher"),
+    measuredBy: "server",
+    needsNats: true,
+    anchors: ["pubsub.nats-raw"],
+  },
+  {
+    id: "pubsub.tsmicro-http",
+    group: "pubsub",
+    label: "tsmicro http broker (no NATS)",
+    short: "tsmicro http broker",
+    server: role("tsmicro", "http-broker-subscriber"),
+    client: role("tsmicro", "http-broker-publisher"),
+    measuredBy: "server",
+    anchors: ["pubsub.nats-raw"],
+  },
+];
+
+// tsx's loader runs on a thread of its own (module.register hooks) and costs ~35 MB in every
+// process; the rows under tsx show it, the plain-node rows show what the frameworks cost.
+export const IDLE_SCENARIOS: IdleScenario[] = [
+  { id: "idle.tsmicro", label: "tsmicro service (one endpoint, http broker), plain node", worker: role("tsmicro", "idle"), runtime: "node" },
+  { id: "idle.moleculer", label: "Moleculer node (one action, TCP transporter), plain node", worker: role("moleculer", "idle"), runtime: "node", ports: 1 },
+  { id: "idle.baseline", label: "empty Node process, plain node", worker: role("baseline", "idle"), runtime: "node" },
+  { id: "idle.tsmicro-tsx", label: "tsmicro service, run with tsx", worker: role("tsmicro", "idle"), runtime: "tsx" },
+  { id: "idle.baseline-tsx", label: "empty Node process, run with tsx", worker: role("baseline", "idle"), runtime: "tsx" },
+];
+
+export interface Goal {
+  text: string;
+  /** The measured figure and whether it meets the goal, or undefined if a scenario is missing. */
+  check(results: ReadonlyMap<string, Measured>): { figure: string; met: boolean } | undefined;
+}
+
+export interface Measured {
+  ops?: number;
+  p99?: number;
+  rssBytes?: number;
+}
+
+function ratio(results: ReadonlyMap<string, Measured>, id: string, anchor: string): number | undefined {
+  const a = results.get(id)?.ops;
+  const b = results.get(anchor)?.ops;
+  return a && b ? a / b : undefined;
+}
+
+function atLeast(id: string, anchor: string, factor: number, text: string): Goal {
+  return {
+    text,
+    check(results) {
+      const r = ratio(results, id, anchor);
+      return r === undefined ? undefined : { figure: `${r.toFixed(2)}×`, met: r >= factor };
+    },
+  };
+}
+
+export const GOALS: Goal[] = [
+  atLeast("rpc.tsmicro-tcp", "rpc.moleculer-tcp", 1.5, "tsmicro default RPC ≥ 1.5× Moleculer TCP throughput"),
+  {
+    text: "tsmicro default RPC p99 no worse than Moleculer TCP's",
+    check(results) {
+      const ours = results.get("rpc.tsmicro-tcp")?.p99;
+      const theirs = results.get("rpc.moleculer-tcp")?.p99;
+      if (ours === undefined || theirs === undefined) return undefined;
+      return { figure: `${ours.toFixed(2)} ms vs ${theirs.toFixed(2)} ms`, met: ours <= theirs };
+    },
+  },
+  atLeast("rpc.tsmicro-tcp", "rpc.raw-tcp", 0.7, "tsmicro default RPC ≥ 0.7× the raw TCP floor"),
+  atLeast("pubsub.tsmicro-nats", "pubsub.moleculer-nats", 1.2, "tsmicro over NATS ≥ 1.2× Moleculer over NATS"),
+  atLeast("pubsub.tsmicro-nats", "pubsub.nats-raw", 0.8, "tsmicro NATS pub/sub ≥ 0.8× raw NATS client"),
+  {
+    text: "idle tsmicro service ≤ 60 MB RSS",
+    check(results) {
+      const rss = results.get("idle.tsmicro")?.rssBytes;
+      return rss === undefined ? undefined : { figure: `${(rss / 2 ** 20).toFixed(1)} MB`, met: rss <= 60 * 2 ** 20 };
+    },
+  },
+];

@@ -1,0 +1,84 @@
+/**
+ * The floor: two Node processes exchanging length-prefixed frames (u32 length | u32 id | body)
+ * over one loopback connection, the server echoing each body back untouched. No codec, no
+ * headers, no routing: what is left is the cost of sockets and framing in Node itself.
+ */
+import net from "node:net";
+import type { Roles } from "../role.ts";
+import { ECHO_REQUEST } from "./echo.ts";
+
+/** Calls back with each complete frame's id and body. */
+function frameParser(onFrame: (id: number, body: Buffer) => void): (chunk: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  return (chunk) => {
+    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    let off = 0;
+    while (pending.length - off >= 8) {
+      const end = off + 4 + pending.readUInt32BE(off);
+      if (end > pending.length) break;
+      onFrame(pending.readUInt32BE(off + 4), pending.subarray(off + 8, end));
+      off = end;
+    }
+    pending = pending.subarray(off);
+  };
+}
+
+function frame(id: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(8 + body.length);
+  out.writeUInt32BE(4 + body.length, 0);
+  out.writeUInt32BE(id, 4);
+  body.copy(out, 8);
+  return out;
+}
+
+/** Writes of one event-loop turn leave in one syscall, as tsmicro's tcp transport does. */
+function batchedWriter(socket: net.Socket): (data: Buffer) => void {
+  let corked = false;
+  return (data) => {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(data);
+  };
+}
+
+export const roles: Roles = {
+  async server() {
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      const write = batchedWriter(socket);
+      socket.on("data", frameParser((id, body) => write(frame(id, body))));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return { info: (server.address() as net.AddressInfo).port };
+  },
+
+  async client(ctx) {
+    const socket = net.connect({ host: "127.0.0.1", port: ctx.peer as number });
+    await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+    socket.setNoDelay(true);
+    const write = batchedWriter(socket);
+    const waiting = new Map<number, () => void>();
+    socket.on("data", frameParser((id) => {
+      const resolve = waiting.get(id);
+      waiting.delete(id);
+      resolve?.();
+    }));
+    const body = Buffer.from(JSON.stringify(ECHO_REQUEST));
+    let nextId = 0;
+    return {
+      op: () =>
+        new Promise<void>((resolve) => {
+          const id = (nextId = (nextId + 1) >>> 0);
+          waiting.set(id, resolve);
+          write(frame(id, body));
+        }),
+    };
+  },
+};
