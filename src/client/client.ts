@@ -126,6 +126,7 @@ export class Client {
   }
 
   async close(): Promise<void> {
+    this.selector.close();
     await this.transport.close();
   }
 }

@@ -38,3 +38,28 @@ test("version filter", async () => {
   const next = await new Selector(registry).select("svc", { filters: [filterVersion("v2")] });
   assert.equal(next()!.id, "svc-v2");
 });
+
+test("nodes are looked up once, and again after the registry reports a change", async () => {
+  const registry = await registryWith(1);
+  let lookups = 0;
+  const getService = registry.getService.bind(registry);
+  registry.getService = (name) => (lookups++, getService(name));
+  const selector = new Selector(registry);
+  for (let i = 0; i < 5; i++) assert.equal((await selector.select("svc"))()!.id, "svc-v1-0");
+  assert.equal(lookups, 1);
+  await registry.deregister({ name: "svc", version: "v1", nodes: [{ id: "svc-v1-0", address: "127.0.0.1:1000" }] });
+  await registry.register({ name: "svc", version: "v1", nodes: [{ id: "svc-v1-new", address: "127.0.0.1:1001" }] });
+  await new Promise((r) => setImmediate(r)); // watch events are delivered asynchronously
+  assert.equal((await selector.select("svc"))()!.id, "svc-v1-new");
+  assert.equal(lookups, 2);
+  selector.close();
+});
+
+test("a service that is not found is looked up again on the next call", async () => {
+  const registry = new MemoryRegistry({ isolated: true });
+  const selector = new Selector(registry);
+  await assert.rejects(selector.select("svc"), /service not found/);
+  await registry.register({ name: "svc", version: "v1", nodes: [{ id: "svc-1", address: "127.0.0.1:1000" }] });
+  assert.equal((await selector.select("svc"))()!.id, "svc-1");
+  selector.close();
+});
