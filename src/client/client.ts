@@ -86,7 +86,7 @@ export class Client {
     const retries = opts.retries ?? this.options.retries;
 
     const next = opts.address ? () => ({ id: opts.address!, address: opts.address! }) : await this.next(service, opts);
-    const tried = new Set<string>();
+    let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
@@ -94,15 +94,15 @@ export class Client {
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       // Prefer a node not tried yet; with every node tried, any node again.
-      const node: Node | undefined = next(tried) ?? next();
+      const node: Node | undefined = next(failed) ?? next();
       if (!node) break;
-      tried.add(node.id);
       let res;
       try {
         res = await this.transport.request(node.address, req, timeoutMs);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (!isRetryable(e)) throw e;
+        (failed ??= new Set()).add(node.id);
         this.selector.mark(node, true);
         lastError = e;
         continue;
@@ -118,7 +118,7 @@ export class Client {
 
   private async next(service: string, opts: CallOptions) {
     try {
-      return await this.selector.select(service, { filters: opts.filters, strategy: opts.strategy });
+      return await this.selector.select(service, opts); // CallOptions carries filters and strategy
     } catch (err) {
       if (isNotFound(err)) throw notFoundError(service);
       throw internalServerError(CLIENT_ID, `error getting next ${service} node: ${(err as Error).message}`);

@@ -22,47 +22,51 @@ export interface Frame {
 
 const PREFIX = 11; // length(4) + kind(1) + id(4) + header block length(2)
 
-export function encodeFrame(kind: FrameKind, id: number, headers: Headers, body: Uint8Array): Buffer {
+/** Encodes headers as a frame's header block; headers that repeat call after call can be encoded once and the block reused. */
+export function encodeHeaderBlock(headers: Headers): Buffer {
   const keys = Object.keys(headers);
-  let headerBytes = 0;
-  for (const k of keys) headerBytes += 4 + Buffer.byteLength(k) + Buffer.byteLength(headers[k]!);
-  if (headerBytes > 0xffff) throw new RangeError("headers exceed 64 KiB");
-  const frame = Buffer.allocUnsafe(PREFIX + headerBytes + body.length);
+  let size = 0;
+  for (const k of keys) size += 4 + Buffer.byteLength(k) + Buffer.byteLength(headers[k]!);
+  if (size > 0xffff) throw new RangeError("headers exceed 64 KiB");
+  const block = Buffer.allocUnsafe(size);
+  let off = 0;
+  for (const k of keys) {
+    const kl = block.write(k, off + 2);
+    block.writeUInt16BE(kl, off);
+    off += 2 + kl;
+    const vl = block.write(headers[k]!, off + 2);
+    block.writeUInt16BE(vl, off);
+    off += 2 + vl;
+  }
+  return block;
+}
+
+/** headers: the headers, or their block from encodeHeaderBlock(). */
+export function encodeFrame(kind: FrameKind, id: number, headers: Headers | Buffer, body: Uint8Array): Buffer {
+  const block = Buffer.isBuffer(headers) ? headers : encodeHeaderBlock(headers);
+  const frame = Buffer.allocUnsafe(PREFIX + block.length + body.length);
   frame.writeUInt32BE(frame.length - 4, 0);
   frame.writeUInt8(kind, 4);
   frame.writeUInt32BE(id, 5);
-  frame.writeUInt16BE(headerBytes, 9);
-  let off = PREFIX;
-  for (const k of keys) {
-    const v = headers[k]!;
-    const kl = frame.write(k, off + 2);
-    frame.writeUInt16BE(kl, off);
-    off += 2 + kl;
-    const vl = frame.write(v, off + 2);
-    frame.writeUInt16BE(vl, off);
-    off += 2 + vl;
-  }
-  frame.set(body, off);
+  frame.writeUInt16BE(block.length, 9);
+  block.copy(frame, PREFIX);
+  frame.set(body, PREFIX + block.length);
   return frame;
 }
 
-function decodeFrame(frame: Buffer): Frame {
-  const kind = frame.readUInt8(4) as FrameKind;
-  const id = frame.readUInt32BE(5);
-  const headerEnd = PREFIX + frame.readUInt16BE(9);
-  if (headerEnd > frame.length) throw new RangeError("header block overruns frame");
+function decodeHeaderBlock(block: Buffer): Headers {
   const headers: Headers = {};
-  let off = PREFIX;
-  while (off < headerEnd) {
-    const kl = frame.readUInt16BE(off);
-    const key = frame.toString("utf8", off + 2, off + 2 + kl);
+  let off = 0;
+  while (off < block.length) {
+    const kl = block.readUInt16BE(off);
+    const key = block.toString("utf8", off + 2, off + 2 + kl);
     off += 2 + kl;
-    const vl = frame.readUInt16BE(off);
-    headers[key] = frame.toString("utf8", off + 2, off + 2 + vl);
+    const vl = block.readUInt16BE(off);
+    headers[key] = block.toString("utf8", off + 2, off + 2 + vl);
     off += 2 + vl;
   }
-  if (off !== headerEnd) throw new RangeError("malformed header block");
-  return { kind, id, headers, body: frame.subarray(headerEnd) };
+  if (off !== block.length) throw new RangeError("malformed header block");
+  return headers;
 }
 
 export interface FrameReaderHandlers {
@@ -78,6 +82,9 @@ export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private skipping = 0;
+  /** The last header block and its headers: a connection's frames mostly repeat them, so most frames skip decoding. */
+  private lastBlock = Buffer.alloc(0);
+  private lastHeaders: Headers = {};
 
   constructor(
     private readonly maxFrameSize: number,
@@ -114,12 +121,25 @@ export class FrameReader {
       const frame = this.take(length);
       let decoded: Frame;
       try {
-        decoded = decodeFrame(frame);
+        decoded = this.decode(frame);
       } catch (err) {
         return this.corrupt(err as Error);
       }
       this.handlers.onFrame(decoded);
     }
+  }
+
+  private decode(frame: Buffer): Frame {
+    const headerEnd = PREFIX + frame.readUInt16BE(9);
+    if (headerEnd > frame.length) throw new RangeError("header block overruns frame");
+    const block = frame.subarray(PREFIX, headerEnd);
+    if (!block.equals(this.lastBlock)) {
+      this.lastHeaders = decodeHeaderBlock(block);
+      this.lastBlock = Buffer.from(block); // a copy: the frame's chunk may be large
+    }
+    // Each frame gets its own object: handlers may change their headers.
+    const headers = { ...this.lastHeaders };
+    return { kind: frame.readUInt8(4) as FrameKind, id: frame.readUInt32BE(5), headers, body: frame.subarray(headerEnd) };
   }
 
   private corrupt(err: Error): void {

@@ -5,7 +5,7 @@
  */
 import net from "node:net";
 import { MicroError, internalServerError, requestEntityTooLarge } from "../errors.ts";
-import { FrameKind, FrameReader, encodeFrame, type Frame } from "./frame.ts";
+import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
 import { callTimeout, connectionError } from "./errors.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -24,6 +24,49 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * Encoded header blocks by key, for headers that repeat call after call (a client's calls to one
+ * endpoint, a server's responses of one content type). Bounded, since the keys come from callers.
+ */
+class HeaderBlocks {
+  private readonly blocks = new Map<string, Buffer>();
+
+  get(key: string): Buffer | undefined {
+    return this.blocks.get(key);
+  }
+
+  add(key: string, headers: Headers): Buffer {
+    if (this.blocks.size >= 1024) this.blocks.clear();
+    const block = encodeHeaderBlock(headers);
+    this.blocks.set(key, block);
+    return block;
+  }
+}
+
+const requestBlocks = new HeaderBlocks();
+const responseBlocks = new HeaderBlocks();
+
+function hasEntries(headers: Headers): boolean {
+  for (const _ in headers) return true;
+  return false;
+}
+
+const callHeaders = (req: TransportRequest): Headers => ({
+  [HEADER.service]: req.service,
+  [HEADER.endpoint]: req.endpoint,
+  [HEADER.contentType]: req.contentType,
+});
+
+/** A request's headers; calls without metadata of their own reuse one encoded block per endpoint. */
+function requestHeaders(req: TransportRequest): Headers | Buffer {
+  if (hasEntries(req.headers)) return { ...callHeaders(req), ...req.headers };
+  const key = `${req.service}\n${req.endpoint}\n${req.contentType}`;
+  return requestBlocks.get(key) ?? requestBlocks.add(key, callHeaders(req));
+}
+
+const responseHeaders = (contentType: string): Buffer =>
+  responseBlocks.get(contentType) ?? responseBlocks.add(contentType, { [HEADER.contentType]: contentType });
+
 function splitHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(":");
   const host = address.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
@@ -37,6 +80,8 @@ class Connection {
   private nextId = 1;
   private corked = false;
   readonly ready: Promise<void>;
+  /** ready has resolved: requests need not wait for it. */
+  connected = false;
   closed = false;
 
   constructor(
@@ -47,7 +92,10 @@ class Connection {
     this.socket = net.connect(splitHostPort(address));
     this.socket.setNoDelay(true);
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once("connect", resolve);
+      this.socket.once("connect", () => {
+        this.connected = true;
+        resolve();
+      });
       this.socket.once("error", reject);
     });
     this.ready.catch(() => {}); // observed by request(); a failed dial must not be unhandled
@@ -69,14 +117,8 @@ class Connection {
   request(req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     const id = this.nextId;
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
-    const headers: Headers = {
-      [HEADER.service]: req.service,
-      [HEADER.endpoint]: req.endpoint,
-      [HEADER.contentType]: req.contentType,
-      ...req.headers,
-    };
-    const frame = encodeFrame(FrameKind.Request, id, headers, req.body);
     return new Promise((resolve, reject) => {
+      const frame = encodeFrame(FrameKind.Request, id, requestHeaders(req), req.body); // a throw here rejects
       const timer = setTimeout(() => this.fail(id, callTimeout(this.address, timeoutMs)), timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       this.write(frame);
@@ -135,14 +177,15 @@ export class TcpClientTransport implements ClientTransport {
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   }
 
-  async request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
+  request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     const conn = this.connection(address);
-    try {
-      await conn.ready;
-    } catch (err) {
-      throw connectionError(address, err as Error);
-    }
-    return conn.request(req, timeoutMs);
+    if (conn.connected) return conn.request(req, timeoutMs); // no wait on the settled dial
+    return conn.ready.then(
+      () => conn.request(req, timeoutMs),
+      (err: Error) => {
+        throw connectionError(address, err);
+      },
+    );
   }
 
   /** The least-loaded pooled connection, opening a new one while the pool is not full. */
@@ -186,7 +229,7 @@ export interface TcpServeOptions {
 export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: TcpServeOptions): void {
   socket.setNoDelay(true);
   let corked = false;
-  const send = (kind: FrameKind, id: number, headers: Headers, body: Uint8Array) => {
+  const send = (kind: FrameKind, id: number, headers: Headers | Buffer, body: Uint8Array) => {
     if (socket.destroyed) return;
     if (!corked) {
       corked = true;
@@ -215,7 +258,7 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
       void opts.track(
         dispatch(req).then((res) => {
           if (res instanceof MicroError) sendError(frame.id, res);
-          else send(FrameKind.Response, frame.id, { [HEADER.contentType]: res.contentType }, res.body);
+          else send(FrameKind.Response, frame.id, responseHeaders(res.contentType), res.body);
         }),
       );
     },
