@@ -23,6 +23,18 @@ import {
 /** Header names that belong to HTTP itself and are not call metadata. */
 const HOP_HEADERS = new Set(["host", "connection", "content-length", "transfer-encoding", "keep-alive", "accept-encoding", "user-agent", "accept"]);
 
+/** Node lower-cases header names; handlers see them as go-micro writes them ("micro-id" → "Micro-Id"). Names seen are remembered (bounded). */
+const canonicalNames = new Map<string, string>();
+function canonicalName(name: string): string {
+  let canonical = canonicalNames.get(name);
+  if (canonical === undefined) {
+    canonical = name.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase());
+    if (canonicalNames.size >= 1024) canonicalNames.clear();
+    canonicalNames.set(name, canonical);
+  }
+  return canonical;
+}
+
 export class HttpClientTransport implements ClientTransport {
   private readonly agent: http.Agent;
   private readonly maxMessageSize: number;
@@ -151,7 +163,7 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       }
       const headers: Headers = {};
       for (const [k, v] of Object.entries(req.headers)) {
-        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[k.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase())] = v;
+        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[canonicalName(k)] = v;
       }
       const pathEndpoint = decodeURIComponent((req.url ?? "/").split("?", 1)[0]!.slice(1));
       const request: TransportRequest = {
