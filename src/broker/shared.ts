@@ -42,9 +42,11 @@ export type StopListening = () => Promise<void>;
 
 // Header keys travel as MIME-like header names on several engines (NATS, the http broker).
 const HEADER_KEY = /^[!#-'*+\-.0-9A-Z^-z|~]+$/;
-// CR/LF would split a NATS header line, NUL is forbidden in MQTT strings, and NATS and HTTP trim
-// surrounding whitespace: values with any of these would not arrive as sent.
-const HEADER_VALUE_FORBIDDEN = /[\r\n\0]|^[ \t]|[ \t]$/;
+// Control characters (CR/LF split NATS header lines), lone surrogates and non-characters make
+// Mosquitto drop the connection as "malformed UTF-8"; NATS and HTTP trim surrounding spaces.
+// Values with any of these would not arrive as sent, or not at all.
+const UNSENDABLE_TEXT = /[\p{Cc}\p{Cs}\p{Noncharacter_Code_Point}]/u;
+const SURROUNDING_SPACE = /^ | $/;
 
 export abstract class NetworkBroker implements Broker {
   protected opts: NetworkBrokerOptions;
@@ -200,8 +202,8 @@ export abstract class NetworkBroker implements Broker {
     const problem =
       typeof topic !== "string" || topic === ""
         ? "a topic must be a non-empty string"
-        : /\s/.test(topic)
-          ? "a topic cannot contain whitespace"
+        : /\s/.test(topic) || UNSENDABLE_TEXT.test(topic)
+          ? "a topic cannot contain whitespace, control characters, lone surrogates or non-characters"
           : this.topicProblem(topic, use);
     if (problem) throw new BrokerInputError(`${this.plugin} broker: invalid topic ${JSON.stringify(topic)}: ${problem}`);
   }
@@ -212,8 +214,10 @@ export abstract class NetworkBroker implements Broker {
     for (const [key, value] of Object.entries(message.header ?? {})) {
       if (!HEADER_KEY.test(key))
         throw new BrokerInputError(`${this.plugin} broker: invalid header key ${JSON.stringify(key)}: use letters, digits and -_.!#$%&'*+^|~`);
-      if (typeof value !== "string" || HEADER_VALUE_FORBIDDEN.test(value))
-        throw new BrokerInputError(`${this.plugin} broker: invalid value of header ${key}: must be a string without CR, LF, NUL or surrounding whitespace`);
+      if (typeof value !== "string" || UNSENDABLE_TEXT.test(value) || SURROUNDING_SPACE.test(value))
+        throw new BrokerInputError(
+          `${this.plugin} broker: invalid value of header ${key}: must be a string without control characters, lone surrogates, non-characters or surrounding spaces`,
+        );
     }
   }
 }
