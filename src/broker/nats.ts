@@ -2,8 +2,8 @@
  * NATS broker: topics are subjects, queue groups are NATS queue groups, headers are NATS headers.
  *
  * With `jetstream: true` delivery is at-least-once: publish() resolves once JetStream has stored
- * the message (a stream per topic, created on first use unless one already captures the subject),
- * and subscribers ack explicitly — a message whose handler throws, or that is never acked, is
+ * the message (a stream per topic, created on first use unless one already captures the subject;
+ * it keeps messages for `jetstreamMaxAge`), and subscribers ack explicitly — a message whose handler throws, or that is never acked, is
  * delivered again. A queue group is a durable consumer shared by its members, so messages wait
  * while the whole group is away; a subscriber without a queue gets its own consumer, removed when
  * it unsubscribes. The client reconnects and resubscribes by itself after a server restart.
@@ -18,8 +18,12 @@ import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type StopListening 
 export interface NatsBrokerOptions extends BrokerOptions {
   /** At-least-once delivery through JetStream (the server must run with JetStream enabled). */
   jetstream?: boolean;
+  /** How long a stream created by this broker keeps a message, consumed or not (default 24 h). */
+  jetstreamMaxAge?: number;
 }
 
+const PULL_EXPIRES_MS = 5_000;
+const DEFAULT_MAX_AGE_MS = 24 * 60 * 60_000;
 /** How long a subscriber's own JetStream consumer outlives a subscriber that vanished without unsubscribing. */
 const ABANDONED_CONSUMER_MS = 60 * 60_000;
 
@@ -80,6 +84,8 @@ export default class NatsBroker extends NetworkBroker {
     const options = { headers: this.toNatsHeaders(message.header) };
     if (!this.jetstream) {
       await this.guardPayloadSize(() => this.connection!.publish(topic, message.body, options));
+      // The client buffers publishes: flush, so that once publish() resolves the server has routed it.
+      await this.whileReconnecting(this.connection!.flush());
       return;
     }
     const { client, streams } = this.jetstream;
@@ -122,8 +128,9 @@ export default class NatsBroker extends NetworkBroker {
     });
     const consumer = await js.client.consumers.get(stream, name);
     const prefetch = typeof opts.prefetch === "number" ? { max_messages: opts.prefetch } : {};
-    // consume() follows the consumer across reconnects and server restarts by itself.
-    const messages = await consumer.consume(prefetch);
+    // consume() follows the consumer across reconnects and server restarts by itself, retrying
+    // every `expires` ms: 5 s rather than the default 30 s, so a restart costs seconds.
+    const messages = await consumer.consume({ ...prefetch, expires: PULL_EXPIRES_MS });
     const loop = (async () => {
       for await (const msg of messages) {
         const settlement = { ack: async () => msg.ack(), nack: async () => msg.nak() };
@@ -149,8 +156,10 @@ export default class NatsBroker extends NetworkBroker {
           if ((err as Error).name !== "StreamNotFoundError") throw err;
         }
         const name = engineName(topic);
-        // Interest retention: a message is kept until every consumer that existed when it arrived acks it.
-        await manager.streams.add({ name, subjects: [topic], retention: lib.RetentionPolicy.Interest, storage: lib.StorageType.File });
+        // Limits retention, by age: interest retention would drop consumed messages at once, but
+        // nats-server 2.9 loses acknowledged messages of interest streams across a restart.
+        const maxAge = this.lib!.nanos(this.opts.jetstreamMaxAge ?? DEFAULT_MAX_AGE_MS);
+        await manager.streams.add({ name, subjects: [topic], retention: lib.RetentionPolicy.Limits, storage: lib.StorageType.File, max_age: maxAge });
         return name;
       })();
       streams.set(topic, stream);
