@@ -109,7 +109,9 @@ export default class RedisBroker extends NetworkBroker {
     const pubsub = await this.pubsub?.catch(() => undefined);
     pubsub?.destroy();
     this.pubsub = undefined;
-    await this.client?.close().catch(() => {});
+    // close() lets pending replies arrive, but would wait forever for a server that is gone.
+    if (this.client?.isReady) await this.client.close().catch(() => {});
+    else this.client?.destroy();
     this.client = undefined;
   }
 
@@ -209,6 +211,6 @@ export default class RedisBroker extends NetworkBroker {
   }
 }
 
-function streamKey(topic: string): string {
+export function streamKey(topic: string): string {
   return `tsmicro:stream:${topic}`;
 }
