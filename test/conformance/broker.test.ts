@@ -1,0 +1,482 @@
+/**
+ * One conformance suite, run against every broker: memory, http, nats, nats with JetStream, mqtt,
+ * rabbitmq, redis (pub/sub fan-out) and redis in streams mode — all on the servers every
+ * development machine and CI run on loopback — plus kafka when KAFKA_BROKERS names a server.
+ * Brokers run side by side; each one's cases run in order. Restart cases start a server of their
+ * own on a free port. Deliveries are awaited, never slept for; every wait is bounded.
+ */
+import assert from "node:assert/strict";
+import { randomBytes, randomUUID } from "node:crypto";
+import { after, describe, it, type TestContext } from "node:test";
+import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/broker.ts";
+import { streamKey } from "../../src/broker/redis.ts";
+import { queueObjectName } from "../../src/broker/shared.ts";
+import { createBroker } from "../../src/cmd/plugins.ts";
+import MemoryRegistry from "../../src/registry/memory.ts";
+import { RABBITMQ_SERVER_SCRIPT, startMosquitto, startNats, startRabbitMQ, startRedis, type OwnServer } from "../helpers/broker-servers.ts";
+import { canConnect, skipOrFail, waitUntil, within } from "../helpers/net.ts";
+import { findExecutable } from "../helpers/registry-servers.ts";
+
+const DELIVERY_TIMEOUT_MS = 15_000;
+/** Restart case: messages acknowledged before the restart, and at least as many after it. */
+const RESTART_AFTER_ACKED = 100;
+const PUBLISH_BATCH = 10;
+const ONE_MIB = 1024 * 1024;
+/** Queue-group names the cases use (durable objects on shared servers are removed afterwards). */
+const QUEUES = ["workers", "retry", "restart"] as const;
+
+interface BrokerSetup {
+  name: string;
+  /** Creates an unconnected broker; `address` is an own server's host:port (else the shared one). */
+  create(address?: string): Promise<Broker>;
+  /** Why it cannot run here, or undefined when it can. */
+  unavailable(): Promise<string | undefined>;
+  /** CI starts the shared server, so under CI=true it must be usable. */
+  ciProvides: boolean;
+  /** Topics the engine refuses (with a clear error); none for brokers that accept any string. */
+  invalidTopics: string[];
+  /** Further messages the engine refuses, besides bad headers and bodies. */
+  invalidMessages?: Array<{ why: string; message: Message; error: RegExp }>;
+  /** Queue subscriptions get a message again when the handler throws. */
+  redeliversFailed: boolean;
+  /** Queue subscriptions keep every acknowledged publish across a server restart. */
+  atLeastOnce: boolean;
+  /** Starts a server of the test's own, for the restart case. */
+  ownServer?: { start: () => Promise<OwnServer>; command: string };
+  /** Removes what the cases left on the shared server (durable queues, streams). */
+  cleanup?(topics: string[]): Promise<void>;
+}
+
+const listening = (port: number, what: string) => async () =>
+  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/brokers.sh)`;
+const always = async () => undefined;
+/** Rejected by every network broker. */
+const COMMON_INVALID_TOPICS = ["", "has space"];
+
+function networkBroker(scheme: string, defaultAddress: string, opts: BrokerOptions = {}) {
+  return (address = defaultAddress) => createBroker(`${scheme}://${address}`, opts);
+}
+
+const natsSetup = (name: string, opts: BrokerOptions, atLeastOnce: boolean): BrokerSetup => ({
+  name,
+  create: networkBroker("nats", "127.0.0.1:4222", opts),
+  unavailable: listening(4222, "NATS"),
+  ciProvides: true,
+  // Wildcards are refused where they cannot work: anywhere in JetStream mode, mid-subject for '>'.
+  invalidTopics: [...COMMON_INVALID_TOPICS, "a..b", ".leading", "trailing.", "a.>.b", ...(atLeastOnce ? ["wild.*"] : [])],
+  invalidMessages: [
+    // The server's max_payload (1 MiB by default) bounds body plus headers.
+    { why: "larger than max_payload", message: { header: {}, body: new Uint8Array(2 * ONE_MIB) }, error: /max_payload/ },
+  ],
+  redeliversFailed: atLeastOnce,
+  atLeastOnce,
+  ownServer: { start: startNats, command: "nats-server" },
+  cleanup: atLeastOnce ? deleteJetStreamStreams : undefined,
+});
+
+const redisSetup = (name: string, opts: BrokerOptions): BrokerSetup => ({
+  name,
+  create: networkBroker("redis", "127.0.0.1:6379", opts),
+  unavailable: listening(6379, "Redis"),
+  ciProvides: true,
+  invalidTopics: COMMON_INVALID_TOPICS,
+  redeliversFailed: true,
+  atLeastOnce: true, // queue groups read streams in both modes
+  ownServer: { start: startRedis, command: "redis-server" },
+  cleanup: deleteRedisStreams,
+});
+
+const setups: BrokerSetup[] = [
+  {
+    name: "memory",
+    create: () => createBroker("memory"),
+    unavailable: always,
+    ciProvides: true,
+    invalidTopics: [],
+    redeliversFailed: false,
+    atLeastOnce: false,
+  },
+  {
+    name: "http",
+    // Subscribers find each other through the registry; memory registries share one store per process.
+    create: () => createBroker("http", { registry: new MemoryRegistry() }),
+    unavailable: always,
+    ciProvides: true,
+    invalidTopics: [],
+    redeliversFailed: false,
+    atLeastOnce: false,
+  },
+  natsSetup("nats", {}, false),
+  natsSetup("nats-jetstream", { jetstream: true }, true),
+  {
+    name: "mqtt",
+    create: networkBroker("mqtt", "127.0.0.1:1883"),
+    unavailable: listening(1883, "Mosquitto"),
+    ciProvides: true,
+    invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(70_000)],
+    redeliversFailed: false,
+    atLeastOnce: false,
+    ownServer: { start: startMosquitto, command: "mosquitto" },
+  },
+  {
+    name: "rabbitmq",
+    create: networkBroker("amqp", "127.0.0.1:5672"),
+    unavailable: listening(5672, "RabbitMQ"),
+    ciProvides: true,
+    invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(256), "a.*.b", "a.#"],
+    redeliversFailed: true,
+    atLeastOnce: true,
+    ownServer: { start: startRabbitMQ, command: RABBITMQ_SERVER_SCRIPT },
+    cleanup: deleteRabbitQueues,
+  },
+  redisSetup("redis", {}),
+  redisSetup("redis-streams", { streams: true }),
+];
+
+const kafkaBrokers = process.env.KAFKA_BROKERS;
+if (kafkaBrokers)
+  setups.push({
+    name: "kafka",
+    create: () => createBroker("kafka", { addresses: kafkaBrokers.split(",") }),
+    unavailable: always,
+    ciProvides: false,
+    invalidTopics: [...COMMON_INVALID_TOPICS, "a/b", "x".repeat(250)],
+    redeliversFailed: true,
+    atLeastOnce: false,
+  });
+
+/** Collects deliveries; waits for a condition on them to hold. */
+class Inbox {
+  readonly events: Event[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  readonly handler = (event: Event): void => {
+    this.events.push(event);
+    for (const check of [...this.waiters]) check();
+  };
+
+  ids(): string[] {
+    return this.events.map((e) => e.message.header.id ?? "");
+  }
+
+  has(id: string): boolean {
+    return this.events.some((e) => e.message.header.id === id);
+  }
+
+  async until(cond: () => boolean, what: string, timeoutMs = DELIVERY_TIMEOUT_MS): Promise<void> {
+    let check = () => {};
+    try {
+      await within(
+        new Promise<void>((resolve) => {
+          check = () => cond() && resolve();
+          this.waiters.add(check);
+          check();
+        }),
+        timeoutMs,
+        what,
+      );
+    } finally {
+      this.waiters.delete(check);
+    }
+  }
+}
+
+const message = (id: string, body = `message ${id}`): Message => ({ header: { id }, body: Buffer.from(body) });
+const range = (n: number) => Array.from({ length: n }, (_, i) => String(i));
+const sorted = (ids: string[]) => [...ids].sort((a, b) => Number(a) - Number(b));
+
+describe("broker conformance", { concurrency: true }, () => {
+  if (!kafkaBrokers)
+    it("kafka: skipped, KAFKA_BROKERS is not set", (t) => skipOrFail(t, "kafka: KAFKA_BROKERS is not set (host:port,…)", false));
+
+  for (const setup of setups) {
+    describe(`${setup.name} broker`, { concurrency: 1 }, () => {
+      const topics: string[] = [];
+      const topicFor = (slug: string) => {
+        const topic = `tsmicro.test.${setup.name}.${slug}.${randomUUID().slice(0, 8)}`;
+        topics.push(topic);
+        return topic;
+      };
+      let availability: Promise<string | undefined> | undefined;
+      /** Skips (or under CI fails) a case whose server is missing; true when skipped. */
+      const skipped = async (t: TestContext) => {
+        const reason = await (availability ??= setup.unavailable());
+        if (!reason) return false;
+        skipOrFail(t, `${setup.name}: ${reason}`, setup.ciProvides);
+        return true;
+      };
+      const connect = async (t: TestContext, count: number, address?: string): Promise<Broker[]> => {
+        const brokers: Broker[] = [];
+        t.after(() => Promise.all(brokers.map((b) => b.disconnect().catch(() => {}))));
+        for (let i = 0; i < count; i++) {
+          const broker = await setup.create(address);
+          brokers.push(broker);
+          await broker.connect();
+        }
+        return brokers;
+      };
+      after(() => setup.cleanup?.(topics));
+
+      it(`${setup.name}: fan-out delivers every message to each of 3 subscribers`, async (t) => {
+        if (await skipped(t)) return;
+        const [first, second, publisher] = await connect(t, 3);
+        const topic = topicFor("fanout");
+        const inboxes = [new Inbox(), new Inbox(), new Inbox()];
+        // Two subscribers share one broker (one connection), the third has its own.
+        await first!.subscribe(topic, inboxes[0]!.handler);
+        await first!.subscribe(topic, inboxes[1]!.handler);
+        await second!.subscribe(topic, inboxes[2]!.handler);
+        for (const id of range(5)) await publisher!.publish(topic, message(id));
+        for (const [i, inbox] of inboxes.entries()) {
+          await inbox.until(() => inbox.events.length >= 5, `subscriber ${i + 1} to get 5 messages`);
+          assert.deepEqual(sorted(inbox.ids()), range(5), `subscriber ${i + 1}`);
+          assert.ok(inbox.events.every((e) => e.topic === topic), "event.topic is the topic published to");
+        }
+      });
+
+      it(`${setup.name}: a queue group of 3 gets each message exactly once`, async (t) => {
+        if (await skipped(t)) return;
+        const [first, second, publisher] = await connect(t, 3);
+        const topic = topicFor("queue");
+        const group = new Inbox();
+        const control = new Inbox();
+        await first!.subscribe(topic, group.handler, { queue: "workers" });
+        await first!.subscribe(topic, group.handler, { queue: "workers" });
+        await second!.subscribe(topic, group.handler, { queue: "workers" });
+        await publisher!.subscribe(topic, control.handler);
+        for (const id of range(30)) await publisher!.publish(topic, message(id));
+        await control.until(() => control.events.length >= 30, "the control subscriber to get all 30");
+        await group.until(() => new Set(group.ids()).size >= 30, "the group to get all 30");
+        assert.deepEqual(sorted(group.ids()), range(30), "each message once in the group, none twice");
+      });
+
+      it(`${setup.name}: headers and binary bodies arrive byte-exact (empty, every byte value, 1 MiB)`, async (t) => {
+        if (await skipped(t)) return;
+        const [subscriber, publisher] = await connect(t, 2);
+        const topic = topicFor("bytes");
+        const inbox = new Inbox();
+        await subscriber!.subscribe(topic, inbox.handler);
+        const everyByte = Uint8Array.from({ length: 256 }, (_, i) => i);
+        const sent: Message[] = [
+          {
+            header: {
+              id: "rich",
+              name: "davie",
+              "Content-Type": "application/x-protobuf",
+              "Micro-From-Service": "student_service",
+              classes: "软件工程专业 ✓",
+              empty: "",
+              inner: "a  b  c",
+              long: "x".repeat(2_000),
+            },
+            body: everyByte,
+          },
+          { header: { id: "empty" }, body: new Uint8Array(0) },
+          // No header: NATS's default max_payload (1 MiB) counts headers too. Told apart by length.
+          { header: {}, body: randomBytes(ONE_MIB) },
+          { header: {}, body: Uint8Array.of(0, 0xff, 0) },
+        ];
+        const key = (m: Message) => m.header.id ?? `length ${m.body.length}`;
+        for (const m of sent) await publisher!.publish(topic, m);
+        await inbox.until(() => inbox.events.length >= sent.length, `all ${sent.length} messages`, 30_000);
+        for (const expected of sent) {
+          const got = inbox.events.find((e) => key(e.message) === key(expected));
+          assert.ok(got, `message ${key(expected)} arrived`);
+          assert.deepEqual(got.message.header, expected.header, `headers of ${key(expected)}`);
+          assert.ok(got.message.body instanceof Uint8Array, "body is a Uint8Array");
+          assert.ok(Buffer.from(got.message.body).equals(Buffer.from(expected.body)), `body of ${key(expected)} (${expected.body.length} bytes)`);
+        }
+      });
+
+      it(`${setup.name}: unsubscribe stops delivery, and only to that subscriber`, async (t) => {
+        if (await skipped(t)) return;
+        const [subscriber, publisher] = await connect(t, 2);
+        const topic = topicFor("unsubscribe");
+        const leaving = new Inbox();
+        const control = new Inbox(); // same broker, same topic: must keep receiving
+        const subscription = await subscriber!.subscribe(topic, leaving.handler);
+        await subscriber!.subscribe(topic, control.handler);
+        await publisher!.publish(topic, message("0"));
+        await leaving.until(() => leaving.has("0"), "the first message");
+        await subscription.unsubscribe();
+        await publisher!.publish(topic, message("1"));
+        await publisher!.publish(topic, message("marker"));
+        await control.until(() => control.has("marker"), "the marker on the control subscriber");
+        assert.deepEqual(control.ids(), ["0", "1", "marker"]);
+        assert.deepEqual(leaving.ids(), ["0"], "nothing after unsubscribe");
+      });
+
+      it(`${setup.name}: publish with no subscriber succeeds, and a later subscriber gets only later messages`, async (t) => {
+        if (await skipped(t)) return;
+        const [subscriber, publisher] = await connect(t, 2);
+        const topic = topicFor("nobody");
+        await within(publisher!.publish(topic, message("early")), DELIVERY_TIMEOUT_MS, "publish to a topic nobody subscribed to");
+        const inbox = new Inbox();
+        await subscriber!.subscribe(topic, inbox.handler);
+        await publisher!.publish(topic, message("late"));
+        await inbox.until(() => inbox.has("late"), "the message published after subscribing");
+        assert.deepEqual(inbox.ids(), ["late"]);
+      });
+
+      it(`${setup.name}: bad topics, headers and bodies fail clearly, and nothing is lost`, async (t) => {
+        if (await skipped(t)) return;
+        if (setup.invalidTopics.length === 0) return void t.skip(`${setup.name} accepts every topic, header and body`);
+        const [subscriber, publisher] = await connect(t, 2);
+        const topic = topicFor("bad-input");
+        const inbox = new Inbox();
+        await subscriber!.subscribe(topic, inbox.handler);
+        await publisher!.publish(topic, message("before"));
+        const refused = (what: RegExp) => (err: Error) => {
+          assert.match(err.message, new RegExp(`^${publisher!.toString()} broker: `), "the error names the broker");
+          assert.match(err.message, what);
+          return true;
+        };
+        for (const bad of setup.invalidTopics) {
+          await assert.rejects(publisher!.publish(bad, message("bad")), refused(/invalid topic/), `publish to ${bad.slice(0, 20)}`);
+          await assert.rejects(subscriber!.subscribe(bad, inbox.handler), refused(/invalid topic/), `subscribe to ${bad.slice(0, 20)}`);
+        }
+        const badMessages = [
+          { why: "header key with a space", message: { header: { "bad key": "v" }, body: new Uint8Array(1) }, error: /invalid header key/ },
+          { why: "header value with a newline", message: { header: { k: "a\nb" }, body: new Uint8Array(1) }, error: /invalid value of header k/ },
+          { why: "header value with a tab", message: { header: { k: "a\tb" }, body: new Uint8Array(1) }, error: /invalid value of header k/ },
+          { why: "string body", message: { header: {}, body: "text" as unknown as Uint8Array }, error: /body must be a Uint8Array/ },
+          ...(setup.invalidMessages ?? []),
+        ];
+        for (const bad of badMessages) await assert.rejects(publisher!.publish(topic, bad.message), refused(bad.error), bad.why);
+        await publisher!.publish(topic, message("after"));
+        await inbox.until(() => inbox.has("after"), "the message after the refused ones");
+        assert.deepEqual(inbox.ids(), ["before", "after"], "both good messages, nothing refused");
+      });
+
+      it(`${setup.name}: a handler that throws gets the message again`, async (t) => {
+        if (await skipped(t)) return;
+        if (!setup.redeliversFailed) return void t.skip(`${setup.name} delivers at most once`);
+        const [subscriber, publisher] = await connect(t, 2);
+        const topic = topicFor("retry");
+        const attempts = new Map<string, number>();
+        const handled = new Inbox();
+        await subscriber!.subscribe(
+          topic,
+          async (event) => {
+            const id = event.message.header.id!;
+            attempts.set(id, (attempts.get(id) ?? 0) + 1);
+            if (attempts.get(id) === 1) throw new Error(`first delivery of ${id} fails on purpose`);
+            await event.ack();
+            handled.handler(event);
+          },
+          { queue: "retry", autoAck: false },
+        );
+        for (const id of range(3)) await publisher!.publish(topic, message(id));
+        await handled.until(() => new Set(handled.ids()).size === 3, "all 3 messages handled after failing once", 30_000);
+        for (const id of range(3)) assert.ok(attempts.get(id)! >= 2, `message ${id} delivered again (attempts: ${attempts.get(id)})`);
+      });
+
+      const restartCase = setup.atLeastOnce
+        ? "a server restart mid-stream loses no acknowledged message, and subscribers resume by themselves"
+        : "subscribers resume by themselves after a server restart";
+      it(`${setup.name}: ${restartCase}`, { timeout: 120_000 }, async (t) => {
+        if (!setup.ownServer) return void t.skip(`${setup.name} has no server of its own to restart`);
+        if (!findExecutable(setup.ownServer.command)) return void skipOrFail(t, `${setup.ownServer.command} is not installed`, setup.ciProvides);
+        const server = await setup.ownServer.start();
+        let brokers: Broker[];
+        try {
+          brokers = await connect(t, 2, server.address);
+        } finally {
+          t.after(() => server.stop()); // after hooks run in order: brokers disconnect first
+        }
+        const [subscriber, publisher] = brokers;
+        const topic = topicFor("restart");
+        const group = new Inbox();
+        const fanout = new Inbox();
+        await subscriber!.subscribe(topic, group.handler, { queue: "restart" });
+        await subscriber!.subscribe(topic, fanout.handler);
+
+        const acked: string[] = [];
+        const ackedAfterRestart: string[] = [];
+        let published = 0;
+        let restart: Promise<void> | undefined;
+        let restarted = false;
+        const publishNext = async () => {
+          const id = String(published++);
+          try {
+            await publisher!.publish(topic, message(id));
+            acked.push(id);
+            if (restarted) ackedAfterRestart.push(id);
+          } catch {
+            // Not acknowledged while the server is away: the publisher would retry; it may still arrive.
+          }
+        };
+        // Publish in batches, so messages are in flight when the server goes; the restart starts after
+        // RESTART_AFTER_ACKED acks and the stream goes on meanwhile.
+        const deadline = Date.now() + 60_000;
+        while ((!restarted || ackedAfterRestart.length < RESTART_AFTER_ACKED) && Date.now() < deadline) {
+          await Promise.all(Array.from({ length: PUBLISH_BATCH }, publishNext));
+          if (!restart && acked.length >= RESTART_AFTER_ACKED) restart = server.restart().then(() => void (restarted = true));
+          await new Promise(setImmediate); // a publish may resolve without I/O (NATS buffers): let the restart proceed
+        }
+        await restart;
+        assert.ok(ackedAfterRestart.length >= RESTART_AFTER_ACKED, `publishing resumed after the restart (${ackedAfterRestart.length} acked)`);
+        // Both subscriptions are back: keep publishing until each has something published after the restart.
+        const resumed = (inbox: Inbox) => ackedAfterRestart.some((id) => inbox.has(id));
+        await waitUntil(
+          async () => {
+            if (resumed(group) && resumed(fanout)) return true;
+            await publishNext();
+            return false;
+          },
+          30_000,
+          "both subscriptions to receive after the restart",
+          200,
+        );
+
+        if (setup.atLeastOnce)
+          await group.until(() => acked.every((id) => group.has(id)), "every acknowledged message in the queue group", 60_000).catch(() => {});
+        const received = new Set(group.ids());
+        const lost = acked.filter((id) => !received.has(id));
+        t.diagnostic(
+          `${setup.name} restart: ${published} published, ${acked.length} acknowledged (${published - acked.length} failed while the server was away), ` +
+            `queue group received ${received.size} distinct (${group.events.length - received.size} redelivered), ` +
+            `${lost.length} acknowledged lost${setup.atLeastOnce ? "" : " (at-most-once: allowed)"}; fan-out received ${new Set(fanout.ids()).size}`,
+        );
+        if (setup.atLeastOnce) assert.deepEqual(lost, [], "acknowledged messages lost");
+      });
+    });
+  }
+});
+
+async function deleteRabbitQueues(topics: string[]): Promise<void> {
+  const amqp = await import("amqplib");
+  const connection = await amqp.connect("amqp://127.0.0.1:5672");
+  try {
+    const channel = await connection.createChannel();
+    for (const topic of topics) for (const queue of QUEUES) await channel.deleteQueue(queueObjectName(topic, queue));
+  } finally {
+    await connection.close();
+  }
+}
+
+async function deleteRedisStreams(topics: string[]): Promise<void> {
+  const { createClient } = await import("redis");
+  const client = createClient({ url: "redis://127.0.0.1:6379" });
+  await client.connect();
+  try {
+    if (topics.length) await client.del(topics.map(streamKey));
+  } finally {
+    client.destroy();
+  }
+}
+
+async function deleteJetStreamStreams(topics: string[]): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const connection = await connect({ servers: "127.0.0.1:4222" });
+  try {
+    const manager = await jetstreamManager(connection);
+    for (const topic of topics) {
+      const stream = await manager.streams.find(topic).catch(() => undefined);
+      if (stream) await manager.streams.delete(stream);
+    }
+  } finally {
+    await connection.close();
+  }
+}
