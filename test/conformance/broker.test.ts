@@ -13,9 +13,8 @@ import { streamKey } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/plugins.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { RABBITMQ_SERVER_SCRIPT, startMosquitto, startNats, startRabbitMQ, startRedis, type OwnServer } from "../helpers/broker-servers.ts";
+import { RABBITMQ_SERVER_SCRIPT, isInstalled, startMosquitto, startNats, startRabbitMQ, startRedis, type OwnServer } from "../helpers/broker-servers.ts";
 import { canConnect, skipOrFail, waitUntil, within } from "../helpers/net.ts";
-import { findExecutable } from "../helpers/registry-servers.ts";
 
 const DELIVERY_TIMEOUT_MS = 15_000;
 /** Restart case: messages acknowledged before the restart, and at least as many after it. */
@@ -376,7 +375,7 @@ describe("broker conformance", { concurrency: true }, () => {
         : "subscribers resume by themselves after a server restart";
       it(`${setup.name}: ${restartCase}`, { timeout: 120_000 }, async (t) => {
         if (!setup.ownServer) return void t.skip(`${setup.name} has no server of its own to restart`);
-        if (!findExecutable(setup.ownServer.command)) return void skipOrFail(t, `${setup.ownServer.command} is not installed`, setup.ciProvides);
+        if (!isInstalled(setup.ownServer.command)) return void skipOrFail(t, `${setup.ownServer.command} is not installed`, setup.ciProvides);
         const server = await setup.ownServer.start();
         let brokers: Broker[];
         try {

@@ -3,7 +3,7 @@
  * loopback ports with their data in a temporary directory, so tests can restart them without
  * touching the shared servers. Each is a process we started and end by PID.
  */
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,6 +17,11 @@ export interface OwnServer {
   stop(): Promise<void>;
 }
 
+/** Whether a server command (a name on PATH or a path) can be run here. */
+export function isInstalled(command: string): boolean {
+  return spawnSync("sh", ["-c", 'command -v "$0"', command], { stdio: "ignore" }).status === 0;
+}
+
 interface ServerSpec {
   command: string;
   args(port: number, dir: string): string[];
@@ -26,16 +31,6 @@ interface ServerSpec {
   /** RabbitMQ's Erlang VM ends when its stdin closes: holding it open ties the server to this process. */
   holdStdin?: boolean;
   startTimeoutMs: number;
-}
-
-/** Why the server binary cannot be used here, or undefined. */
-export function missingBinary(command: string): string | undefined {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return undefined;
-  } catch {
-    return `${command} is not installed`;
-  }
 }
 
 async function startOwnServer(name: string, spec: ServerSpec): Promise<OwnServer> {
@@ -103,6 +98,9 @@ export function startRedis(): Promise<OwnServer> {
   });
 }
 
+/** The server script itself: /usr/sbin/rabbitmq-server would switch to the rabbitmq user and lose our environment. */
+export const RABBITMQ_SERVER_SCRIPT = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
 /**
  * A second RabbitMQ node: its own node name, AMQP and distribution ports, config, data and logs,
  * all bound to loopback, registered with the machine's epmd (started on loopback if none runs).
@@ -112,7 +110,7 @@ export function startRedis(): Promise<OwnServer> {
 export function startRabbitMQ(): Promise<OwnServer> {
   let distPort = 0;
   return startOwnServer("rabbitmq", {
-    command: "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    command: RABBITMQ_SERVER_SCRIPT,
     async prepare(port, dir) {
       distPort = await freePort();
       await writeFile(path.join(dir, "rabbitmq.conf"), `listeners.tcp.1 = 127.0.0.1:${port}\n`);
