@@ -231,7 +231,7 @@ export function queueObjectName(topic: string, queue: string): string {
   return `${queue}:${topic}`;
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const timer = setTimeout(done, ms);
