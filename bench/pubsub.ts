@@ -57,8 +57,24 @@ export async function receipts(recorder: Recorder): Promise<Receipts> {
   };
 }
 
-/** The publisher's side: resolves once it may send one more event. */
-export async function creditWindow(subscriber: SubscriberInfo): Promise<() => Promise<void> | undefined> {
+/**
+ * The publisher's op: waits for credit, then publishes one event. A publish is not awaited before
+ * the next (the window bounds what is in flight, and libraries differ in what their publish
+ * waits for: nats.js returns at once, tsmicro's NATS broker after a server round trip); a publish
+ * that fails fails the next op.
+ */
+export async function publishOp(subscriber: SubscriberInfo, publish: () => unknown): Promise<() => Promise<void>> {
+  const acquire = await creditWindow(subscriber);
+  let failure: unknown;
+  return async () => {
+    if (failure) throw failure;
+    await acquire();
+    Promise.resolve(publish()).catch((err: unknown) => (failure ??= err));
+  };
+}
+
+/** Resolves once the publisher may send one more event. */
+async function creditWindow(subscriber: SubscriberInfo): Promise<() => Promise<void> | undefined> {
   let inFlight = 0;
   const waiting: Array<() => void> = [];
   let partial: Buffer = Buffer.alloc(0);

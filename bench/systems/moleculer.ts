@@ -10,7 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { createRequire } from "node:module";
 import Moleculer from "moleculer";
-import { creditWindow, EVENT_BYTES, receipts, type SubscriberInfo } from "../pubsub.ts";
+import { EVENT_BYTES, publishOp, receipts, type SubscriberInfo } from "../pubsub.ts";
 import { nowMs, Recorder } from "../recorder.ts";
 import type { RoleContext, Roles } from "../role.ts";
 import { ECHO_REQUEST, checkEchoResponse, hello, type EchoRequest } from "./echo.ts";
@@ -130,13 +130,7 @@ export const roles: Roles = {
   "nats-publisher": async (ctx) => {
     const broker = await startBroker(ctx, "client", NATS_URL);
     await broker.waitForServices("listener", 10_000);
-    const acquire = await creditWindow(ctx.peer as SubscriberInfo);
-    return {
-      op: async () => {
-        await acquire();
-        await broker.emit("bench.event", stampedPayload());
-      },
-    };
+    return { op: await publishOp(ctx.peer as SubscriberInfo, () => broker.emit("bench.event", stampedPayload())) };
   },
   /** A node as users start one: one action, the loopback TCP transporter. */
   idle: async (ctx) => {

@@ -1,6 +1,6 @@
 /** The pub/sub anchor: the NATS client tsmicro uses (@nats-io/transport-node), publish → subscribe, no framework. */
 import { connect } from "@nats-io/transport-node";
-import { creditWindow, receipts, sentAt, stampedBody, type SubscriberInfo } from "../pubsub.ts";
+import { publishOp, receipts, sentAt, stampedBody, type SubscriberInfo } from "../pubsub.ts";
 import { Recorder } from "../recorder.ts";
 import type { Roles } from "../role.ts";
 
@@ -18,13 +18,7 @@ export const roles: Roles = {
 
   async publisher(ctx) {
     const nc = await connect({ servers: SERVER });
-    const acquire = await creditWindow(ctx.peer as SubscriberInfo);
     const subject = `${ctx.namespace}.events`;
-    return {
-      op: async () => {
-        await acquire();
-        nc.publish(subject, stampedBody());
-      },
-    };
+    return { op: await publishOp(ctx.peer as SubscriberInfo, () => nc.publish(subject, stampedBody())) };
   },
 };
