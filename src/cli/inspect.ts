@@ -4,7 +4,7 @@ import type { Client } from "../client/client.ts";
 import { JSON_TYPE, PROTOBUF_TYPE, codecFor } from "../codec/codec.ts";
 import { MicroError, type MicroErrorJSON } from "../errors.ts";
 import { CONTENT_TYPE, MESSAGE_TYPE, TOPIC, decodeEvent } from "../events.ts";
-import { isNotFound, type Registry, type Service } from "../registry/registry.ts";
+import { isNotFound, type Endpoint, type Registry, type Service } from "../registry/registry.ts";
 import { decodeRawProto } from "./raw-proto.ts";
 
 /** Every version of a service with its nodes; [] when the registry has none. */
@@ -17,7 +17,13 @@ export async function lookup(registry: Registry, name: string): Promise<Service[
   }
 }
 
-const sortVersions = (versions: Service[]) => [...versions].sort((a, b) => a.version.localeCompare(b.version));
+/** Versions in order; in each, the service's own endpoints by name, then the framework's Debug.*. */
+function sortVersions(versions: Service[]): Service[] {
+  const rank = (e: Endpoint) => (e.name.startsWith("Debug.") ? 1 : 0);
+  return versions
+    .map((s) => ({ ...s, endpoints: [...(s.endpoints ?? [])].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name)) }))
+    .sort((a, b) => a.version.localeCompare(b.version));
+}
 
 /** The distinct service names, sorted. */
 export async function serviceNames(registry: Registry): Promise<string[]> {

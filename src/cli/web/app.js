@@ -7,6 +7,8 @@ const MAX_TAILED_EVENTS = 200;
 /** name → versions (each a go-micro Service with its nodes) */
 const services = new Map();
 const tailedTopics = [];
+/** False until the first snapshot: before it, a service missing from the map is not known to be gone. */
+let synced = false;
 let openView = { close() {} };
 
 // ---- DOM helpers ----
@@ -50,10 +52,13 @@ function connectEvents() {
   source.addEventListener("snapshot", (e) => {
     const snapshot = JSON.parse(e.data);
     $("plugins").textContent = `registry ${snapshot.registry} · broker ${snapshot.broker}`;
+    const before = [...services.keys()];
     services.clear();
     for (const s of snapshot.services) services.set(s.name, [...(services.get(s.name) ?? []), s]);
+    synced = true;
     renderServiceList();
-    route();
+    // Also after a reconnect: the open view is updated in place, keeping what was typed into it.
+    for (const name of new Set([...before, ...services.keys()])) openView.serviceChanged?.(name);
   });
   source.addEventListener("service", (e) => {
     const { name, versions } = JSON.parse(e.data);
@@ -114,7 +119,7 @@ function overview(main) {
             h("td", {}, h("a", { href: `#/service/${encodeURIComponent(name)}` }, name)),
             h("td", {}, s.version),
             h("td", {}, String(s.nodes.length)),
-            h("td", { class: "mono" }, sortEndpoints(s.endpoints ?? []).map((e) => e.name).join(", ") || "–"),
+            h("td", { class: "mono" }, (s.endpoints ?? []).map((e) => e.name).join(", ") || "–"),
           ),
         ),
       ),
@@ -168,7 +173,7 @@ function serviceView(main, name) {
 
   function update() {
     const versions = services.get(name) ?? [];
-    gone.hidden = versions.length > 0;
+    gone.hidden = versions.length > 0 || !synced;
     const metadata = versions[0]?.metadata ?? {};
     headline.replaceChildren(...versions.map((s) => h("span", { class: "badge" }, s.version)), Object.keys(metadata).length ? keyValueChips(metadata) : "");
     nodeRows.replaceChildren(
@@ -185,7 +190,7 @@ function serviceView(main, name) {
       ),
     );
     // Endpoint forms are rebuilt only when the endpoints change, so typing is never lost to a node update.
-    const endpoints = sortEndpoints(versions[0]?.endpoints ?? []);
+    const endpoints = versions[0]?.endpoints ?? []; // the service's own first, Debug.* last (sorted by the server)
     const key = JSON.stringify(endpoints);
     if (key !== shownEndpoints && endpoints.length > 0) {
       shownEndpoints = key;
@@ -203,12 +208,6 @@ function serviceView(main, name) {
       if (changed === name) update();
     },
   };
-}
-
-/** The service's own endpoints first, by name; the framework's Debug.* last. */
-function sortEndpoints(endpoints) {
-  const rank = (e) => (e.name.startsWith("Debug.") ? 1 : 0);
-  return [...endpoints].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
 }
 
 // ---- endpoint forms: one input per field of the request shape, all writing into the request JSON ----
