@@ -16,8 +16,8 @@ export const tsmicroProcess = (args: string[], env?: Record<string, string>): Pr
   startProcess(process.execPath, [CLI, ...args], { env: cleanEnv(env) });
 
 /** Starts the greeter test service under a name of the test's own; resolves once it is registered. */
-export async function startGreeter(name: string): Promise<{ proc: Proc; nodeId: string; address: string }> {
-  const proc = startTs(GREETER, [`--server_name=${name}`], { env: cleanEnv() });
+export async function startGreeter(name: string, flags: string[] = []): Promise<{ proc: Proc; nodeId: string; address: string }> {
+  const proc = startTs(GREETER, [`--server_name=${name}`, ...flags], { env: cleanEnv() });
   const ready = await proc.waitForLine(/^ready /);
   const [, nodeId, address] = /^ready (\S+) at (\S+)$/.exec(ready)!;
   return { proc, nodeId: nodeId!, address: address! };
