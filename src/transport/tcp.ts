@@ -21,7 +21,9 @@ import {
 interface Pending {
   resolve(res: TransportResponse): void;
   reject(err: MicroError): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() past which the call has timed out. */
+  deadline: number;
+  timeoutMs: number;
 }
 
 /**
@@ -79,6 +81,12 @@ class Connection {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private corked = false;
+  /**
+   * One timer for all pending calls, armed for the earliest deadline. A timer per call kept the
+   * young generation busy: without them a client's scavenges copy half as much (rpc bench).
+   */
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
   readonly ready: Promise<void>;
   /** ready has resolved: requests need not wait for it. */
   connected = false;
@@ -119,10 +127,43 @@ class Connection {
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
       const frame = encodeFrame(FrameKind.Request, id, requestHeaders(req), req.body); // a throw here rejects
-      const timer = setTimeout(() => this.fail(id, callTimeout(this.address, timeoutMs)), timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      const deadline = performance.now() + timeoutMs;
+      this.pending.set(id, { resolve, reject, deadline, timeoutMs });
+      if (deadline < this.timerAt) this.arm(deadline);
       this.write(frame);
     });
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - performance.now()));
+  }
+
+  /** Fails the calls past their deadline and arms the timer for the next one. */
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, p] of this.pending) {
+      if (p.deadline <= now) this.fail(id, callTimeout(this.address, p.timeoutMs));
+      else next = Math.min(next, p.deadline);
+    }
+    if (next < Infinity) this.arm(next);
+  }
+
+  /** Removes a call; the last one out stops the timer, which would otherwise hold the process open. */
+  private take(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    if (this.pending.size === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+    }
+    return p;
   }
 
   /** Batches the writes of one event-loop turn into one syscall. */
@@ -139,20 +180,14 @@ class Connection {
   }
 
   private settle(frame: Frame): void {
-    const p = this.pending.get(frame.id);
+    const p = this.take(frame.id);
     if (!p) return; // timed out already
-    this.pending.delete(frame.id);
-    clearTimeout(p.timer);
     if (frame.kind === FrameKind.Error) p.reject(MicroError.parse(frame.body.toString()));
     else p.resolve({ contentType: frame.headers[HEADER.contentType] ?? "application/json", body: frame.body });
   }
 
   private fail(id: number, err: MicroError): void {
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
-    clearTimeout(p.timer);
-    p.reject(err);
+    this.take(id)?.reject(err);
   }
 
   private shutdown(reason: string): void {
