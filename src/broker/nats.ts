@@ -83,20 +83,21 @@ export default class NatsBroker extends NetworkBroker {
     return undefined;
   }
 
-  protected async send(topic: string, message: Message): Promise<void> {
+  protected send(topic: string, message: Message): Promise<void> {
     const options = { headers: this.toNatsHeaders(message.header) };
-    if (!this.jetstream) {
-      const connection = this.connection!;
-      try {
-        connection.publish(topic, message.body, options);
-      } catch (err) {
-        throw this.publishError(err);
-      }
-      // The client buffers publishes: flush, so that once publish() resolves the server has routed it.
-      await this.flushed(connection);
-      return;
+    if (this.jetstream) return this.sendToStream(this.jetstream, topic, message, options);
+    const connection = this.connection!;
+    try {
+      connection.publish(topic, message.body, options);
+    } catch (err) {
+      return Promise.reject(this.publishError(err));
     }
-    const { client, streams } = this.jetstream;
+    // The client buffers publishes: flush, so that once publish() resolves the server has routed it.
+    return this.flushed(connection);
+  }
+
+  private async sendToStream(js: JetStreamSession, topic: string, message: Message, options: Nats.PublishOptions): Promise<void> {
+    const { client, streams } = js;
     await this.streamFor(topic);
     try {
       await client.publish(topic, message.body, options);

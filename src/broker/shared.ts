@@ -113,11 +113,16 @@ export abstract class NetworkBroker implements Broker {
     await this.close();
   }
 
-  async publish(topic: string, message: Message, opts: PublishOptions = {}): Promise<void> {
-    this.requireConnected();
-    this.checkTopic(topic, "publish");
-    this.checkMessage(message);
-    await this.send(topic, message, opts);
+  /** Not an async function: when send() hands many publishes one shared promise (NATS), a publish allocates none of its own. */
+  publish(topic: string, message: Message, opts: PublishOptions = {}): Promise<void> {
+    try {
+      this.requireConnected();
+      this.checkTopic(topic, "publish");
+      this.checkMessage(message);
+      return this.send(topic, message, opts);
+    } catch (err) {
+      return Promise.reject(err); // bad input rejects, as it did from an async function
+    }
   }
 
   async subscribe(topic: string, handler: Handler, opts: SubscribeOptions = {}): Promise<Subscriber> {
