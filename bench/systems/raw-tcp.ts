@@ -4,6 +4,7 @@
  * headers, no routing: what is left is the cost of sockets and framing in Node itself.
  */
 import net from "node:net";
+import { batchedWriter } from "../../src/transport/tcp.ts"; // the same write batching as tsmicro's transport
 import type { Roles } from "../role.ts";
 import { ECHO_REQUEST } from "./echo.ts";
 
@@ -29,22 +30,6 @@ function frame(id: number, body: Buffer): Buffer {
   out.writeUInt32BE(id, 4);
   body.copy(out, 8);
   return out;
-}
-
-/** Writes of one event-loop turn leave in one syscall, as tsmicro's tcp transport does. */
-function batchedWriter(socket: net.Socket): (data: Buffer) => void {
-  let corked = false;
-  return (data) => {
-    if (!corked) {
-      corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        corked = false;
-        socket.uncork();
-      });
-    }
-    socket.write(data);
-  };
 }
 
 export const roles: Roles = {
