@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { internalServerError } from "../errors.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinAddress, splitAddress } from "../server/server.ts";
+import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
 export const HTTP_BROKER_SERVICE = "go.micro.http.broker";
@@ -166,6 +167,8 @@ export default class HttpBroker implements Broker {
   }
 
   async publish(topic: string, message: Message): Promise<void> {
+    checkTopic("http", topic);
+    checkMessage("http", message);
     let services: Service[];
     try {
       services = await this.registry().getService(HTTP_BROKER_SERVICE);
@@ -191,6 +194,8 @@ export default class HttpBroker implements Broker {
 
   async subscribe(topic: string, handler: Handler, opts: SubscribeOptions = {}): Promise<Subscriber> {
     if (!this.server) throw new Error("http broker: not connected");
+    checkTopic("http", topic);
+    checkQueue("http", opts.queue);
     const id = `${HTTP_BROKER_SERVICE}-${randomUUID()}`;
     const service: Service = {
       name: HTTP_BROKER_SERVICE,

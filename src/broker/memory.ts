@@ -1,5 +1,6 @@
 /** In-process broker; all instances in one process share one bus, so in-process services meet. */
 import { randomUUID } from "node:crypto";
+import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
 interface MemorySubscription extends Subscriber {
@@ -51,6 +52,8 @@ export default class MemoryBroker implements Broker {
 
   async publish(topic: string, message: Message): Promise<void> {
     if (!this.connected) throw new Error("memory broker: not connected");
+    checkTopic("memory", topic);
+    checkMessage("memory", message);
     const subs = [...(bus.get(topic) ?? [])];
     const groups = new Map<string, MemorySubscription[]>();
     const deliveries: Promise<void>[] = [];
@@ -71,6 +74,8 @@ export default class MemoryBroker implements Broker {
 
   async subscribe(topic: string, handler: Handler, opts: SubscribeOptions = {}): Promise<Subscriber> {
     if (!this.connected) throw new Error("memory broker: not connected");
+    checkTopic("memory", topic);
+    checkQueue("memory", opts.queue);
     const sub: MemorySubscription = {
       id: randomUUID(),
       topic,

@@ -128,8 +128,7 @@ export abstract class NetworkBroker implements Broker {
   async subscribe(topic: string, handler: Handler, opts: SubscribeOptions = {}): Promise<Subscriber> {
     this.requireConnected();
     this.checkTopic(topic, "subscribe");
-    if (opts.queue !== undefined && (typeof opts.queue !== "string" || opts.queue === ""))
-      throw new BrokerInputError(`${this.plugin} broker: queue must be a non-empty string`);
+    checkQueue(this.plugin, opts.queue);
     const stop = await this.listen(topic, handler, opts);
     let stopped: Promise<void> | undefined;
     const subscriber: Subscriber = {
@@ -204,13 +203,7 @@ export abstract class NetworkBroker implements Broker {
 
   private checkTopic(topic: string, use: "publish" | "subscribe"): void {
     if (use === "publish" && this.publishTopics.has(topic)) return;
-    const problem =
-      typeof topic !== "string" || topic === ""
-        ? "a topic must be a non-empty string"
-        : /\s/.test(topic) || UNSENDABLE_TEXT.test(topic)
-          ? "a topic cannot contain whitespace, control characters, lone surrogates or non-characters"
-          : this.topicProblem(topic, use);
-    if (problem) throw new BrokerInputError(`${this.plugin} broker: invalid topic ${JSON.stringify(topic)}: ${problem}`);
+    checkTopic(this.plugin, topic, this.topicProblem(topic, use));
     if (use === "publish") {
       if (this.publishTopics.size >= 1024) this.publishTopics.clear();
       this.publishTopics.add(topic);
@@ -218,17 +211,37 @@ export abstract class NetworkBroker implements Broker {
   }
 
   private checkMessage(message: Message): void {
-    if (!(message?.body instanceof Uint8Array))
-      throw new BrokerInputError(`${this.plugin} broker: message body must be a Uint8Array`);
-    for (const [key, value] of Object.entries(message.header ?? {})) {
-      if (!HEADER_KEY.test(key))
-        throw new BrokerInputError(`${this.plugin} broker: invalid header key ${JSON.stringify(key)}: use letters, digits and -_.!#$%&'*+^|~`);
-      if (typeof value !== "string" || UNSENDABLE_TEXT.test(value) || SURROUNDING_SPACE.test(value))
-        throw new BrokerInputError(
-          `${this.plugin} broker: invalid value of header ${key}: must be a string without control characters, lone surrogates, non-characters or surrounding spaces`,
-        );
-    }
+    checkMessage(this.plugin, message);
   }
+}
+
+/** The topic rules every broker shares; enginesProblem is the plugin's own verdict, if any. */
+export function checkTopic(plugin: string, topic: string, enginesProblem?: string): void {
+  const problem =
+    typeof topic !== "string" || topic === ""
+      ? "a topic must be a non-empty string"
+      : /\s/.test(topic) || UNSENDABLE_TEXT.test(topic)
+        ? "a topic cannot contain whitespace, control characters, lone surrogates or non-characters"
+        : enginesProblem;
+  if (problem) throw new BrokerInputError(`${plugin} broker: invalid topic ${JSON.stringify(topic)}: ${problem}`);
+}
+
+/** Headers and body every broker can carry unchanged. */
+export function checkMessage(plugin: string, message: Message): void {
+  if (!(message?.body instanceof Uint8Array)) throw new BrokerInputError(`${plugin} broker: message body must be a Uint8Array`);
+  for (const [key, value] of Object.entries(message.header ?? {})) {
+    if (!HEADER_KEY.test(key))
+      throw new BrokerInputError(`${plugin} broker: invalid header key ${JSON.stringify(key)}: use letters, digits and -_.!#$%&'*+^|~`);
+    if (typeof value !== "string" || UNSENDABLE_TEXT.test(value) || SURROUNDING_SPACE.test(value))
+      throw new BrokerInputError(
+        `${plugin} broker: invalid value of header ${key}: must be a string without control characters, lone surrogates, non-characters or surrounding spaces`,
+      );
+  }
+}
+
+/** The queue option every broker accepts. */
+export function checkQueue(plugin: string, queue: unknown): void {
+  if (queue !== undefined && (typeof queue !== "string" || queue === "")) throw new BrokerInputError(`${plugin} broker: queue must be a non-empty string`);
 }
 
 /** One delivery's settlement with its engine: at most one ack or nack. */
