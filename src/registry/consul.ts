@@ -12,7 +12,7 @@ import type { RegisterOptions as ConsulRegistration } from "consul/lib/agent/ser
 import { importOptional } from "../cmd/plugins.ts";
 import { logger } from "../logger.ts";
 import {
-  DEFAULT_REGISTRY_TIMEOUT_MS,
+  RegistryBase,
   RegistryUnavailableError,
   WatcherSet,
   diffSnapshots,
@@ -24,7 +24,6 @@ import {
   type Endpoint,
   type Registry,
   type RegisterOptions,
-  type RegistryOptions,
   type Service,
   type WatchOptions,
   type Watcher,
@@ -95,29 +94,12 @@ function entryToService(e: HealthEntry): Service {
 /** Consul answered with an HTTP error (as opposed to not answering at all). */
 const answeredWithError = (err: unknown) => typeof (err as { response?: { statusCode?: number } }).response?.statusCode === "number";
 
-export default class ConsulRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class ConsulRegistry extends RegistryBase implements Registry {
   private client?: Promise<ConsulClient>;
   /** Tags+meta last registered per node id: an unchanged re-register only passes the TTL check. */
   private readonly registered = new Map<string, string>();
   private readonly watchers = new WatcherSet();
   private catalogWatch?: CatalogWatch;
-
-  constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
-  }
-
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
-  }
-
-  private get timeout(): number {
-    return this.opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS;
-  }
 
   /** Address from the options, else CONSUL_HTTP_ADDR (Consul's own variable), else the local agent. */
   private connect(): Promise<ConsulClient> {
@@ -223,7 +205,7 @@ export default class ConsulRegistry implements Registry {
     this.client = undefined;
   }
 
-  toString(): string {
+  override toString(): string {
     return "consul";
   }
 }

@@ -8,7 +8,7 @@
  */
 import { promises as dns } from "node:dns";
 import {
-  DEFAULT_REGISTRY_TIMEOUT_MS,
+  RegistryBase,
   RegistryUnavailableError,
   ServiceNotFoundError,
   WatcherSet,
@@ -39,8 +39,7 @@ export class ReadOnlyRegistryError extends Error {
   }
 }
 
-export default class DnsRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class DnsRegistry extends RegistryBase implements Registry {
   private readonly resolver: dns.Resolver;
   private readonly watchers = new WatcherSet();
   /** Names watch() follows, with the nodes last resolved for each (keyed by node id). */
@@ -51,18 +50,14 @@ export default class DnsRegistry implements Registry {
 
   /** Options: addresses (DNS servers, host:port), domain, port (for A/AAAA-only names), pollInterval (ms). */
   constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
-    this.resolver = new dns.Resolver({ timeout: opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS, tries: 1 });
+    super(opts);
+    this.resolver = new dns.Resolver({ timeout: this.timeout, tries: 1 });
     if (opts.addresses?.length) this.resolver.setServers(opts.addresses);
   }
 
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
+  override init(opts: RegistryOptions): void {
+    super.init(opts);
     if (opts.addresses?.length) this.resolver.setServers(opts.addresses);
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
   }
 
   private get domain(): string {
@@ -162,7 +157,7 @@ export default class DnsRegistry implements Registry {
     this.resolver.cancel();
   }
 
-  toString(): string {
+  override toString(): string {
     return "dns";
   }
 }

@@ -8,8 +8,8 @@ import type { Etcd3, IKeyValue, Lease, Watcher as EtcdWatcher } from "etcd3";
 import { importOptional } from "../cmd/plugins.ts";
 import { logger } from "../logger.ts";
 import {
-  DEFAULT_REGISTRY_TIMEOUT_MS,
   REGISTRY_PREFIX,
+  RegistryBase,
   RegistryUnavailableError,
   WatcherSet,
   decodeService,
@@ -20,7 +20,6 @@ import {
   splitByNode,
   type Registry,
   type RegisterOptions,
-  type RegistryOptions,
   type Service,
   type WatchOptions,
   type Watcher,
@@ -37,8 +36,7 @@ interface Registration {
   value: string;
 }
 
-export default class EtcdRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class EtcdRegistry extends RegistryBase implements Registry {
   private connecting?: Promise<{ etcd: EtcdModule; client: Etcd3 }>;
   private readonly registrations = new Map<string, Registration>();
   private readonly watchers = new WatcherSet();
@@ -46,25 +44,9 @@ export default class EtcdRegistry implements Registry {
   private prefixWatch?: EtcdWatcher;
   private closed = false;
 
-  constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
-  }
-
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
-  }
-
-  private get timeout(): number {
-    return this.opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS;
-  }
-
   private connect(): Promise<{ etcd: EtcdModule; client: Etcd3 }> {
     this.connecting ??= importOptional<EtcdModule>("etcd3", "etcd registry").then((etcd) => {
-      const hosts = (this.opts.addresses?.length ? this.opts.addresses : [DEFAULT_ADDRESS]).map((a) =>
+      const hosts = this.serverAddresses(DEFAULT_ADDRESS).map((a) =>
         /^https?:\/\//.test(a) ? a : `http://${a}`,
       );
       const client = new etcd.Etcd3({
@@ -203,7 +185,7 @@ export default class EtcdRegistry implements Registry {
     if (this.connecting) (await this.connecting).client.close();
   }
 
-  toString(): string {
+  override toString(): string {
     return "etcd";
   }
 }

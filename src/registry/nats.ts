@@ -9,7 +9,7 @@ import type { NatsConnection, Msg } from "@nats-io/transport-node";
 import { importOptional } from "../cmd/plugins.ts";
 import { logger } from "../logger.ts";
 import {
-  DEFAULT_REGISTRY_TIMEOUT_MS,
+  RegistryBase,
   RegistryUnavailableError,
   WatcherSet,
   asService,
@@ -20,7 +20,6 @@ import {
   splitByNode,
   type Registry,
   type RegisterOptions,
-  type RegistryOptions,
   type Service,
   type WatchAction,
   type WatchOptions,
@@ -45,26 +44,13 @@ interface Result {
 
 const nodeKey = (s: Service) => `${s.name}\0${s.nodes[0]!.id}`;
 
-export default class NatsRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class NatsRegistry extends RegistryBase implements Registry {
   private connecting?: Promise<NatsConnection>;
   private connected = false;
   /** Our own nodes, each as the service holding just it: what we answer queries with until it expires. */
   private readonly local = new Map<string, { service: Service; expiresAt: number }>();
   private readonly watchers = new WatcherSet();
   private announcements?: Announcements;
-
-  constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
-  }
-
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
-  }
 
   /** Connects once; a failed first connect is retried by the next call. */
   private connect(): Promise<NatsConnection> {
@@ -85,9 +71,9 @@ export default class NatsRegistry implements Registry {
   private async open(): Promise<NatsConnection> {
     const nats = await importOptional<NatsModule>("@nats-io/transport-node", "nats registry");
     const nc = await nats.connect({
-      servers: this.opts.addresses?.length ? this.opts.addresses : [DEFAULT_ADDRESS],
+      servers: this.serverAddresses(DEFAULT_ADDRESS),
       name: "tsmicro-registry",
-      timeout: this.opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS,
+      timeout: this.timeout,
       // Never give up: subscriptions (our answers to queries) come back with the connection.
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
@@ -199,7 +185,7 @@ export default class NatsRegistry implements Registry {
     await nc?.close();
   }
 
-  toString(): string {
+  override toString(): string {
     return "nats";
   }
 }

@@ -275,3 +275,30 @@ export function splitHostPort(address: string): { host: string; port?: number } 
 
 /** Like Go's net.JoinHostPort: brackets IPv6 hosts. */
 export const joinHostPort = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
+
+/** What every server-backed registry shares: its options, their merging, timeout and addresses. */
+export abstract class RegistryBase {
+  protected opts: RegistryOptions;
+
+  constructor(opts: RegistryOptions = {}) {
+    this.opts = opts;
+  }
+
+  init(opts: RegistryOptions): void {
+    this.opts = { ...this.opts, ...opts };
+  }
+
+  options(): RegistryOptions {
+    return this.opts;
+  }
+
+  /** Milliseconds one server round-trip may take. */
+  protected get timeout(): number {
+    return this.opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS;
+  }
+
+  /** The server addresses given in the options, else the plugin's default. */
+  protected serverAddresses(fallback: string): string[] {
+    return this.opts.addresses?.length ? this.opts.addresses : [fallback];
+  }
+}
