@@ -5,11 +5,12 @@
  * dies without deregistering vanishes once that timeout passes. Each register call makes sure the
  * znode exists (re-creating it after the session expired, e.g. during a long outage).
  */
+import type { Socket } from "node:net";
 import { importOptional } from "../cmd/plugins.ts";
 import { logger } from "../logger.ts";
 import {
-  DEFAULT_REGISTRY_TIMEOUT_MS,
   REGISTRY_PREFIX,
+  RegistryBase,
   RegistryUnavailableError,
   WatcherSet,
   decodeService,
@@ -21,7 +22,6 @@ import {
   splitByNode,
   type Registry,
   type RegisterOptions,
-  type RegistryOptions,
   type Service,
   type WatchOptions,
   type Watcher,
@@ -63,12 +63,16 @@ const DEFAULT_SESSION_MS = 30_000;
 /** Pause between connection attempts while the server is away. */
 const RECONNECT_DELAY_MS = 500;
 const RESYNC_RETRY_MS = 1000;
+/** How long a connection may wait for ZooKeeper's answer to the session handshake before it is dropped and retried. */
+const HANDSHAKE_TIMEOUT_MS = 2000;
 
 /** One ZooKeeper session, connected lazily and replaced by a fresh one once the server expires it. */
 class Session {
   private client?: ZkClient;
+  private watchdog?: NodeJS.Timeout;
   /** Set once the session connected: from then on, a dropped connection fails calls at once. */
   private established = false;
+  private closed = false;
 
   constructor(
     private readonly zk: ZkModule,
@@ -96,6 +100,7 @@ class Session {
   }
 
   private ready(what: string): Promise<ZkClient> {
+    if (this.closed) return Promise.reject(new Error("zookeeper registry: closed"));
     const client = this.client ?? this.open();
     const state = client.getState().name;
     if (state === "SYNC_CONNECTED" || state === "CONNECTED_READ_ONLY") return Promise.resolve(client);
@@ -127,23 +132,53 @@ class Session {
       if (state.name === "SYNC_CONNECTED") this.established = true;
       if (state.name === "EXPIRED") {
         logger.warn("zookeeper registry: session expired, opening a new one");
-        this.close();
+        this.disconnect();
         this.onExpired();
       }
     });
     client.connect();
+    this.watchdog = this.watchHandshake(client);
     return client;
   }
 
-  close(): void {
+  /**
+   * node-zookeeper-client waits forever for the answer to its session handshake, and a server that
+   * is still starting may accept the connection and never answer (seen after restarts). A socket
+   * stuck like that for HANDSHAKE_TIMEOUT_MS is destroyed, and the client reconnects, same session.
+   */
+  private watchHandshake(client: ZkClient): NodeJS.Timeout {
+    let pending: { socket: Socket; since: number } | undefined;
+    const timer = setInterval(() => {
+      const socket = (client as unknown as { connectionManager?: { socket?: Socket } }).connectionManager?.socket;
+      const state = client.getState().name;
+      const handshaking = socket && !socket.connecting && !socket.destroyed && state !== "SYNC_CONNECTED" && state !== "CONNECTED_READ_ONLY";
+      if (!handshaking) pending = undefined;
+      else if (pending?.socket !== socket) pending = { socket, since: Date.now() };
+      else if (Date.now() - pending.since > HANDSHAKE_TIMEOUT_MS) {
+        logger.debug("zookeeper registry: no answer to the session handshake, reconnecting");
+        socket.destroy();
+        pending = undefined;
+      }
+    }, HANDSHAKE_TIMEOUT_MS / 4);
+    timer.unref();
+    return timer;
+  }
+
+  /** Ends the current client; the next call opens a new session. */
+  private disconnect(): void {
+    clearInterval(this.watchdog);
     this.client?.close();
     this.client = undefined;
     this.established = false;
   }
+
+  close(): void {
+    this.closed = true;
+    this.disconnect();
+  }
 }
 
-export default class ZookeeperRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class ZookeeperRegistry extends RegistryBase implements Registry {
   private zk?: Promise<ZkModule>;
   /** Sessions by timeout: one for lookups and watches, one per register TTL in use. */
   private readonly sessions = new Map<number, Session>();
@@ -153,28 +188,16 @@ export default class ZookeeperRegistry implements Registry {
   private readonly tree = new TreeWatch(this);
   private closed = false;
 
-  constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
-  }
-
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
-  }
-
   /** The session with the given timeout, created on first use. */
   async session(timeoutMs = DEFAULT_SESSION_MS): Promise<Session> {
-    if (this.closed) throw new Error("zookeeper registry: closed");
     this.zk ??= importOptional<ZkModule>("node-zookeeper-client", "zookeeper registry");
     const zk = await this.zk;
+    // Checked after the await: a close() meanwhile must not be followed by a new connection.
+    if (this.closed) throw new Error("zookeeper registry: closed");
     let session = this.sessions.get(timeoutMs);
     if (!session) {
-      const connectionString = (this.opts.addresses?.length ? this.opts.addresses : [DEFAULT_ADDRESS]).join(",");
-      const callTimeout = this.opts.timeout ?? DEFAULT_REGISTRY_TIMEOUT_MS;
-      session = new Session(zk, connectionString, timeoutMs, callTimeout, () => this.onSessionExpired(timeoutMs));
+      const connectionString = this.serverAddresses(DEFAULT_ADDRESS).join(",");
+      session = new Session(zk, connectionString, timeoutMs, this.timeout, () => this.onSessionExpired(timeoutMs));
       this.sessions.set(timeoutMs, session);
     }
     return session;
@@ -279,7 +302,7 @@ export default class ZookeeperRegistry implements Registry {
     this.sessions.clear();
   }
 
-  toString(): string {
+  override toString(): string {
     return "zookeeper";
   }
 }
