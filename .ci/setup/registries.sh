@@ -4,16 +4,8 @@
 # server with a temp data dir unless something already listens on its port. Idempotent, no prompts,
 # every wait bounded. Being sourced, it never exits the caller's shell: failures return non-zero.
 
-tsmicro_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Waits up to $2 seconds for 127.0.0.1:$1 to accept connections.
-tsmicro_wait_port() {
-  local port=$1 deadline=$((SECONDS + $2))
-  until tsmicro_port_open "$port"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 tsmicro_zk_home() {
   local dir
