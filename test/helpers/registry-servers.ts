@@ -1,0 +1,203 @@
+/**
+ * Registry servers a test owns: etcd, ZooKeeper and nats-server processes on free loopback ports
+ * (to stop and restart them), and a DNS server on a loopback UDP port whose records a test edits.
+ */
+import { execFileSync } from "node:child_process";
+import dgram from "node:dgram";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import dnsPacket from "dns-packet";
+import { freePort, startProcess, waitForPort, type Proc } from "./net.ts";
+
+/** A server process that can be stopped and started again on the same port with the same data. */
+export interface OwnedServer {
+  /** host:port for clients. */
+  readonly address: string;
+  start(): Promise<void>;
+  /** SIGTERM, then SIGKILL if it lingers; resolves once the process is gone. */
+  stop(): Promise<void>;
+  /** Stops it and removes its data. */
+  dispose(): Promise<void>;
+}
+
+/** Absolute path of an executable on PATH (or at one of the given places), or undefined. */
+export function findExecutable(name: string, ...candidates: string[]): string | undefined {
+  for (const c of candidates) if (existsSync(c)) return c;
+  try {
+    return execFileSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const ETCD_BIN = () => findExecutable("etcd");
+export const ZK_SERVER_SCRIPT = () => findExecutable("zkServer.sh", "/usr/share/zookeeper/bin/zkServer.sh", "/opt/zookeeper/bin/zkServer.sh");
+export const NATS_SERVER_BIN = () => findExecutable("nats-server");
+
+function ownedServer(opts: { name: string; port: number; dataDir: string; spawn: () => Proc; startupMs: number }): OwnedServer {
+  let proc: Proc | undefined;
+  const stop = async () => {
+    if (!proc) return;
+    const p = proc;
+    proc = undefined;
+    p.signal("SIGTERM");
+    try {
+      await p.exited(10_000);
+    } catch {
+      p.signal("SIGKILL");
+      await p.exited(5_000);
+    }
+  };
+  return {
+    address: `127.0.0.1:${opts.port}`,
+    async start() {
+      if (proc) return;
+      const p = opts.spawn();
+      proc = p;
+      try {
+        await waitForPort(opts.port, opts.startupMs);
+      } catch (err) {
+        await stop();
+        throw new Error(`${opts.name} did not start: ${(err as Error).message}\n${p.stdout().slice(-1500)}${p.stderr().slice(-1500)}`);
+      }
+    },
+    stop,
+    async dispose() {
+      await stop();
+      rmSync(opts.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const tempDir = (name: string) => mkdtempSync(path.join(tmpdir(), `tsmicro-${name}-`));
+
+export async function startEtcd(): Promise<OwnedServer> {
+  const bin = ETCD_BIN();
+  if (!bin) throw new Error("etcd is not installed");
+  const [port, peerPort] = [await freePort(), await freePort()];
+  const dataDir = tempDir("etcd");
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const server = ownedServer({
+    name: "etcd",
+    port,
+    dataDir,
+    startupMs: 20_000,
+    spawn: () =>
+      startProcess(bin, [
+        "--name=test",
+        `--data-dir=${dataDir}/data`,
+        `--listen-client-urls=http://127.0.0.1:${port}`,
+        `--advertise-client-urls=http://127.0.0.1:${port}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=test=${peer}`,
+      ]),
+  });
+  await server.start();
+  return server;
+}
+
+export async function startZookeeper(): Promise<OwnedServer> {
+  const script = ZK_SERVER_SCRIPT();
+  if (!script) throw new Error("zookeeper is not installed");
+  const port = await freePort();
+  const dataDir = tempDir("zookeeper");
+  const config = path.join(dataDir, "zoo.cfg");
+  // Short ticks and a wide session range, so a session can be as short as a test's TTL.
+  writeFileSync(
+    config,
+    [
+      `dataDir=${dataDir}/data`,
+      `clientPort=${port}`,
+      "clientPortAddress=127.0.0.1",
+      "tickTime=500",
+      "minSessionTimeout=1000",
+      "maxSessionTimeout=300000",
+      "admin.enableServer=false",
+    ].join("\n"),
+  );
+  const server = ownedServer({
+    name: "zookeeper",
+    port,
+    dataDir,
+    startupMs: 30_000,
+    // JMXDISABLE: JMX would listen on every interface.
+    spawn: () => startProcess(script, ["start-foreground", config], { env: { ...process.env, JMXDISABLE: "true", ZOO_LOG_DIR: dataDir } }),
+  });
+  await server.start();
+  return server;
+}
+
+export async function startNatsServer(): Promise<OwnedServer> {
+  const bin = NATS_SERVER_BIN();
+  if (!bin) throw new Error("nats-server is not installed");
+  const port = await freePort();
+  const dataDir = tempDir("nats");
+  const server = ownedServer({ name: "nats-server", port, dataDir, startupMs: 10_000, spawn: () => startProcess(bin, ["-a", "127.0.0.1", "-p", String(port)]) });
+  await server.start();
+  return server;
+}
+
+export interface SrvTarget {
+  target: string;
+  port: number;
+}
+
+/** Records the DNS server answers with; edit them between queries. Names are fully qualified without the trailing dot. */
+export interface DnsRecords {
+  srv: Map<string, SrvTarget[]>;
+  a: Map<string, string[]>;
+  aaaa: Map<string, string[]>;
+}
+
+export interface TestDnsServer {
+  /** 127.0.0.1:port, for a resolver's server list. */
+  readonly address: string;
+  readonly records: DnsRecords;
+  /** Queries answered so far. */
+  readonly queries: number;
+  close(): Promise<void>;
+}
+
+const NXDOMAIN = 3;
+
+/** An authoritative DNS server on a loopback UDP port: SRV, A and AAAA from `records`, NXDOMAIN for unknown names. */
+export async function startDnsServer(): Promise<TestDnsServer> {
+  const records: DnsRecords = { srv: new Map(), a: new Map(), aaaa: new Map() };
+  const socket = dgram.createSocket("udp4");
+  let queries = 0;
+  socket.on("message", (msg, rinfo) => {
+    let query: dnsPacket.Packet;
+    try {
+      query = dnsPacket.decode(msg);
+    } catch {
+      return;
+    }
+    queries++;
+    const answers: dnsPacket.Answer[] = [];
+    let known = false;
+    for (const q of query.questions ?? []) {
+      const name = q.name.replace(/\.$/, "").toLowerCase();
+      known ||= records.srv.has(name) || records.a.has(name) || records.aaaa.has(name);
+      if (q.type === "SRV")
+        for (const t of records.srv.get(name) ?? []) answers.push({ type: "SRV", name: q.name, ttl: 5, data: { target: t.target, port: t.port, priority: 0, weight: 0 } });
+      if (q.type === "A") for (const ip of records.a.get(name) ?? []) answers.push({ type: "A", name: q.name, ttl: 5, data: ip });
+      if (q.type === "AAAA") for (const ip of records.aaaa.get(name) ?? []) answers.push({ type: "AAAA", name: q.name, ttl: 5, data: ip });
+    }
+    const flags = dnsPacket.AUTHORITATIVE_ANSWER | (known ? 0 : NXDOMAIN);
+    socket.send(dnsPacket.encode({ type: "response", id: query.id, flags, questions: query.questions, answers }), rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(0, "127.0.0.1", () => resolve());
+  });
+  return {
+    address: `127.0.0.1:${socket.address().port}`,
+    records,
+    get queries() {
+      return queries;
+    },
+    close: () => new Promise((resolve) => socket.close(() => resolve())),
+  };
+}
