@@ -192,7 +192,14 @@ export default class ConsulRegistry extends RegistryBase implements Registry {
     if (!this.catalogWatch) {
       this.catalogWatch = new CatalogWatch(this.watchers);
       const catalogWatch = this.catalogWatch;
-      this.connect().then((consul) => catalogWatch.start(consul));
+      this.connect().then(
+        (consul) => catalogWatch.start(consul),
+        (err: unknown) => {
+          logger.warn({ err }, "consul registry: could not start the watch");
+          this.watchers.stopAll();
+          this.catalogWatch = undefined;
+        },
+      );
     }
     return watcher;
   }
