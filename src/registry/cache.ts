@@ -119,9 +119,9 @@ export class CacheRegistry implements Registry {
   private apply({ action, service }: WatchEvent): void {
     const entry = this.entries.get(service.name);
     if (!entry) return;
-    const i = entry.services.findIndex((s) => s.version === service.version);
     const ids = new Set(service.nodes.map((n) => n.id));
     if (action === "delete") {
+      const i = entry.services.findIndex((s) => s.version === service.version);
       if (i < 0) return;
       const remaining = entry.services[i]!.nodes.filter((n) => !ids.has(n.id));
       if (remaining.length > 0) entry.services[i]!.nodes = remaining;
@@ -129,7 +129,11 @@ export class CacheRegistry implements Registry {
       if (entry.services.length === 0) this.entries.delete(service.name);
       return;
     }
+    // A node that changed version leaves its old version's entry.
+    for (const other of entry.services) if (other.version !== service.version) other.nodes = other.nodes.filter((n) => !ids.has(n.id));
+    entry.services = entry.services.filter((s) => s.version === service.version || s.nodes.length > 0);
     // Create/update: the event's service (its metadata, endpoints) plus the other nodes we knew (as go-micro's cache does).
+    const i = entry.services.findIndex((s) => s.version === service.version);
     const updated = cloneService(service);
     if (i < 0) entry.services.push(updated);
     else {

@@ -94,6 +94,17 @@ describe("cache registry", () => {
     await cache.close();
   });
 
+  it("cache: a node re-registered under another version moves to it", async () => {
+    const { registry, cache } = setup();
+    await registry.register(svc("n1", "v1"));
+    await cache.getService("greeter");
+    await registry.register(svc("n1", "v2"));
+    await waitUntil(async () => (await cache.getService("greeter"))[0]?.version === "v2", 2000, "n1 under v2");
+    const services = await cache.getService("greeter");
+    assert.deepEqual(services.map((s) => [s.version, nodeIds([s])]), [["v2", ["n1"]]]);
+    await cache.close();
+  });
+
   it("cache: when the last node is deleted the service is gone (not found), not served from cache", async () => {
     const { registry, cache } = setup();
     await registry.register(svc("n1"));
