@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { after, describe, it, type TestContext } from "node:test";
 import { createRegistry } from "../../src/cmd/plugins.ts";
 import { CacheRegistry } from "../../src/registry/cache.ts";
@@ -31,6 +32,8 @@ import {
   type OwnedServer,
 } from "../helpers/registry-servers.ts";
 
+/** A process that registers one node and re-registers it every interval, as a service does. */
+const REGISTER_NODE = fileURLToPath(new URL("../helpers/register-node.ts", import.meta.url));
 /** TTL and re-register interval of the processes that get SIGKILLed. */
 const KILL_TTL_S = 3;
 const KILL_INTERVAL_S = 1;
@@ -106,7 +109,7 @@ function measure(t: TestContext, line: string): void {
   t.diagnostic(line);
 }
 after(() => {
-  if (measurements.length) console.log(measurements.map((m) => `# MEASURED ${m}`).join("\n"));
+  if (measurements.length) console.log(measurements.map((m) => `MEASURED ${m}`).join("\n"));
 });
 
 const uniqueName = (subject: string, label: string) => `conformance-${subject}-${label}-${randomUUID().slice(0, 8)}`;
@@ -313,7 +316,7 @@ describe("registry conformance", { concurrency: true }, () => {
           withRegistry(s.uri, async (r) => {
             const name = uniqueName(s.name, "killed");
             const nodeId = `${name}-${randomUUID()}`;
-            const child = startTs("test/helpers/register-node.ts", [s.uri, name, nodeId, String(KILL_TTL_S), String(KILL_INTERVAL_S)]);
+            const child = startTs(REGISTER_NODE, [s.uri, name, nodeId, String(KILL_TTL_S), String(KILL_INTERVAL_S)]);
             try {
               await child.waitForLine(/^registered /, 30_000);
               await eventually(r, name, (x) => nodeIds(x).includes(nodeId), "the child's node");
@@ -364,7 +367,7 @@ describe("registry conformance", { concurrency: true }, () => {
             const uri = `${s.name}://${server.address}`;
             const name = uniqueName(s.name, "outage");
             const nodeId = `${name}-${randomUUID()}`;
-            const child = startTs("test/helpers/register-node.ts", [uri, name, nodeId, String(OUTAGE_TTL_S), String(OUTAGE_INTERVAL_S)]);
+            const child = startTs(REGISTER_NODE, [uri, name, nodeId, String(OUTAGE_TTL_S), String(OUTAGE_INTERVAL_S)]);
             const registry = await createRegistry(uri, { timeout: 1000 });
             const logged: string[] = [];
             const cache = new CacheRegistry(registry, { ttl: 1, log: (line) => logged.push(line) });
