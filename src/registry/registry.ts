@@ -196,15 +196,6 @@ export class RegistryUnavailableError extends Error {
   }
 }
 
-/** Rejects with RegistryUnavailableError when p does not settle within ms. */
-export function withDeadline<T>(p: Promise<T>, ms: number, registry: string, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RegistryUnavailableError(registry, `${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
-}
-
 /** go-micro's key prefix for etcd and zookeeper. */
 export const REGISTRY_PREFIX = "/micro/registry";
 
