@@ -9,6 +9,7 @@ import { logger } from "../logger.ts";
 import {
   cloneService,
   isNotFound,
+  type Node,
   type Registry,
   type RegisterOptions,
   type RegistryOptions,
@@ -32,6 +33,23 @@ const OUTAGE_RETRY_MS = 1000;
 interface Entry {
   services: Service[];
   expiresAt: number;
+  /** Built on first read after a change, then shared by every read until the next change. */
+  snapshot?: Snapshot;
+}
+
+/** A read-only view of a service's nodes, shared by callers that promise not to mutate it. */
+export interface Snapshot {
+  readonly services: readonly Service[];
+  /** Every node of every version. */
+  readonly nodes: readonly Node[];
+}
+
+function snapshotOf(entry: Entry): Snapshot {
+  if (!entry.snapshot) {
+    const services = copy(entry.services);
+    entry.snapshot = { services, nodes: services.flatMap((s) => s.nodes) };
+  }
+  return entry.snapshot;
 }
 
 const copy = (services: Service[]) => services.map(cloneService);
@@ -55,11 +73,23 @@ export class CacheRegistry implements Registry {
   }
 
   async getService(name: string): Promise<Service[]> {
+    return copy((await this.snapshot(name)).services as Service[]);
+  }
+
+  /**
+   * The service's nodes without a copy per call: the selector's read on every RPC. Throws as
+   * getService does.
+   */
+  async snapshot(name: string): Promise<Snapshot> {
     const entry = this.entries.get(name);
-    if (!entry) return copy(await this.lookup(name));
+    if (!entry) {
+      const services = await this.lookup(name);
+      const fetched = this.entries.get(name);
+      return fetched ? snapshotOf(fetched) : snapshotOf({ services, expiresAt: 0 });
+    }
     // Expired: refresh in the background; lookup handles its own failures.
     if (entry.expiresAt <= Date.now()) this.lookup(name).catch(() => undefined);
-    return copy(entry.services);
+    return snapshotOf(entry);
   }
 
   /** One registry lookup per service at a time, however many callers wait for it. */
@@ -119,6 +149,7 @@ export class CacheRegistry implements Registry {
   private apply({ action, service }: WatchEvent): void {
     const entry = this.entries.get(service.name);
     if (!entry) return;
+    entry.snapshot = undefined;
     const ids = new Set(service.nodes.map((n) => n.id));
     if (action === "delete") {
       const i = entry.services.findIndex((s) => s.version === service.version);

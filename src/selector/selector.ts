@@ -1,11 +1,11 @@
 /**
  * Node selection: strategies (random, roundrobin) over a service's nodes, filters (version,
  * metadata) and a short memory of nodes that just failed, so retries move elsewhere.
- * A service's nodes are looked up once and then kept until the registry's watch reports a change
- * to that service (or the watch ends), as go-micro's selector cache does: no registry round-trip
- * (and no copy of its records) per call.
+ * Nodes are read from a watch-driven CacheRegistry, as go-micro's selector cache does: no registry
+ * round-trip (and no copy of its records) per call, and the last known nodes while the registry is down.
  */
-import type { Node, Registry, Service, Watcher } from "../registry/registry.ts";
+import { CacheRegistry } from "../registry/cache.ts";
+import type { Node, Registry, Service } from "../registry/registry.ts";
 
 export type Strategy = "random" | "roundrobin";
 export type Filter = (services: Service[]) => Service[];
@@ -31,30 +31,25 @@ export const filterMetadata =
 /** How long a node that refused a connection is passed over (it may be restarting, or dead). */
 const PENALTY_MS = 2000;
 
-interface Known {
-  services: Service[];
-  /** Every node of every version, for selections without filters. */
-  nodes: Node[];
-}
-
 export class Selector {
   private readonly counters = new Map<string, number>();
   private readonly penalised = new Map<string, number>();
-  /** Lookups by service name; failed lookups (not found, registry down) are never kept. */
-  private readonly known = new Map<string, Promise<Known>>();
-  private watcher?: Watcher;
+  /** Nodes come from a watch-driven cache: no registry round-trip, and no copy, per call. */
+  readonly cache: CacheRegistry;
 
   constructor(
-    readonly registry: Registry,
+    registry: Registry,
     private readonly strategy: Strategy = "random",
-  ) {}
+  ) {
+    this.cache = registry instanceof CacheRegistry ? registry : new CacheRegistry(registry);
+  }
 
   /** Throws the registry's error (ServiceNotFoundError when there is no such service). */
   async select(service: string, opts: SelectOptions = {}): Promise<Next> {
-    const known = await this.lookup(service);
+    const known = await this.cache.snapshot(service);
     let nodes = known.nodes;
     if (opts.filters?.length) {
-      let services = known.services;
+      let services = known.services as Service[];
       for (const f of opts.filters) services = f(services);
       nodes = services.flatMap((s) => s.nodes);
     }
@@ -80,47 +75,9 @@ export class Selector {
     };
   }
 
-  private lookup(service: string): Promise<Known> {
-    let known = this.known.get(service);
-    if (!known) {
-      known = this.registry.getService(service).then((services) => ({ services, nodes: services.flatMap((s) => s.nodes) }));
-      // Without a watch nothing would tell us the nodes changed: then every call looks them up.
-      if (this.watchRegistry()) {
-        this.known.set(service, known);
-        known.catch(() => this.known.delete(service));
-      }
-    }
-    return known;
-  }
-
-  /** Forgets a service whenever the registry reports a change to it, and everything if the watch ends; false if it cannot watch. */
-  private watchRegistry(): boolean {
-    if (this.watcher) return true;
-    let watcher: Watcher;
-    try {
-      watcher = this.registry.watch();
-    } catch {
-      return false;
-    }
-    this.watcher = watcher;
-    void (async () => {
-      try {
-        for await (const event of watcher) this.known.delete(event.service.name);
-      } catch {
-        // a failed watch ends like a stopped one
-      } finally {
-        if (this.watcher === watcher) this.watcher = undefined;
-        this.known.clear();
-      }
-    })();
-    return true;
-  }
-
-  /** Stops watching the registry. */
+  /** Stops the cache; the registry stays open for whoever else uses it. */
   close(): void {
-    this.watcher?.stop();
-    this.watcher = undefined;
-    this.known.clear();
+    this.cache.stop();
   }
 
   /** Remembers a node whose connection failed, so the next picks avoid it for a while. */
