@@ -9,7 +9,7 @@ import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { internalServerError } from "../errors.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
-import { joinAddress, splitAddress } from "../server/server.ts";
+import { joinHostPort, parseHostPort } from "../address.ts";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
@@ -56,7 +56,7 @@ export default class HttpBroker implements Broker {
 
   async connect(): Promise<void> {
     if (this.server) return;
-    const { host, port } = splitAddress(this.opts.addresses?.[0] ?? "127.0.0.1:0");
+    const { host, port } = parseHostPort(this.opts.addresses?.[0] ?? "127.0.0.1:0");
     const server = http.createServer((req, res) => this.receive(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -64,7 +64,7 @@ export default class HttpBroker implements Broker {
     });
     this.server = server;
     const bound = server.address() as import("node:net").AddressInfo;
-    this.boundAddress = joinAddress(bound.address, bound.port);
+    this.boundAddress = joinHostPort(bound.address, bound.port);
     const interval = this.opts.registerInterval ?? 30;
     if (interval > 0) {
       // Subscriptions are registry entries with a TTL: keep them alive like a service node.
@@ -120,7 +120,7 @@ export default class HttpBroker implements Broker {
 
   private post(node: Node, topic: string, message: Message): Promise<void> {
     return new Promise((resolve, reject) => {
-      const { host, port } = splitAddress(node.address);
+      const { host, port } = parseHostPort(node.address);
       const req = http.request(
         {
           agent: this.agent,

@@ -8,7 +8,7 @@ import { Command, CommanderError } from "commander";
 import { FLAGS, FlagError } from "../cmd/flags.ts";
 import { MicroError } from "../errors.ts";
 import { logger } from "../logger.ts";
-import { splitAddress } from "../server/server.ts";
+import { parseHostPort } from "../address.ts";
 import { Service } from "../service.ts";
 import { allServices, checkHealth, lookup, showEvent } from "./inspect.ts";
 import { eventLine, keyValues, shape, table } from "./output.ts";
@@ -156,7 +156,7 @@ async function subscribe(ctx: Context, topic: string, opts: { queue?: string }):
 
 async function web(ctx: Context, opts: { address: string }): Promise<void> {
   try {
-    splitAddress(opts.address);
+    parseHostPort(opts.address);
   } catch (err) {
     throw new UsageError(`invalid value for --address: ${(err as Error).message}`);
   }

@@ -12,7 +12,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Subscriber } from "../broker/broker.ts";
 import { MicroError, badRequest, forbidden, notFound } from "../errors.ts";
-import { joinAddress, splitAddress } from "../server/server.ts";
+import { joinHostPort, parseHostPort } from "../address.ts";
 import type { Service } from "../service.ts";
 import { Catalog } from "./catalog.ts";
 import { checkHealth, showEvent } from "./inspect.ts";
@@ -40,7 +40,7 @@ export async function startWeb(service: Service, address: string): Promise<Dashb
   const registry = await service.registry();
   const catalog = await Catalog.open(registry);
   const streams = new Set<http.ServerResponse>();
-  const { host, port } = splitAddress(address);
+  const { host, port } = parseHostPort(address);
 
   /** Opens a server-sent event stream that lives until the page goes away. */
   function stream(res: http.ServerResponse, onClose: () => void): Send {
@@ -132,7 +132,7 @@ export async function startWeb(service: Service, address: string): Promise<Dashb
   const bound = server.address() as AddressInfo;
   allowedHosts = new Set(["127.0.0.1", "localhost", "[::1]"].map((h) => `${h}:${bound.port}`));
   return {
-    url: `http://${joinAddress(bound.address, bound.port)}/`,
+    url: `http://${joinHostPort(bound.address, bound.port)}/`,
     async close() {
       catalog.close();
       for (const res of streams) res.end();

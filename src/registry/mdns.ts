@@ -13,6 +13,7 @@ import os from "node:os";
 import makeMdns from "multicast-dns";
 import type { Answer, TxtAnswer } from "dns-packet";
 import {
+  RegistryBase,
   ServiceNotFoundError,
   WatcherSet,
   cloneService,
@@ -47,8 +48,7 @@ export function resolveInterface(value: string): string {
   return found.address;
 }
 
-export default class MdnsRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class MdnsRegistry extends RegistryBase implements Registry {
   private mdns?: makeMdns.MulticastDNS;
   private ready?: Promise<void>;
   private readonly heard = new Map<string, Heard>();
@@ -56,18 +56,6 @@ export default class MdnsRegistry implements Registry {
   private readonly watchers = new WatcherSet();
   private sweeper?: NodeJS.Timeout;
   private warmed?: Promise<void>;
-
-  constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
-  }
-
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
-  }
 
   /** Milliseconds the first lookup listens for answers. */
   private get listenMs(): number {
@@ -218,7 +206,7 @@ export default class MdnsRegistry implements Registry {
     await new Promise<void>((resolve) => mdns.destroy(() => resolve()));
   }
 
-  toString(): string {
+  override toString(): string {
     return "mdns";
   }
 }

@@ -3,6 +3,7 @@
  * memory registry shared by services of one binary), so in-process services find each other.
  */
 import {
+  RegistryBase,
   ServiceNotFoundError,
   WatcherSet,
   cloneService,
@@ -77,22 +78,13 @@ class MemoryStore {
 
 const sharedStore = new MemoryStore();
 
-export default class MemoryRegistry implements Registry {
-  private opts: RegistryOptions;
+export default class MemoryRegistry extends RegistryBase implements Registry {
   private readonly store: MemoryStore;
 
   /** `{isolated: true}` gives the instance a store of its own (useful in tests). */
   constructor(opts: RegistryOptions = {}) {
-    this.opts = opts;
+    super(opts);
     this.store = opts.isolated ? new MemoryStore() : sharedStore;
-  }
-
-  init(opts: RegistryOptions): void {
-    this.opts = { ...this.opts, ...opts };
-  }
-
-  options(): RegistryOptions {
-    return this.opts;
   }
 
   async register(service: Service, opts: RegisterOptions = {}): Promise<void> {
@@ -119,7 +111,7 @@ export default class MemoryRegistry implements Registry {
 
   async close(): Promise<void> {}
 
-  toString(): string {
+  override toString(): string {
     return "memory";
   }
 }

@@ -257,15 +257,7 @@ export function diffSnapshots(
   for (const [key, service] of prev) if (!next.has(key)) emit("delete", service);
 }
 
-/** "host:port" → parts; accepts "[v6]:port". Port is undefined when absent. */
-export function splitHostPort(address: string): { host: string; port?: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]*)(?::(\d+))?$/.exec(address);
-  if (!m) return { host: address }; // a bare IPv6 address
-  return { host: m[1]!, port: m[2] === undefined ? undefined : Number(m[2]) };
-}
-
-/** Like Go's net.JoinHostPort: brackets IPv6 hosts. */
-export const joinHostPort = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
+export { splitHostPort, joinHostPort } from "../address.ts";
 
 /** What every server-backed registry shares: its options, their merging, timeout and addresses. */
 export abstract class RegistryBase {

@@ -13,6 +13,7 @@ import { createHttpHandler } from "../transport/http.ts";
 import { serveTcpConnection } from "../transport/tcp.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
 import { logger } from "../logger.ts";
+import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 
@@ -160,7 +161,7 @@ export class Server {
   };
 
   async start(): Promise<string> {
-    const { host, port } = splitAddress(this.options.address);
+    const { host, port } = parseHostPort(this.options.address);
     const opts = {
       maxMessageSize: this.options.maxMessageSize,
       readTimeoutMs: this.options.readTimeoutMs,
@@ -195,7 +196,7 @@ export class Server {
       });
     });
     const bound = server.address() as net.AddressInfo;
-    this.boundAddress = joinAddress(bound.address, bound.port);
+    this.boundAddress = joinHostPort(bound.address, bound.port);
     logger.info({ address: this.boundAddress }, `Server [tsmicro] Listening on ${this.boundAddress}`);
     return this.boundAddress;
   }
@@ -204,8 +205,8 @@ export class Server {
   advertisedAddress(): string {
     if (this.options.advertise) return this.options.advertise;
     if (!this.boundAddress) throw new Error("server not started");
-    const { host, port } = splitAddress(this.boundAddress);
-    return joinAddress(host === "0.0.0.0" || host === "::" ? firstExternalAddress() : host, port);
+    const { host, port } = parseHostPort(this.boundAddress);
+    return joinHostPort(host === "0.0.0.0" || host === "::" ? firstExternalAddress() : host, port);
   }
 
   /** Stops accepting, lets in-flight calls finish (bounded), then closes every connection. */
@@ -232,19 +233,6 @@ export class Server {
     await closed;
     clearTimeout(forced);
   }
-}
-
-export function splitAddress(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  if (i < 0) throw new TypeError(`address "${address}" must be host:port`);
-  const host = address.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
-  const port = Number(address.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`address "${address}" has an invalid port`);
-  return { host, port };
-}
-
-export function joinAddress(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function firstExternalAddress(): string {

@@ -7,6 +7,7 @@
  */
 import http from "node:http";
 import { randomUUID } from "node:crypto";
+import { parseHostPort } from "../address.ts";
 import { MicroError, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
 import {
@@ -46,12 +47,12 @@ export class HttpClientTransport implements ClientTransport {
 
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     return new Promise((resolve, reject) => {
-      const [host, port] = [address.slice(0, address.lastIndexOf(":")), address.slice(address.lastIndexOf(":") + 1)];
+      const { host, port } = parseHostPort(address);
       const r = http.request(
         {
           agent: this.agent,
-          host: host.replace(/^\[|\]$/g, ""),
-          port: Number(port),
+          host,
+          port,
           method: "POST",
           path: "/",
           headers: {

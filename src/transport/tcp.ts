@@ -4,6 +4,7 @@
  * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
  */
 import net from "node:net";
+import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
 import { callTimeout, connectionError } from "./errors.ts";
@@ -85,12 +86,6 @@ export function batchedWriter(socket: net.Socket): (data: Buffer) => void {
   };
 }
 
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  const host = address.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
-  return { host, port: Number(address.slice(i + 1)) };
-}
-
 /** One client connection to one node; calls are matched to responses by frame id. */
 class Connection {
   private readonly socket: net.Socket;
@@ -113,7 +108,7 @@ class Connection {
     maxMessageSize: number,
     private readonly onClose: (c: Connection) => void,
   ) {
-    this.socket = net.connect(splitHostPort(address));
+    this.socket = net.connect(parseHostPort(address));
     this.socket.setNoDelay(true);
     this.write = batchedWriter(this.socket);
     this.ready = new Promise((resolve, reject) => {
