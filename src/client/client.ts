@@ -103,7 +103,7 @@ export class Client {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (!isRetryable(e)) throw e;
         (failed ??= new Set()).add(node.id);
-        this.selector.mark(node, true);
+        this.selector.penalise(node);
         lastError = e;
         continue;
       }

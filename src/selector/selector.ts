@@ -81,8 +81,7 @@ export class Selector {
   }
 
   /** Remembers a node whose connection failed, so the next picks avoid it for a while. */
-  mark(node: Node, failed: boolean): void {
-    if (failed) this.penalised.set(node.id, Date.now() + PENALTY_MS);
-    else if (this.penalised.size > 0) this.penalised.delete(node.id);
+  penalise(node: Node): void {
+    this.penalised.set(node.id, Date.now() + PENALTY_MS);
   }
 }

@@ -25,10 +25,10 @@ test("excluded and recently failed nodes are passed over, unless nothing else is
   const first = next()!;
   for (let i = 0; i < 20; i++) assert.notEqual(next(new Set([first.id]))!.id, first.id);
   assert.equal(next(new Set(["svc-v1-0", "svc-v1-1"])), undefined);
-  selector.mark(first, true);
+  selector.penalise(first);
   for (let i = 0; i < 20; i++) assert.notEqual(next()!.id, first.id);
   const other = next()!;
-  selector.mark(other, true);
+  selector.penalise(other);
   assert.ok(next(), "with every node penalised one is still tried");
 });
 
