@@ -39,7 +39,8 @@ export function encodeEvent(topic: string, message: unknown, opts: PublishEventO
   if (isProtoMessage(message) && !schema) {
     throw new TypeError(`no schema for protobuf type ${message.$typeName}: pass {schema} or call registerTypes()`);
   }
-  if (schema) registerTypes(schema);
+  // Publishing with an explicit schema teaches this process the type for later publishes.
+  if (opts.schema) registerTypes(opts.schema);
   const contentType = opts.contentType ?? (schema ? PROTOBUF_TYPE : JSON_TYPE);
   const codec = codecFor(contentType);
   if (!codec) throw new TypeError(`unsupported Content-Type ${contentType}`);
