@@ -9,7 +9,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Client, MicroError, createRegistry, type Registry, type WatchEvent } from "../../src/index.ts";
 import { FrameKind, encodeFrame } from "../../src/transport/frame.ts";
 import { StudentSchema } from "../../examples/student/gen/student_pb.ts";
-import { startTs, within, type Proc } from "../helpers/net.ts";
+import { startTs, waitUntil, within, type Proc } from "../helpers/net.ts";
 
 const fixture = fileURLToPath(new URL("./fixtures/echo-service.ts", import.meta.url));
 const example = (part: string) => fileURLToPath(new URL(`../../examples/student/${part}.ts`, import.meta.url));
@@ -101,13 +101,7 @@ describe("TTL, replicas and graceful stop", () => {
     const replicas = await Promise.all([1, 2, 3].map(() => startEcho(name, ["--register_ttl=3", "--register_interval=1"])));
     try {
       const { client, registry } = await mdnsClient({ retries: 2, requestTimeout: 2000 });
-      await within(
-        (async () => {
-          while ((await registry.getService(name).catch(() => []))[0]?.nodes.length !== 3) await new Promise((r) => setTimeout(r, 50));
-        })(),
-        10_000,
-        "3 replicas registered",
-      );
+      await waitUntil(async () => (await registry.getService(name).catch(() => []))[0]?.nodes.length === 3, 10_000, "3 replicas registered");
       const servedBy = new Set<string>();
       let ok = 0;
       const failures: string[] = [];
@@ -125,13 +119,7 @@ describe("TTL, replicas and graceful stop", () => {
       };
       const workers = Array.from({ length: 8 }, worker);
       // Kill only once all three served traffic, then keep the load on past the TTL.
-      await within(
-        (async () => {
-          while (servedBy.size < 3) await new Promise((r) => setTimeout(r, 20));
-        })(),
-        10_000,
-        "all replicas serving",
-      );
+      await waitUntil(() => servedBy.size === 3, 10_000, "all replicas serving");
       const okBeforeKill = ok;
       replicas[0]!.proc.signal("SIGKILL");
       await new Promise((r) => setTimeout(r, 4000)); // the load window: TTL 3 s + margin, not a synchronisation
