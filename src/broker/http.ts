@@ -7,7 +7,7 @@
  */
 import http from "node:http";
 import { randomUUID } from "node:crypto";
-import { internalServerError } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, notFound } from "../errors.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
@@ -18,6 +18,11 @@ const BROADCAST_VERSION = "ff.http.broadcast";
 const HEADER_TOPIC = "Micro-Topic";
 const HEADER_MESSAGE = "Micro-Broker-Header";
 const MAX_ATTEMPTS = 3;
+
+/** Answers a delivery with a go-micro error, its code as the HTTP status. */
+function fail(res: http.ServerResponse, err: MicroError): void {
+  res.writeHead(err.code, { "Content-Type": "application/json" }).end(JSON.stringify(err));
+}
 
 interface HttpSubscription extends Subscriber {
   readonly id: string;
@@ -99,21 +104,21 @@ export default class HttpBroker implements Broker {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
       if (!sub || req.method !== "POST") {
-        res.writeHead(404).end(JSON.stringify(internalServerError(HTTP_BROKER_SERVICE, "no such subscription")));
+        fail(res, notFound(HTTP_BROKER_SERVICE, "no such subscription"));
         return;
       }
       let header: Record<string, string>;
       try {
         header = JSON.parse(decodeURIComponent(String(req.headers[HEADER_MESSAGE.toLowerCase()] ?? "%7B%7D"))) as Record<string, string>;
       } catch {
-        res.writeHead(400).end(JSON.stringify(internalServerError(HTTP_BROKER_SERVICE, "malformed message header")));
+        fail(res, badRequest(HTTP_BROKER_SERVICE, "malformed message header"));
         return;
       }
       try {
         await sub.handler({ topic: sub.topic, message: { header, body: Buffer.concat(chunks) }, ack: noAck });
         res.writeHead(200).end();
       } catch (err) {
-        res.writeHead(500).end(JSON.stringify(internalServerError(HTTP_BROKER_SERVICE, (err as Error).message)));
+        fail(res, MicroError.from(err, HTTP_BROKER_SERVICE));
       }
     });
   }
