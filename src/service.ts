@@ -287,9 +287,9 @@ export class Service {
   }
 
   private async register(): Promise<void> {
-    const record = await this.describe();
-    await (await this.registry()).register(record, { ttl: this.opts.registerTTL });
-    logger.debug(`Registry [${await this.registry()}] Registering node: ${record.nodes[0]!.id}`);
+    const [record, registry] = [await this.describe(), await this.registry()];
+    await registry.register(record, { ttl: this.opts.registerTTL });
+    logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
 
   /** start(), then wait until SIGINT/SIGTERM or stop(). */
