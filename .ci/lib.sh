@@ -33,8 +33,9 @@ tsmicro_apt_install() {
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && blocked_service_start=1
   fi
   local rc=0
-  if [[ ! -e /var/lib/apt/lists/lock ]] || [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1) ]]; then
-    apt-get update -qq || rc=$?
+  # One package-list update per CI run (the setup scripts share this shell).
+  if [[ -z ${TSMICRO_APT_UPDATED:-} ]]; then
+    apt-get update -qq && TSMICRO_APT_UPDATED=1 || rc=$?
   fi
   ((rc == 0)) && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?; }
   ((blocked_service_start)) && rm -f /usr/sbin/policy-rc.d
