@@ -184,7 +184,38 @@ const message = (id: string, body = `message ${id}`): Message => ({ header: { id
 const range = (n: number) => Array.from({ length: n }, (_, i) => String(i));
 const sorted = (ids: string[]) => [...ids].sort((a, b) => Number(a) - Number(b));
 
+/** One row per broker restart case: what a restart of the engine cost. */
+interface LossRow {
+  broker: string;
+  published: number;
+  acknowledged: number;
+  /** Distinct acknowledged-or-not messages the queue group received. */
+  received: number;
+  /** Acknowledged but never received by the queue group. */
+  lost: number;
+  /** Deliveries beyond the first of a message. */
+  duplicated: number;
+  guarantee: string;
+}
+const lossTable: LossRow[] = [];
+
+function printLossTable(): void {
+  if (!lossTable.length) return;
+  const header = ["broker", "guarantee", "published", "acknowledged", "received", "lost", "duplicated"];
+  const rows = [...lossTable]
+    .sort((a, b) => a.broker.localeCompare(b.broker))
+    .map((r) => [r.broker, r.guarantee, r.published, r.acknowledged, r.received, r.lost, r.duplicated].map(String));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(
+    ["LOSS TABLE: a server restart mid-stream, queue group of one subscriber", line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)]
+      .map((l) => `# ${l}`)
+      .join("\n"),
+  );
+}
+
 describe("broker conformance", { concurrency: true }, () => {
+  after(printLossTable);
   if (!kafkaBrokers)
     it("kafka: skipped, KAFKA_BROKERS is not set", (t) => skipOrFail(t, "kafka: KAFKA_BROKERS is not set (host:port,…)", false));
 
@@ -437,6 +468,15 @@ describe("broker conformance", { concurrency: true }, () => {
             `queue group received ${received.size} distinct (${group.events.length - received.size} redelivered), ` +
             `${lost.length} acknowledged lost${setup.atLeastOnce ? "" : " (at-most-once: allowed)"}; fan-out received ${new Set(fanout.ids()).size}`,
         );
+        lossTable.push({
+          broker: setup.name,
+          guarantee: setup.atLeastOnce ? "at least once" : "at most once",
+          published,
+          acknowledged: acked.length,
+          received: received.size,
+          lost: lost.length,
+          duplicated: group.events.length - received.size,
+        });
         if (setup.atLeastOnce) assert.deepEqual(lost, [], "acknowledged messages lost");
       });
     });
