@@ -208,9 +208,7 @@ function printLossTable(): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
   console.log(
-    ["LOSS TABLE: a server restart mid-stream, queue group of one subscriber", line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)]
-      .map((l) => `# ${l}`)
-      .join("\n"),
+    ["LOSS TABLE: a server restart mid-stream, queue group of one subscriber", line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n"),
   );
 }
 
