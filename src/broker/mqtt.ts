@@ -10,6 +10,14 @@
  * subscription carries a subscription identifier, and an incoming message goes to the local
  * subscribers of the identifiers it names (all of them, or one in turn for a queue group).
  * The client reconnects and resubscribes by itself; publish() waits up to `reconnectWait` ms meanwhile.
+ *
+ * With `durable: true` the connection keeps a persistent session (clean start off, session expiry
+ * `sessionExpiry` s): the server holds the session's subscriptions and its unacknowledged QoS 1
+ * messages while the client is away and — if the server persists its state (Mosquitto's
+ * `persistence true`) — across a server restart. Each message is acknowledged (PUBACK) only after its
+ * handlers have returned, so a subscriber that dies mid-handler gets it again; deliveries on one
+ * connection then run one after another. A handler that throws is acknowledged too: MQTT has no
+ * negative acknowledgement, and holding the PUBACK back would stop the connection.
  */
 import { randomUUID } from "node:crypto";
 import type * as Mqtt from "mqtt";
@@ -20,6 +28,16 @@ import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type NetworkBrokerO
 export interface MqttBrokerOptions extends NetworkBrokerOptions {
   /** Default QoS of publish and subscribe. */
   qos?: 0 | 1 | 2;
+  /** Persistent session, PUBACK after the handlers (see above). */
+  durable?: boolean;
+  /**
+   * The session's client id. Give a stable one (per service instance) to resume a durable session
+   * after a process restart; without one the id lives as long as this broker object, and
+   * disconnect() ends the session.
+   */
+  clientId?: string;
+  /** Seconds the server keeps a durable session while the client is away (default 3600). */
+  sessionExpiry?: number;
 }
 
 type QoS = 0 | 1 | 2;
@@ -49,6 +67,8 @@ export default class MqttBroker extends NetworkBroker {
   private readonly byFilter = new Map<string, FilterSubscription>();
   private readonly byIdentifier = new Map<number, FilterSubscription>();
   private lastIdentifier = 0;
+  /** Kept across reconnects, so a durable session is resumed after a server restart. */
+  private readonly generatedClientId = `tsmicro-${randomUUID()}`;
 
   constructor(opts: MqttBrokerOptions = {}) {
     super("mqtt", "127.0.0.1:1883", opts);
@@ -58,17 +78,31 @@ export default class MqttBroker extends NetworkBroker {
     const mqtt = await importOptional<typeof Mqtt>("mqtt", "mqtt");
     const client = await mqtt.connectAsync(
       this.serverUrls(["mqtt", "mqtts", "ws", "wss"])[0]!,
-      { protocolVersion: 5, clientId: `tsmicro-${randomUUID()}`, clean: true, reconnectPeriod: 500, connectTimeout: 10_000 },
+      {
+        protocolVersion: 5,
+        clientId: this.opts.clientId ?? this.generatedClientId,
+        clean: !this.opts.durable,
+        ...(this.opts.durable ? { properties: { sessionExpiryInterval: this.opts.sessionExpiry ?? 3600 } } : {}),
+        reconnectPeriod: 500,
+        connectTimeout: 10_000,
+      },
       false,
     );
     // Errors after the first connect are connection losses the client recovers from.
     client.on("error", (err) => this.warn("connection error", err));
-    client.on("message", (topic, payload, packet) => this.dispatch(topic, payload, packet));
+    if (this.opts.durable) {
+      // mqtt.js sends the PUBACK once this callback runs: after the handlers.
+      client.handleMessage = (packet, done) => void this.dispatch(packet.topic, packet.payload as Buffer, packet).then(() => done(), done);
+    } else {
+      client.on("message", (topic, payload, packet) => void this.dispatch(topic, payload, packet));
+    }
     this.client = client;
   }
 
   protected async close(): Promise<void> {
-    await this.client?.endAsync();
+    // A session nobody can resume (generated id) ends with the connection instead of expiring later.
+    const endsSession = this.opts.durable && !this.opts.clientId;
+    await this.client?.endAsync(endsSession ? { properties: { sessionExpiryInterval: 0 } } : {});
     this.client = undefined;
   }
 
@@ -124,17 +158,19 @@ export default class MqttBroker extends NetworkBroker {
     this.byIdentifier.delete(shared.identifier);
   }
 
-  private dispatch(mqttTopic: string, payload: Buffer, packet: Mqtt.IPublishPacket): void {
+  private dispatch(mqttTopic: string, payload: Buffer, packet: Mqtt.IPublishPacket): Promise<unknown> {
     const ids = packet.properties?.subscriptionIdentifier ?? [];
     const header: Record<string, string> = {};
     for (const [key, value] of Object.entries(packet.properties?.userProperties ?? {})) header[key] = Array.isArray(value) ? value[0]! : value;
     const topic = fromMqttTopic(mqttTopic);
+    const deliveries: Promise<void>[] = [];
     for (const id of Array.isArray(ids) ? ids : [ids]) {
       const shared = this.byIdentifier.get(id);
       if (!shared || shared.subscribers.length === 0) continue;
       const receivers = shared.queueGroup ? [shared.subscribers[shared.turn++ % shared.subscribers.length]!] : shared.subscribers;
-      for (const { handler, opts } of receivers) void this.deliver(handler, topic, { header: { ...header }, body: payload }, NOTHING_TO_SETTLE, opts);
+      for (const { handler, opts } of receivers) deliveries.push(this.deliver(handler, topic, { header: { ...header }, body: payload }, NOTHING_TO_SETTLE, opts));
     }
+    return Promise.all(deliveries);
   }
 
   private qos(opts: PublishOptions | SubscribeOptions): QoS {

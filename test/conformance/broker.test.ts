@@ -73,6 +73,17 @@ const natsSetup = (name: string, opts: BrokerOptions, atLeastOnce: boolean): Bro
   cleanup: atLeastOnce ? deleteJetStreamStreams : undefined,
 });
 
+const mqttSetup = (name: string, opts: BrokerOptions, atLeastOnce: boolean): BrokerSetup => ({
+  name,
+  create: networkBroker("mqtt", "127.0.0.1:1883", opts),
+  unavailable: listening(1883, "Mosquitto"),
+  ciProvides: true,
+  invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(70_000)],
+  redeliversFailed: false, // MQTT has no negative acknowledgement
+  atLeastOnce, // durable: persistent sessions on a server that persists them
+  ownServer: { start: startMosquitto, command: "mosquitto" },
+});
+
 const redisSetup = (name: string, opts: BrokerOptions): BrokerSetup => ({
   name,
   create: networkBroker("redis", "127.0.0.1:6379", opts),
@@ -107,16 +118,8 @@ const setups: BrokerSetup[] = [
   },
   natsSetup("nats", {}, false),
   natsSetup("nats-jetstream", { jetstream: true }, true),
-  {
-    name: "mqtt",
-    create: networkBroker("mqtt", "127.0.0.1:1883"),
-    unavailable: listening(1883, "Mosquitto"),
-    ciProvides: true,
-    invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(70_000)],
-    redeliversFailed: false,
-    atLeastOnce: false,
-    ownServer: { start: startMosquitto, command: "mosquitto" },
-  },
+  mqttSetup("mqtt", {}, false),
+  mqttSetup("mqtt-durable", { durable: true }, true),
   {
     name: "rabbitmq",
     create: networkBroker("amqp", "127.0.0.1:5672"),

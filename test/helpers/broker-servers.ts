@@ -82,7 +82,8 @@ export function startMosquitto(): Promise<OwnServer> {
   return startOwnServer("mosquitto", {
     command: "mosquitto",
     prepare: (port, dir) =>
-      writeFile(path.join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`),
+      // Persistence on: durable sessions and their queued messages survive the restart case.
+      writeFile(path.join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\n`),
     args: (_port, dir) => ["-c", path.join(dir, "mosquitto.conf")],
     startTimeoutMs: 15_000,
   });
