@@ -1,6 +1,6 @@
 /**
  * One conformance suite, run against every broker: memory, http, nats, nats with JetStream, mqtt,
- * rabbitmq, redis (pub/sub fan-out) and redis in streams mode — all on the servers every
+ * rabbitmq, redis (pub/sub fan-out), redis in streams mode and nsq — all on the servers every
  * development machine and CI run on loopback — plus kafka when KAFKA_BROKERS names a server.
  * Brokers run side by side; each one's cases run in order. Restart cases start a server of their
  * own on a free port. Deliveries are awaited, never slept for; every wait is bounded.
@@ -13,7 +13,17 @@ import { streamKey } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/plugins.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { RABBITMQ_SERVER_SCRIPT, isInstalled, startMosquitto, startNats, startRabbitMQ, startRedis, type OwnServer } from "../helpers/broker-servers.ts";
+import {
+  NSQD,
+  RABBITMQ_SERVER_SCRIPT,
+  isInstalled,
+  startMosquitto,
+  startNats,
+  startNsqd,
+  startRabbitMQ,
+  startRedis,
+  type OwnServer,
+} from "../helpers/broker-servers.ts";
 import { canConnect, skipOrFail, waitUntil, within } from "../helpers/net.ts";
 
 const DELIVERY_TIMEOUT_MS = 15_000;
@@ -46,8 +56,8 @@ interface BrokerSetup {
   cleanup?(topics: string[]): Promise<void>;
 }
 
-const listening = (port: number, what: string) => async () =>
-  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/brokers.sh)`;
+const listening = (port: number, what: string, setupScript = "brokers.sh") => async () =>
+  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/${setupScript})`;
 const always = async () => undefined;
 /** Rejected by every network broker. */
 const COMMON_INVALID_TOPICS = ["", "has space"];
@@ -133,6 +143,22 @@ const setups: BrokerSetup[] = [
   },
   redisSetup("redis", {}),
   redisSetup("redis-streams", { streams: true }),
+  {
+    name: "nsq",
+    create: networkBroker("nsq", "127.0.0.1:4150"),
+    unavailable: listening(4150, "nsqd", "nsq.sh"),
+    ciProvides: true,
+    invalidTopics: [...COMMON_INVALID_TOPICS, "a/b", "x".repeat(65), "a#b", "ü"],
+    invalidMessages: [
+      // nsqd's --max-msg-size (4 MiB on the suite's servers) bounds the envelope of headers and body; the broker asks for it.
+      { why: "larger than --max-msg-size", message: { header: {}, body: new Uint8Array(5 * ONE_MIB) }, error: /larger than the --max-msg-size/ },
+    ],
+    redeliversFailed: true,
+    // Queue groups are NSQ channels, which a graceful restart writes to disk with what they hold.
+    atLeastOnce: true,
+    ownServer: { start: startNsqd, command: NSQD },
+    cleanup: deleteNsqTopics,
+  },
 ];
 
 const kafkaBrokers = process.env.KAFKA_BROKERS;
@@ -518,5 +544,16 @@ async function deleteJetStreamStreams(topics: string[]): Promise<void> {
     }
   } finally {
     await connection.close();
+  }
+}
+
+async function deleteNsqTopics(topics: string[]): Promise<void> {
+  for (const topic of topics) {
+    const response = await fetch(`http://127.0.0.1:4151/topic/delete?topic=${encodeURIComponent(topic)}`, {
+      method: "POST",
+      signal: AbortSignal.timeout(5_000),
+    });
+    // Topics of skipped or refused cases were never created.
+    if (!response.ok && response.status !== 404) throw new Error(`nsqd: deleting topic ${topic}: ${response.status} ${await response.text()}`);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server — on free
+ * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server, nsqd — on free
  * loopback ports with their data in a temporary directory, so tests can restart them without
  * touching the shared servers. Each is a process we started and end by PID.
  */
@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort, startProcess, waitForPort, type Proc } from "./net.ts";
+import { freePort, freePortPair, startProcess, waitForPort, type Proc } from "./net.ts";
 
 export interface OwnServer {
   /** host:port */
@@ -24,6 +24,8 @@ export function isInstalled(command: string): boolean {
 
 interface ServerSpec {
   command: string;
+  /** Picks the port the server listens on (default: a free one). */
+  port?(): Promise<number>;
   args(port: number, dir: string): string[];
   env?(port: number, dir: string): NodeJS.ProcessEnv;
   /** Writes config files into the data directory before the first start. */
@@ -34,7 +36,7 @@ interface ServerSpec {
 }
 
 async function startOwnServer(name: string, spec: ServerSpec): Promise<OwnServer> {
-  const port = await freePort();
+  const port = await (spec.port ?? freePort)();
   const dir = await mkdtemp(path.join(tmpdir(), `tsmicro-${name}-`));
   await spec.prepare?.(port, dir);
   const launch = async (): Promise<Proc> => {
@@ -139,5 +141,28 @@ export function startRabbitMQ(): Promise<OwnServer> {
     }),
     holdStdin: true,
     startTimeoutMs: 60_000,
+  });
+}
+
+/** Where .ci/setup/nsq.sh links the nsqd it builds. */
+export const NSQD = path.join(process.env.TSMICRO_CACHE_DIR ?? "/var/cache/tsmicro", "bin", "nsqd");
+
+/**
+ * nsqd with its HTTP API on the next port (where the nsq broker looks for it), HTTPS off, and the
+ * shared server's message size limit (.ci/setup/nsq.sh): the suite sends 1 MiB bodies with headers.
+ */
+export function startNsqd(): Promise<OwnServer> {
+  return startOwnServer("nsqd", {
+    command: NSQD,
+    port: freePortPair,
+    args: (port, dir) => [
+      `--tcp-address=127.0.0.1:${port}`,
+      `--http-address=127.0.0.1:${port + 1}`,
+      "--https-address=",
+      "--broadcast-address=127.0.0.1",
+      `--data-path=${dir}`,
+      `--max-msg-size=${4 * 1024 * 1024}`,
+    ],
+    startTimeoutMs: 15_000,
   });
 }

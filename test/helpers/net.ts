@@ -14,6 +14,23 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A free loopback port whose successor is free too, for servers with a second listener on port + 1. */
+export async function freePortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await freePort();
+    if (port < 65_535 && (await canListen(port + 1))) return port;
+  }
+  throw new Error("found no two free consecutive loopback ports");
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
 export function canConnect(port: number, host = "127.0.0.1", timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host });
