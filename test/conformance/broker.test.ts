@@ -1,7 +1,8 @@
 /**
  * One conformance suite, run against every broker: memory, http, nats, nats with JetStream, mqtt,
- * rabbitmq, redis (pub/sub fan-out) and redis in streams mode — all on the servers every
- * development machine and CI run on loopback — plus kafka when KAFKA_BROKERS names a server.
+ * rabbitmq, redis (pub/sub fan-out), redis in streams mode and googlepubsub (on the Pub/Sub
+ * emulator) — all on the servers every development machine and CI run on loopback — plus kafka
+ * when KAFKA_BROKERS names a server.
  * Brokers run side by side; each one's cases run in order. Restart cases start a server of their
  * own on a free port. Deliveries are awaited, never slept for; every wait is bounded.
  */
@@ -9,11 +10,22 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, describe, it, type TestContext } from "node:test";
 import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/broker.ts";
+import { subscriptionName } from "../../src/broker/googlepubsub.ts";
 import { streamKey } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/plugins.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { RABBITMQ_SERVER_SCRIPT, isInstalled, startMosquitto, startNats, startRabbitMQ, startRedis, type OwnServer } from "../helpers/broker-servers.ts";
+import {
+  PUBSUB_EMULATOR,
+  RABBITMQ_SERVER_SCRIPT,
+  isInstalled,
+  startMosquitto,
+  startNats,
+  startPubSubEmulator,
+  startRabbitMQ,
+  startRedis,
+  type OwnServer,
+} from "../helpers/broker-servers.ts";
 import { canConnect, skipOrFail, waitUntil, within } from "../helpers/net.ts";
 
 const DELIVERY_TIMEOUT_MS = 15_000;
@@ -23,6 +35,8 @@ const PUBLISH_BATCH = 10;
 const ONE_MIB = 1024 * 1024;
 /** Queue-group names the cases use (durable objects on shared servers are removed afterwards). */
 const QUEUES = ["workers", "retry", "restart"] as const;
+/** The Pub/Sub emulator's project the cases use (it takes any). */
+const PUBSUB_PROJECT = "tsmicro-conformance";
 
 interface BrokerSetup {
   name: string;
@@ -46,8 +60,8 @@ interface BrokerSetup {
   cleanup?(topics: string[]): Promise<void>;
 }
 
-const listening = (port: number, what: string) => async () =>
-  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/brokers.sh)`;
+const listening = (port: number, what: string, setup = "brokers") => async () =>
+  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/${setup}.sh)`;
 const always = async () => undefined;
 /** Rejected by every network broker. */
 const COMMON_INVALID_TOPICS = ["", "has space"];
@@ -130,6 +144,22 @@ const setups: BrokerSetup[] = [
   },
   redisSetup("redis", {}),
   redisSetup("redis-streams", { streams: true }),
+  {
+    name: "googlepubsub",
+    create: networkBroker("googlepubsub", "127.0.0.1:8085", { projectId: PUBSUB_PROJECT }),
+    unavailable: listening(8085, "The Pub/Sub emulator", "pubsub"),
+    ciProvides: true,
+    // Too short, not starting with a letter, reserved prefix, a slash, too long.
+    invalidTopics: [...COMMON_INVALID_TOPICS, "ab", "1abc", "goog.x", "a/b", "x".repeat(256)],
+    invalidMessages: [
+      { why: "no body and no header", message: { header: {}, body: new Uint8Array(0) }, error: /needs a body or at least one header/ },
+      { why: "larger than 10 MB", message: { header: { id: "big" }, body: new Uint8Array(10_000_000) }, error: /limit of 10 MB/ },
+    ],
+    redeliversFailed: true,
+    atLeastOnce: false, // the emulator keeps its state in memory: a restart loses topics, subscriptions and messages
+    ownServer: { start: startPubSubEmulator, command: PUBSUB_EMULATOR },
+    cleanup: deletePubSubObjects,
+  },
 ];
 
 const kafkaBrokers = process.env.KAFKA_BROKERS;
@@ -477,5 +507,22 @@ async function deleteJetStreamStreams(topics: string[]): Promise<void> {
     }
   } finally {
     await connection.close();
+  }
+}
+
+/** The queue groups' subscriptions and the topics on the shared emulator (subscribers' own subscriptions go when they do). */
+async function deletePubSubObjects(topics: string[]): Promise<void> {
+  const { PubSub } = await import("@google-cloud/pubsub");
+  const client = new PubSub({ projectId: PUBSUB_PROJECT, apiEndpoint: "127.0.0.1:8085", emulatorMode: true, universeDomain: "googleapis.com" });
+  const gone = (err: { code?: number }) => {
+    if (err.code !== 5) throw err; // NOT_FOUND: never created
+  };
+  try {
+    for (const topic of topics) {
+      for (const queue of QUEUES) await client.subscription(subscriptionName(topic, queue)).delete().catch(gone);
+      await client.topic(topic).delete().catch(gone);
+    }
+  } finally {
+    await client.close();
   }
 }
