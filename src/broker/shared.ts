@@ -1,5 +1,5 @@
 /**
- * What the network broker plugins (nats, mqtt, rabbitmq, redis, kafka, nsq) share, so each plugin file
+ * What the network broker plugins (nats, mqtt, rabbitmq, redis, kafka, nsq, googlepubsub) share, so each plugin file
  * holds only its engine's specifics: options and server addresses, the connected-state and input
  * checks every publish/subscribe goes through, subscriber bookkeeping (disconnect() ends them all),
  * running a handler with ack/nack, retrying with backoff, and the header envelope for engines

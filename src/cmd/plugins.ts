@@ -8,7 +8,7 @@ import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
 
 export const REGISTRY_NAMES = ["mdns", "memory", "etcd", "consul", "zookeeper", "dns", "nats"] as const;
-export const BROKER_NAMES = ["http", "memory", "nats", "mqtt", "rabbitmq", "redis", "kafka", "nsq"] as const;
+export const BROKER_NAMES = ["http", "memory", "nats", "mqtt", "rabbitmq", "redis", "kafka", "nsq", "googlepubsub"] as const;
 export const TRANSPORT_NAMES = ["tcp", "http"] as const;
 export const SELECTOR_NAMES = ["random", "roundrobin"] as const;
 

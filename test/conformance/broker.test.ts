@@ -1,7 +1,8 @@
 /**
  * One conformance suite, run against every broker: memory, http, nats, nats with JetStream, mqtt,
- * rabbitmq, redis (pub/sub fan-out), redis in streams mode and nsq — all on the servers every
- * development machine and CI run on loopback — plus kafka when KAFKA_BROKERS names a server.
+ * rabbitmq, redis (pub/sub fan-out), redis in streams mode, nsq and googlepubsub (on the Pub/Sub
+ * emulator) — all on the servers every development machine and CI run on loopback — plus kafka
+ * when KAFKA_BROKERS names a server.
  * Brokers run side by side; each one's cases run in order. Restart cases start a server of their
  * own on a free port. Deliveries are awaited, never slept for; every wait is bounded.
  */
@@ -9,17 +10,20 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, describe, it, type TestContext } from "node:test";
 import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/broker.ts";
+import { subscriptionName } from "../../src/broker/googlepubsub.ts";
 import { streamKey } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/plugins.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import {
   NSQD,
+  PUBSUB_EMULATOR,
   RABBITMQ_SERVER_SCRIPT,
   isInstalled,
   startMosquitto,
   startNats,
   startNsqd,
+  startPubSubEmulator,
   startRabbitMQ,
   startRedis,
   type OwnServer,
@@ -33,6 +37,8 @@ const PUBLISH_BATCH = 10;
 const ONE_MIB = 1024 * 1024;
 /** Queue-group names the cases use (durable objects on shared servers are removed afterwards). */
 const QUEUES = ["workers", "retry", "restart"] as const;
+/** The Pub/Sub emulator's project the cases use (it takes any). */
+const PUBSUB_PROJECT = "tsmicro-conformance";
 
 interface BrokerSetup {
   name: string;
@@ -56,8 +62,8 @@ interface BrokerSetup {
   cleanup?(topics: string[]): Promise<void>;
 }
 
-const listening = (port: number, what: string, setupScript = "brokers.sh") => async () =>
-  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/${setupScript})`;
+const listening = (port: number, what: string, setup = "brokers") => async () =>
+  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/${setup}.sh)`;
 const always = async () => undefined;
 /** Rejected by every network broker. */
 const COMMON_INVALID_TOPICS = ["", "has space"];
@@ -146,7 +152,7 @@ const setups: BrokerSetup[] = [
   {
     name: "nsq",
     create: networkBroker("nsq", "127.0.0.1:4150"),
-    unavailable: listening(4150, "nsqd", "nsq.sh"),
+    unavailable: listening(4150, "nsqd", "nsq"),
     ciProvides: true,
     invalidTopics: [...COMMON_INVALID_TOPICS, "a/b", "x".repeat(65), "a#b", "ü"],
     invalidMessages: [
@@ -158,6 +164,22 @@ const setups: BrokerSetup[] = [
     atLeastOnce: true,
     ownServer: { start: startNsqd, command: NSQD },
     cleanup: deleteNsqTopics,
+  },
+  {
+    name: "googlepubsub",
+    create: networkBroker("googlepubsub", "127.0.0.1:8085", { projectId: PUBSUB_PROJECT }),
+    unavailable: listening(8085, "The Pub/Sub emulator", "pubsub"),
+    ciProvides: true,
+    // Too short, not starting with a letter, reserved prefix, a slash, too long.
+    invalidTopics: [...COMMON_INVALID_TOPICS, "ab", "1abc", "goog.x", "a/b", "x".repeat(256)],
+    invalidMessages: [
+      { why: "no body and no header", message: { header: {}, body: new Uint8Array(0) }, error: /needs a body or at least one header/ },
+      { why: "larger than 10 MB", message: { header: { id: "big" }, body: new Uint8Array(10_000_000) }, error: /limit of 10 MB/ },
+    ],
+    redeliversFailed: true,
+    atLeastOnce: false, // the emulator keeps its state in memory: a restart loses topics, subscriptions and messages
+    ownServer: { start: startPubSubEmulator, command: PUBSUB_EMULATOR },
+    cleanup: deletePubSubObjects,
   },
 ];
 
@@ -555,5 +577,22 @@ async function deleteNsqTopics(topics: string[]): Promise<void> {
     });
     // Topics of skipped or refused cases were never created.
     if (!response.ok && response.status !== 404) throw new Error(`nsqd: deleting topic ${topic}: ${response.status} ${await response.text()}`);
+  }
+}
+
+/** The queue groups' subscriptions and the topics on the shared emulator (subscribers' own subscriptions go when they do). */
+async function deletePubSubObjects(topics: string[]): Promise<void> {
+  const { PubSub } = await import("@google-cloud/pubsub");
+  const client = new PubSub({ projectId: PUBSUB_PROJECT, apiEndpoint: "127.0.0.1:8085", emulatorMode: true, universeDomain: "googleapis.com" });
+  const gone = (err: { code?: number }) => {
+    if (err.code !== 5) throw err; // NOT_FOUND: never created
+  };
+  try {
+    for (const topic of topics) {
+      for (const queue of QUEUES) await client.subscription(subscriptionName(topic, queue)).delete().catch(gone);
+      await client.topic(topic).delete().catch(gone);
+    }
+  } finally {
+    await client.close();
   }
 }

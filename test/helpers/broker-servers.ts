@@ -1,7 +1,7 @@
 /**
- * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server, nsqd — on free
- * loopback ports with their data in a temporary directory, so tests can restart them without
- * touching the shared servers. Each is a process we started and end by PID.
+ * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server, nsqd, the
+ * Pub/Sub emulator — on free loopback ports with their data in a temporary directory, so tests can
+ * restart them without touching the shared servers. Each is a process we started and end by PID.
  */
 import { spawnSync } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -164,5 +164,17 @@ export function startNsqd(): Promise<OwnServer> {
       `--max-msg-size=${4 * 1024 * 1024}`,
     ],
     startTimeoutMs: 15_000,
+  });
+}
+
+/** The Pub/Sub emulator's launcher, linked there by .ci/setup/pubsub.sh (it comes with the Google Cloud CLI). */
+export const PUBSUB_EMULATOR = path.join(process.env.TSMICRO_CACHE_DIR ?? "/var/cache/tsmicro", "bin", "cloud-pubsub-emulator");
+
+/** The Pub/Sub emulator (a JVM: the launcher execs java, so SIGTERM reaches it). It keeps its state in memory: a restart empties it. */
+export function startPubSubEmulator(): Promise<OwnServer> {
+  return startOwnServer("pubsub", {
+    command: PUBSUB_EMULATOR,
+    args: (port) => ["--host=127.0.0.1", `--port=${port}`],
+    startTimeoutMs: 90_000,
   });
 }
