@@ -26,18 +26,34 @@ export interface PluginRef {
   name: string;
   /** host:port list from a URI, if one was given. */
   addresses?: string[];
-  /** The URI as written, for clients that want credentials or a scheme. */
+  /** The URI as written without its query, for clients that want credentials or a scheme. */
   url?: string;
+  /** Plugin options from the URI's query (`?jetstream=true&client_id=a` → {jetstream: true, clientId: "a"}). */
+  options?: Record<string, string | number | boolean>;
 }
 
-/** Splits "name" or "scheme://host:port,host:port" into a plugin name and its addresses. */
+/**
+ * Splits "name" or "scheme://host:port,host:port?option=value" into a plugin name, its addresses
+ * and its options, so a flag can choose a plugin's mode (`--broker=mqtt://127.0.0.1:1883?durable=true`).
+ */
 export function parsePluginRef(value: string): PluginRef {
-  const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(value.trim());
+  const m = /^([a-z][a-z0-9+.-]*):\/\/([^?]*)(?:\?(.*))?$/i.exec(value.trim());
   if (!m) return { name: value.trim().toLowerCase() };
   const scheme = m[1]!.toLowerCase();
   const rest = m[2]!.replace(/\/.*$/, "").replace(/^[^@]*@/, "");
   const addresses = rest ? rest.split(",").filter(Boolean) : undefined;
-  return { name: SCHEME_ALIASES[scheme] ?? scheme, addresses, url: value.trim() };
+  const ref: PluginRef = { name: SCHEME_ALIASES[scheme] ?? scheme, addresses, url: `${m[1]}://${m[2]}` };
+  if (m[3]) ref.options = queryOptions(m[3]);
+  return ref;
+}
+
+function queryOptions(query: string): Record<string, string | number | boolean> {
+  const options: Record<string, string | number | boolean> = {};
+  for (const [key, raw] of new URLSearchParams(query)) {
+    const name = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    options[name] = raw === "true" ? true : raw === "false" ? false : /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
+  }
+  return options;
 }
 
 export class UnknownPluginError extends Error {
@@ -83,11 +99,11 @@ async function load<T, O>(kind: "registry" | "broker", known: readonly string[],
 export async function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
   const ref = parsePluginRef(value);
   const RegistryClass = await load<Registry, RegistryOptions>("registry", REGISTRY_NAMES, ref);
-  return new RegistryClass({ ...opts, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
+  return new RegistryClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
 }
 
 export async function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
   const ref = parsePluginRef(value);
   const BrokerClass = await load<Broker, BrokerOptions>("broker", BROKER_NAMES, ref);
-  return new BrokerClass({ ...opts, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
+  return new BrokerClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
-import { FlagError, Service, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
+import { FlagError, Service, createBroker, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -61,4 +61,17 @@ test("durations and plugin URIs", () => {
   assert.equal(parsePluginRef("amqp://guest:guest@127.0.0.1:5672/").name, "rabbitmq");
   assert.deepEqual(parsePluginRef("amqp://guest:guest@127.0.0.1:5672/").addresses, ["127.0.0.1:5672"]);
   assert.deepEqual(parsePluginRef("MDNS"), { name: "mdns" });
+});
+
+test("a plugin URI's query sets the plugin's options, so a flag can choose a durable mode", async () => {
+  assert.deepEqual(parsePluginRef("mqtt://127.0.0.1:1883?durable=true&client_id=message-1&session_expiry=600&qos=1"), {
+    name: "mqtt",
+    addresses: ["127.0.0.1:1883"],
+    url: "mqtt://127.0.0.1:1883",
+    options: { durable: true, clientId: "message-1", sessionExpiry: 600, qos: 1 },
+  });
+  const broker = await createBroker("nats://127.0.0.1:4222?jetstream=true", { reconnectWait: 5 });
+  assert.equal(broker.options().jetstream, true);
+  assert.equal(broker.options().reconnectWait, 5, "options from code are kept");
+  assert.equal(broker.address(), "127.0.0.1:4222", "the query is not part of the address");
 });
