@@ -1,7 +1,7 @@
 /**
  * One conformance suite, run against every broker: memory, http, nats, nats with JetStream, mqtt,
- * rabbitmq, redis (pub/sub fan-out) and redis in streams mode — all on the servers every
- * development machine and CI run on loopback — plus kafka when KAFKA_BROKERS names a server.
+ * rabbitmq, redis (pub/sub fan-out), redis in streams mode and kafka — all on the servers every
+ * development machine and CI run on loopback (KAFKA_BROKERS=host:port,… names another Kafka).
  * Brokers run side by side; each one's cases run in order. Restart cases start a server of their
  * own on a free port. Deliveries are awaited, never slept for; every wait is bounded.
  */
@@ -13,7 +13,17 @@ import { streamKey } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/plugins.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { RABBITMQ_SERVER_SCRIPT, isInstalled, startMosquitto, startNats, startRabbitMQ, startRedis, type OwnServer } from "../helpers/broker-servers.ts";
+import {
+  KAFKA_SERVER,
+  RABBITMQ_SERVER_SCRIPT,
+  isInstalled,
+  startKafka,
+  startMosquitto,
+  startNats,
+  startRabbitMQ,
+  startRedis,
+  type OwnServer,
+} from "../helpers/broker-servers.ts";
 import { canConnect, skipOrFail, waitUntil, within } from "../helpers/net.ts";
 
 const DELIVERY_TIMEOUT_MS = 15_000;
@@ -46,8 +56,8 @@ interface BrokerSetup {
   cleanup?(topics: string[]): Promise<void>;
 }
 
-const listening = (port: number, what: string) => async () =>
-  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/brokers.sh)`;
+const listening = (port: number, what: string, setupScript = "brokers.sh") => async () =>
+  (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/${setupScript})`;
 const always = async () => undefined;
 /** Rejected by every network broker. */
 const COMMON_INVALID_TOPICS = ["", "has space"];
@@ -84,6 +94,9 @@ const redisSetup = (name: string, opts: BrokerOptions): BrokerSetup => ({
   ownServer: { start: startRedis, command: "redis-server" },
   cleanup: deleteRedisStreams,
 });
+
+/** The shared Kafka: .ci/setup/kafka.sh's, or the servers KAFKA_BROKERS names (host:port,…). */
+const KAFKA_ADDRESSES = process.env.KAFKA_BROKERS ?? "127.0.0.1:9092";
 
 const setups: BrokerSetup[] = [
   {
@@ -130,19 +143,22 @@ const setups: BrokerSetup[] = [
   },
   redisSetup("redis", {}),
   redisSetup("redis-streams", { streams: true }),
-];
-
-const kafkaBrokers = process.env.KAFKA_BROKERS;
-if (kafkaBrokers)
-  setups.push({
+  {
     name: "kafka",
-    create: () => createBroker("kafka", { addresses: kafkaBrokers.split(",") }),
-    unavailable: always,
-    ciProvides: false,
+    create: networkBroker("kafka", KAFKA_ADDRESSES),
+    unavailable: process.env.KAFKA_BROKERS ? always : listening(9092, "Kafka", "kafka.sh"),
+    ciProvides: true,
     invalidTopics: [...COMMON_INVALID_TOPICS, "a/b", "x".repeat(250)],
+    invalidMessages: [
+      // .ci/setup/kafka.sh's server takes up to 4 MiB (message.max.bytes; Kafka's default is 1 MB).
+      { why: "larger than message.max.bytes", message: { header: {}, body: new Uint8Array(5 * ONE_MIB) }, error: /message\.max\.bytes/ },
+    ],
     redeliversFailed: true,
-    atLeastOnce: false,
-  });
+    atLeastOnce: true, // queue groups commit a record's offset once its handler succeeded
+    ownServer: { start: startKafka, command: KAFKA_SERVER },
+    cleanup: deleteKafkaTopics,
+  },
+];
 
 /** Collects deliveries; waits for a condition on them to hold. */
 class Inbox {
@@ -185,9 +201,6 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => String(i));
 const sorted = (ids: string[]) => [...ids].sort((a, b) => Number(a) - Number(b));
 
 describe("broker conformance", { concurrency: true }, () => {
-  if (!kafkaBrokers)
-    it("kafka: skipped, KAFKA_BROKERS is not set", (t) => skipOrFail(t, "kafka: KAFKA_BROKERS is not set (host:port,…)", false));
-
   for (const setup of setups) {
     describe(`${setup.name} broker`, { concurrency: 1 }, () => {
       const topics: string[] = [];
@@ -462,6 +475,19 @@ async function deleteRedisStreams(topics: string[]): Promise<void> {
     if (topics.length) await client.del(topics.map(streamKey));
   } finally {
     client.destroy();
+  }
+}
+
+async function deleteKafkaTopics(topics: string[]): Promise<void> {
+  const { Admin } = await import("@platformatic/kafka");
+  const admin = new Admin({ clientId: "tsmicro-test-cleanup", bootstrapBrokers: KAFKA_ADDRESSES.split(",") });
+  try {
+    // The restart case's topic lives on the test's own server.
+    const existing = new Set(await admin.listTopics());
+    const ours = topics.filter((topic) => existing.has(topic));
+    if (ours.length) await admin.deleteTopics({ topics: ours });
+  } finally {
+    await admin.close();
   }
 }
 
