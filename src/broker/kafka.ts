@@ -8,19 +8,29 @@
  * before the subscriber moves on. Consumers that fail (server restart) are created again.
  *
  * Note: Kafka's default message.max.bytes (about 1 MB) refuses 1 MiB bodies; raise it on the
- * server (or max.message.bytes on the topic) for larger messages.
+ * server (or max.message.bytes on the topic) for larger messages. A message over the limit fails
+ * publish() as bad input.
  */
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
 import type * as Kafka from "@platformatic/kafka";
 import { importOptional } from "../cmd/plugins.ts";
 import type { Handler, Message, SubscribeOptions } from "./broker.ts";
-import { NetworkBroker, keepRunning, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+import { BrokerInputError, NetworkBroker, keepRunning, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
 
 type StringHeaders = { headerKey: Kafka.Serializer<string>; headerValue: Kafka.Serializer<string> };
 type Producer = Kafka.Producer<Buffer, Buffer, string, string>;
 type Consumer = Kafka.Consumer<Buffer, Buffer, string, string>;
 
 const TOPIC_RULE = /^[A-Za-z0-9._-]{1,249}$/;
+
+/**
+ * Consumer-group timings (ms). A member heartbeats every second, so a member joining or leaving
+ * costs the others about a second of rebalance instead of the client's default 3; one that died
+ * without leaving (its server restarted, its process killed) is dropped after 10 s rather than 60.
+ * A fetch waits at most half a second for records: closing a consumer waits for its fetch.
+ */
+const GROUP_TIMINGS = { sessionTimeout: 10_000, rebalanceTimeout: 10_000, heartbeatInterval: 1_000, maxWaitTime: 500 };
 
 export default class KafkaBroker extends NetworkBroker {
   private kafka?: typeof Kafka;
@@ -57,7 +67,12 @@ export default class KafkaBroker extends NetworkBroker {
 
   protected async send(topic: string, message: Message): Promise<void> {
     const value = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
-    await this.whileReconnecting(this.producer!.send({ messages: [{ topic, value, headers: message.header }] }));
+    const sent = this.producer!.send({ messages: [{ topic, value, headers: message.header }] });
+    await this.whileReconnecting(
+      sent.catch((err) => {
+        throw publishError(topic, err);
+      }),
+    );
   }
 
   protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
@@ -73,6 +88,7 @@ export default class KafkaBroker extends NetworkBroker {
         bootstrapBrokers: this.serverAddresses(),
         groupId,
         autocreateTopics: true,
+        ...GROUP_TIMINGS,
         deserializers: { headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
       });
       stream = await consumer.consume({
@@ -81,6 +97,9 @@ export default class KafkaBroker extends NetworkBroker {
         mode: kafka.MessagesStreamModes.COMMITTED,
         fallbackMode: kafka.MessagesStreamFallbackModes.LATEST, // a new group starts at the end
       });
+      // The stream looks its offsets up after consume() returns: until then "the end" is not fixed,
+      // and a message published right after subscribe() could count as before it.
+      await once(stream, "offsets");
     };
     const stop = async () => {
       await stream?.close().catch(() => {});
@@ -124,4 +143,18 @@ export default class KafkaBroker extends NetworkBroker {
       () => {}, // deliver() has logged the handler's error
     );
   }
+}
+
+/** A publish failure as the caller should see it, with Kafka's reasons: a message over the size limit is bad input. */
+function publishError(topic: string, err: unknown): Error {
+  const reasons = innermostErrors(err);
+  if (reasons.some((reason) => (reason as { apiId?: string }).apiId === "MESSAGE_TOO_LARGE"))
+    return new BrokerInputError("kafka broker: message exceeds the server's message.max.bytes (or the topic's max.message.bytes)");
+  return new Error(`kafka broker: publish to ${topic} failed: ${reasons.map((reason) => reason.message).join("; ")}`, { cause: err });
+}
+
+/** The client nests its errors (AggregateError of AggregateErrors): the innermost ones say what happened. */
+function innermostErrors(err: unknown): Error[] {
+  if (err instanceof AggregateError && err.errors.length) return err.errors.flatMap(innermostErrors);
+  return [err instanceof Error ? err : new Error(String(err))];
 }

@@ -1,7 +1,7 @@
 /**
- * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server, nsqd, the
- * Pub/Sub emulator — on free loopback ports with their data in a temporary directory, so tests can
- * restart them without touching the shared servers. Each is a process we started and end by PID.
+ * Broker servers of a test's own — nats-server, mosquitto, redis-server, rabbitmq-server, Kafka,
+ * nsqd, the Pub/Sub emulator — on free loopback ports with their data in a temporary directory, so
+ * tests can restart them without touching the shared servers. Each is a process we started and end by PID.
  */
 import { spawnSync } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -175,6 +175,26 @@ export function startPubSubEmulator(): Promise<OwnServer> {
   return startOwnServer("pubsub", {
     command: PUBSUB_EMULATOR,
     args: (port) => ["--host=127.0.0.1", `--port=${port}`],
+    startTimeoutMs: 90_000,
+  });
+}
+
+/**
+ * Apache Kafka's launcher, which .ci/setup/kafka.sh installs with the Kafka jars it caches:
+ * `kafka-server DIR PORT CONTROLLER_PORT` (test/engines/kafka/kafka-server.sh).
+ */
+export const KAFKA_SERVER = path.join(process.env.TSMICRO_CACHE_DIR ?? "/var/cache/tsmicro", "bin", "kafka-server");
+
+/** A single Kafka node (KRaft: broker and its own controller); only warnings and errors are logged. */
+export function startKafka(): Promise<OwnServer> {
+  let controllerPort = 0;
+  return startOwnServer("kafka", {
+    command: KAFKA_SERVER,
+    async prepare() {
+      controllerPort = await freePort();
+    },
+    args: (port, dir) => [dir, String(port), String(controllerPort)],
+    env: () => ({ KAFKA_LOG_LEVEL: "WARN" }),
     startTimeoutMs: 90_000,
   });
 }
