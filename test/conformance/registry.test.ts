@@ -1,7 +1,7 @@
 /**
- * One conformance suite, run against every registry: memory, mdns, etcd, zookeeper, nats, consul
- * (when CONSUL_HTTP_ADDR names an agent), plus the read-only dns registry's own cases. Servers the
- * default instances of which CI provides (etcd, ZooKeeper, NATS) fail rather than skip under CI=true.
+ * One conformance suite, run against every registry: memory, mdns, etcd, zookeeper, nats, consul,
+ * plus the read-only dns registry's own cases. Servers the default instances of which CI provides
+ * (etcd, ZooKeeper, NATS, Consul) fail rather than skip under CI=true.
  * The outage cases start servers of their own on free ports, to stop and restart them.
  */
 import assert from "node:assert/strict";
@@ -14,6 +14,7 @@ import {
   RegistryUnavailableError,
   ServiceNotFoundError,
   nodePath,
+  splitHostPort,
   type Node,
   type Registry,
   type Service,
@@ -22,9 +23,11 @@ import {
 } from "../../src/registry/registry.ts";
 import { canConnect, skipOrFail, startTs, waitUntil, within } from "../helpers/net.ts";
 import {
+  CONSUL_BIN,
   ETCD_BIN,
   NATS_SERVER_BIN,
   ZK_SERVER_SCRIPT,
+  startConsul,
   startDnsServer,
   startEtcd,
   startNatsServer,
@@ -61,7 +64,8 @@ interface Subject {
 const listening = (port: number, what: string) => async () =>
   (await canConnect(port)) ? undefined : `${what} is not listening on 127.0.0.1:${port} (source .ci/setup/registries.sh)`;
 
-const consulAddress = process.env.CONSUL_HTTP_ADDR?.replace(/^https?:\/\//, "");
+/** The agent .ci/setup/consul.sh starts, unless CONSUL_HTTP_ADDR (Consul's own variable) names another. */
+const consulAddress = process.env.CONSUL_HTTP_ADDR?.replace(/^https?:\/\//, "") ?? "127.0.0.1:8500";
 
 const subjects: Subject[] = [
   { name: "memory", uri: "memory", unavailable: async () => undefined, ciProvides: true, crossProcess: false },
@@ -93,9 +97,13 @@ const subjects: Subject[] = [
   {
     name: "consul",
     uri: `consul://${consulAddress}`,
-    unavailable: async () => (consulAddress ? undefined : "CONSUL_HTTP_ADDR is not set (Consul cannot be installed here)"),
-    ciProvides: false,
+    unavailable: async () => {
+      const { host, port } = splitHostPort(consulAddress);
+      return (await canConnect(port ?? 8500, host)) ? undefined : `Consul is not listening on ${consulAddress} (source .ci/setup/consul.sh)`;
+    },
+    ciProvides: true,
     crossProcess: true,
+    ownServer: { start: startConsul, installed: () => !!CONSUL_BIN() },
   },
 ];
 
