@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { inflateSync } from "node:zlib";
 import { after, describe, it, type TestContext } from "node:test";
 import { createRegistry } from "../../src/cmd/plugins.ts";
 import { CacheRegistry } from "../../src/registry/cache.ts";
@@ -361,6 +362,35 @@ describe("registry conformance", { concurrency: true }, () => {
             } finally {
               etcd.close();
             }
+          }),
+        );
+
+      if (s.name === "consul")
+        it("consul: stored as go-micro stores it; a node whose TTL lapsed is listed again by its next register", { timeout: 30_000 }, () =>
+          withRegistry(s.uri, async (r) => {
+            const name = uniqueName("consul", "lapse");
+            const node = makeNode(name, 10051, { colour: "red" });
+            const service = makeService(name, "v1", [node], { team: "students" });
+            const ttl = 2;
+            await r.register(service, { ttl });
+            const stored = (await (await fetch(`http://${consulAddress}/v1/agent/service/${node.id}`)).json()) as Record<string, unknown>;
+            const tags = Object.fromEntries((stored.Tags as string[]).map((t) => [t.slice(0, 2), inflateSync(Buffer.from(t.slice(2), "hex")).toString()]));
+            assert.deepEqual(
+              { ...tags, id: stored.ID, name: stored.Service, address: stored.Address, port: stored.Port, meta: stored.Meta },
+              { "v-": "v1", "t-": '{"colour":"red"}', id: node.id, name, address: "127.0.0.1", port: 10051, meta: { team: "students" } },
+              "a Consul service per node, version and node metadata in go-micro's zlib+hex tags, service metadata in Meta",
+            );
+            // Consul keeps a re-registered check's status (critical after the lapse): both an
+            // unchanged and a changed registration must make the node passing again.
+            for (const colour of ["red", "blue"]) {
+              await eventually(r, name, (x) => x.length === 0, "the node to drop out once its TTL lapsed", { timeoutMs: ttl * 1000 + OBSERVE_SLACK_MS });
+              node.metadata = { colour };
+              await r.register(service, { ttl });
+              await eventually(r, name, (x) => nodeIds(x).includes(node.id), `the node back after a ${colour === "red" ? "unchanged" : "changed"} register`, {
+                timeoutMs: ttl * 1000 - 500,
+              });
+            }
+            await r.deregister(service);
           }),
         );
 
