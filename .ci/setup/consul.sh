@@ -21,7 +21,7 @@ tsmicro_build_consul() {
     go=$(command -v go || echo /usr/local/go/bin/go)
     [[ -x $go ]] || { echo "consul: building it needs Go (go not found)" >&2; return 1; }
     echo "consul: building $version from the Go module proxy (once per version; about 10 minutes on 2 cores)" >&2
-    mkdir -p "$TSMICRO_CACHE_DIR" && tmp=$(mktemp -d "$TSMICRO_CACHE_DIR/consul-$version.XXXXXX") || return 1
+    mkdir -p "$TSMICRO_CACHE_DIR" && tmp=$(mktemp -d "$TSMICRO_CACHE_DIR/consul-$version.XXXXXX") && chmod 755 "$tmp" || return 1
     if ! (cd "$TSMICRO_CONSUL_MODULE" && timeout 3600 "$go" build -mod=readonly -trimpath -ldflags='-s -w' -o "$tmp/consul" .) >&2; then
       echo "consul: building $version failed" >&2
       rm -rf "$tmp"
