@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { MicroError, badRequest, internalServerError, notFound } from "../errors.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
+import { answerClientErrors, decodePath } from "../transport/http-guard.ts";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
@@ -63,6 +64,7 @@ export default class HttpBroker implements Broker {
     if (this.server) return;
     const { host, port } = parseHostPort(this.opts.addresses?.[0] ?? "127.0.0.1:0");
     const server = http.createServer((req, res) => this.receive(req, res));
+    answerClientErrors(server, HTTP_BROKER_SERVICE);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => resolve());
@@ -99,7 +101,13 @@ export default class HttpBroker implements Broker {
   }
 
   private receive(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const sub = this.subscriptions.get(decodeURIComponent((req.url ?? "/").slice(1)));
+    const path = decodePath(req.url);
+    if (path === undefined) {
+      fail(res, badRequest(HTTP_BROKER_SERVICE, "malformed percent-escape in the request path"));
+      req.resume();
+      return;
+    }
+    const sub = this.subscriptions.get(path);
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
@@ -110,6 +118,7 @@ export default class HttpBroker implements Broker {
       let header: Record<string, string>;
       try {
         header = JSON.parse(decodeURIComponent(String(req.headers[HEADER_MESSAGE.toLowerCase()] ?? "%7B%7D"))) as Record<string, string>;
+        if (typeof header !== "object" || header === null || Array.isArray(header)) throw new TypeError("not an object");
       } catch {
         fail(res, badRequest(HTTP_BROKER_SERVICE, "malformed message header"));
         return;

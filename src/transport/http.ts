@@ -8,8 +8,9 @@
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
-import { MicroError, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
+import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
+import { answerClientErrors, decodePath } from "./http-guard.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -166,7 +167,11 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       for (const [k, v] of Object.entries(req.headers)) {
         if (!HOP_HEADERS.has(k) && typeof v === "string") headers[canonicalName(k)] = v;
       }
-      const pathEndpoint = decodeURIComponent((req.url ?? "/").split("?", 1)[0]!.slice(1));
+      const pathEndpoint = decodePath(req.url);
+      if (pathEndpoint === undefined) {
+        writeError(res, badRequest(opts.serverId, "malformed percent-escape in the request path"));
+        return;
+      }
       const request: TransportRequest = {
         service: headers[HEADER.service] ?? "",
         endpoint: headers[HEADER.endpoint] ?? pathEndpoint,
@@ -186,6 +191,7 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
   // Sockets are handed over by the server (never listen()ed here), so Node's request timeouts
   // do not run: an idle-socket timeout is what cuts off a stalled peer.
   server.setTimeout(opts.readTimeoutMs);
+  answerClientErrors(server, opts.serverId);
   server.keepAliveTimeout = 60_000;
   return server;
 }
