@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `tsmicro` command: find, inspect, call and watch services, and serve the dashboard.
  * It is a client-side Service, configured like any service: the same --registry, --broker, …
