@@ -1,13 +1,14 @@
 /**
  * A service, as go-micro's micro.NewService: options in code, init() from flags and MICRO_*
- * environment, run() until SIGINT/SIGTERM, stop() from code.
+ * environment (only when the program calls it), run() until SIGINT/SIGTERM, stop() from code.
  */
 import { randomUUID } from "node:crypto";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
-import { FlagError, fromArgv, fromEnv, usage, type FlagOptions } from "./cmd/flags.ts";
+import { HelpRequested, fromArgv, fromEnv, usage, type FlagOptions } from "./cmd/flags.ts";
 import { createBroker, createRegistry } from "./cmd/plugins.ts";
+import { StartupError } from "./errors.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
 import type { ServiceImpl } from "./proto/service.ts";
@@ -50,6 +51,13 @@ export interface ServiceOptions {
   readTimeout?: number;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
+}
+
+export interface InitOptions {
+  /** Where MICRO_* variables are read from. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Leave flags that are not tsmicro's (and --help) in `args` instead of throwing. */
+  allowUnknown?: boolean;
 }
 
 type Resolved = ServiceOptions & Required<Pick<ServiceOptions, "name" | "version" | "registry" | "broker" | "transport" | "registerTTL" | "registerInterval">>;
@@ -101,7 +109,6 @@ interface PendingSubscription {
 
 export class Service {
   private opts: Resolved;
-  private initialised = false;
   /** Arguments that were not flags. */
   args: string[] = [];
   readonly id: string;
@@ -133,35 +140,22 @@ export class Service {
 
   /**
    * Applies MICRO_* environment and flags over the code's options (flag > env > code > default).
-   * A bad flag prints one line naming it and exits 2, as go-micro does; pass exitOnError: false
-   * to get the FlagError instead.
+   * Nothing is read from the process unless the program calls this. A bad flag or variable throws
+   * a FlagError (one line naming it), --help a HelpRequested carrying the usage text; runMain()
+   * turns either into go-micro's behaviour (exit 2, or the usage and exit 0). With allowUnknown,
+   * flags that are not tsmicro's (and --help) are left in `args` for the program's own parser.
    */
-  init(argv: string[] = process.argv.slice(2), { exitOnError = true } = {}): this {
-    try {
-      const env = toServiceOptions(fromEnv());
-      const parsed = fromArgv(argv);
-      if (parsed.help) {
-        process.stdout.write(usage(this.opts.name));
-        process.exit(0);
-      }
-      this.opts = { ...this.opts, ...env, ...toServiceOptions(parsed.options) };
-      this.args = parsed.positionals;
-      this.initialised = true;
-    } catch (err) {
-      if (!(err instanceof FlagError) || !exitOnError) throw err;
-      process.stderr.write(`${this.opts.name}: ${err.message}\n`);
-      process.exit(err.exitCode);
-    }
+  init(argv: string[] = process.argv.slice(2), { env = process.env, allowUnknown = false }: InitOptions = {}): this {
+    const parsed = fromArgv(argv, { allowUnknown });
+    if (parsed.help) throw new HelpRequested(usage(this.opts.name));
+    const fromEnvironment = toServiceOptions(fromEnv(env));
+    this.opts = { ...this.opts, ...fromEnvironment, ...toServiceOptions(parsed.options) };
+    this.args = parsed.positionals;
     return this;
-  }
-
-  private ensureInit(): void {
-    if (!this.initialised) this.init();
   }
 
   /** The registry, created from the options on first use. */
   async registry(): Promise<Registry> {
-    this.ensureInit();
     if (!this._registry) {
       const r = this.opts.registry;
       this._registry =
@@ -173,7 +167,6 @@ export class Service {
   }
 
   async broker(): Promise<Broker> {
-    this.ensureInit();
     if (!this._broker) {
       const b = this.opts.broker;
       const common = { registry: await this.registry(), registerTTL: this.opts.registerTTL, registerInterval: this.opts.registerInterval };
@@ -217,8 +210,8 @@ export class Service {
   handle<S extends DescService>(service: S, impl: ServiceImpl<S>): this;
   handle(name: string | DescService, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
+    this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
-    else this.handlers.push(add);
     return this;
   }
 
@@ -238,11 +231,24 @@ export class Service {
     this.subscribers.push(await subscribeEvent(await this.broker(), topic, handler, opts));
   }
 
-  /** Starts serving and registers; resolves once started. Use run() to also wait for a signal. */
+  /**
+   * Starts serving and registers; resolves once started. Use run() to also wait for a signal.
+   * A failure is a StartupError naming the step, and whatever had started is stopped again, so
+   * start() may be retried.
+   */
   async start(): Promise<void> {
-    this.ensureInit();
     if (this.running) return;
     this.running = new Promise((resolve) => (this.resolveRun = resolve));
+    try {
+      await this.startParts();
+    } catch (err) {
+      await this.shutdown().catch(() => {});
+      this.running = this.stopping = this.record = this._registry = this._broker = this._client = this.server = undefined;
+      throw err instanceof StartupError ? err : new StartupError(`${this.opts.name}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async startParts(): Promise<void> {
     const server = new Server({
       name: this.opts.name,
       address: this.opts.address,
@@ -250,20 +256,33 @@ export class Service {
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
     });
-    for (const add of this.handlers.splice(0)) add(server);
+    for (const add of this.handlers) add(server);
     this.server = server;
     logger.info(`Starting [service] ${this.opts.name}`);
-    await server.start();
-    const broker = await this.broker();
-    await broker.connect();
+    await this.step(`cannot listen on ${this.opts.address ?? "127.0.0.1:0"}`, () => server.start());
+    const registry = await this.step(`cannot create the registry "${String(this.opts.registry)}"`, () => this.registry());
+    const broker = await this.step(`cannot create the broker "${String(this.opts.broker)}"`, () => this.broker());
+    await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
     logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
-    for (const p of this.pendingSubscriptions.splice(0)) this.subscribers.push(await subscribeEvent(broker, p.topic, p.handler, p.opts));
-    await this.register();
+    for (const p of this.pendingSubscriptions) {
+      this.subscribers.push(await this.step(`cannot subscribe to ${p.topic}`, () => subscribeEvent(broker, p.topic, p.handler, p.opts)));
+    }
+    this.pendingSubscriptions.length = 0;
+    await this.step(`cannot register with the ${registry} registry`, () => this.register());
     const interval = this.opts.registerInterval;
     if (interval > 0) {
       this.renewTimer = setInterval(() => {
         this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
       }, interval * 1000);
+    }
+  }
+
+  /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
+  private async step<T>(what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      throw new StartupError(`${this.opts.name}: ${what}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -299,7 +318,7 @@ export class Service {
     logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
     const onSignal = (sig: NodeJS.Signals) => {
       logger.info(`Received signal ${sig}`);
-      void this.stop();
+      this.stop().catch((err: Error) => logger.error({ err: err.message }, "stop failed"));
     };
     if (this.opts.handleSignals !== false) {
       process.once("SIGINT", onSignal);
@@ -318,8 +337,8 @@ export class Service {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.renewTimer);
-    const registry = await this.registry();
-    if (this.record) {
+    const registry = this._registry;
+    if (this.record && registry) {
       await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));
       logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
@@ -327,7 +346,7 @@ export class Service {
     for (const s of this.subscribers.splice(0)) await s.unsubscribe().catch(() => {});
     await this._broker?.disconnect().catch(() => {});
     await this._client?.close();
-    await registry.close();
+    await registry?.close();
     if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
     this.resolveRun?.();
   }

@@ -4,6 +4,7 @@
  * class constructed with its options; it is imported only when chosen, so optional client
  * libraries are never loaded by users of other plugins.
  */
+import { readFileSync } from "node:fs";
 import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
 
@@ -96,12 +97,27 @@ export class UnknownPluginError extends Error {
 }
 
 export class MissingPackageError extends Error {
+  /** The peer dependency range tsmicro is tested with, e.g. "^5.16.0". */
+  readonly range: string | undefined;
   constructor(
     readonly pkg: string,
     plugin: string,
+    options?: ErrorOptions,
   ) {
-    super(`the ${plugin} plugin needs the "${pkg}" package: npm install ${pkg}`);
+    const range = peerRange(pkg);
+    super(`the ${plugin} plugin needs the "${pkg}" package: npm install ${range ? `${pkg}@${range}` : pkg}`, options);
     this.name = "MissingPackageError";
+    this.range = range;
+  }
+}
+
+/** The range of a client library in tsmicro's own peerDependencies (../../package.json from src/ and dist/ alike). */
+function peerRange(pkg: string): string | undefined {
+  try {
+    const manifest = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { peerDependencies?: Record<string, string> };
+    return manifest.peerDependencies?.[pkg];
+  } catch {
+    return undefined;
   }
 }
 
@@ -111,7 +127,8 @@ export async function importOptional<T>(pkg: string, plugin: string): Promise<T>
     return (await import(pkg)) as T;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") throw new MissingPackageError(pkg, plugin);
+    const missing = (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") && (err as Error).message.includes(`'${pkg}'`);
+    if (missing) throw new MissingPackageError(pkg, plugin, { cause: err });
     throw err;
   }
 }

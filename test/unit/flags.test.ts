@@ -12,16 +12,16 @@ test("flag beats env beats code beats default", () => {
   process.env.MICRO_REGISTER_INTERVAL = "7";
   process.env.MICRO_BROKER = "memory";
   const s = new Service({ name: "precedence", registerTTL: 99, registerInterval: 98, version: "code" });
-  s.init(["--register_ttl=10", "--registry", "memory"], { exitOnError: false });
+  s.init(["--register_ttl=10", "--registry", "memory"]);
   const o = s.options();
   assert.equal(o.registerTTL, 10); // flag over env and code
   assert.equal(o.registerInterval, 7); // env over code
   assert.equal(o.version, "code"); // code over default
   assert.equal(o.broker, "memory");
   assert.equal(o.registry, "memory");
-  assert.equal(new Service().init([], { exitOnError: false }).options().registerTTL, 20);
+  assert.equal(new Service().init([]).options().registerTTL, 20);
   delete process.env.MICRO_REGISTER_TTL;
-  assert.equal(new Service().init([], { exitOnError: false }).options().registerTTL, 60); // default
+  assert.equal(new Service().init([]).options().registerTTL, 60); // default
 });
 
 test("go-style flag spellings, metadata and positionals", () => {
