@@ -7,7 +7,7 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
 import { HelpRequested, fromArgv, fromEnv, usage, type FlagOptions } from "./cmd/flags.ts";
-import { createBroker, createRegistry } from "./cmd/plugins.ts";
+import { MissingPackageError, createBroker, createRegistry } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
@@ -282,7 +282,9 @@ export class Service {
     try {
       return await run();
     } catch (err) {
-      throw new StartupError(`${this.opts.name}: ${what}: ${(err as Error).message}`, { cause: err });
+      // A missing client library says all there is to say (which package, which range).
+      const detail = err instanceof MissingPackageError ? err.message : `${what}: ${(err as Error).message}`;
+      throw new StartupError(`${this.opts.name}: ${detail}`, { cause: err });
     }
   }
 
