@@ -124,6 +124,8 @@ export class Service {
   private stopping?: Promise<void>;
   private resolveRun?: () => void;
   private record?: ServiceRecord;
+  /** Whether the registry accepted this node, so a failed start() does not deregister it. */
+  private registered = false;
 
   constructor(opts: ServiceOptions = {}) {
     this.opts = { ...DEFAULTS, ...withoutUndefined(opts) };
@@ -244,6 +246,7 @@ export class Service {
     } catch (err) {
       await this.shutdown().catch(() => {});
       this.running = this.stopping = this.record = this._registry = this._broker = this._client = this.server = undefined;
+      this.registered = false;
       throw err instanceof StartupError ? err : new StartupError(`${this.opts.name}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -310,6 +313,7 @@ export class Service {
   private async register(): Promise<void> {
     const [record, registry] = [await this.describe(), await this.registry()];
     await registry.register(record, { ttl: this.opts.registerTTL });
+    this.registered = true;
     logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
 
@@ -340,7 +344,7 @@ export class Service {
   private async shutdown(): Promise<void> {
     clearInterval(this.renewTimer);
     const registry = this._registry;
-    if (this.record && registry) {
+    if (this.record && registry && this.registered) {
       await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));
       logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
