@@ -101,10 +101,18 @@ function withoutUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
-interface PendingSubscription {
+interface Subscription {
   topic: string;
   handler: EventHandler<unknown>;
   opts: SubscribeEventOptions;
+  /** The broker's subscriber while the service runs. */
+  active?: Subscriber;
+}
+
+/** What subscribe() returns: unsubscribe() ends it, before or after start(). */
+export interface ServiceSubscription {
+  readonly topic: string;
+  unsubscribe(): Promise<void>;
 }
 
 export class Service {
@@ -117,8 +125,7 @@ export class Service {
   private _registry?: Registry;
   private _broker?: Broker;
   private readonly handlers: Array<(s: Server) => void> = [];
-  private readonly pendingSubscriptions: PendingSubscription[] = [];
-  private readonly subscribers: Subscriber[] = [];
+  private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopping?: Promise<void>;
@@ -214,6 +221,11 @@ export class Service {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
     this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
+    if (this.registered) {
+      // Advertise the new endpoints now rather than at the next renewal.
+      this.record = undefined;
+      this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
+    }
     return this;
   }
 
@@ -223,14 +235,21 @@ export class Service {
     await publishEvent(broker, topic, message, opts);
   }
 
-  /** Subscribes a typed handler; before run() the subscription starts with the service. */
-  async subscribe<T = unknown>(topic: string, handler: EventHandler<T>, opts: SubscribeEventOptions = {}): Promise<void> {
-    const pending = { topic, handler: handler as EventHandler<unknown>, opts };
-    if (!this.running) {
-      this.pendingSubscriptions.push(pending);
-      return;
-    }
-    this.subscribers.push(await subscribeEvent(await this.broker(), topic, handler, opts));
+  /** Subscribes a typed handler; before start() the subscription starts with the service. */
+  async subscribe<T = unknown>(topic: string, handler: EventHandler<T>, opts: SubscribeEventOptions = {}): Promise<ServiceSubscription> {
+    const sub: Subscription = { topic, handler: handler as EventHandler<unknown>, opts };
+    this.subscriptions.push(sub);
+    if (this.running) sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+    return {
+      topic,
+      unsubscribe: async () => {
+        const index = this.subscriptions.indexOf(sub);
+        if (index >= 0) this.subscriptions.splice(index, 1);
+        const active = sub.active;
+        sub.active = undefined;
+        await active?.unsubscribe();
+      },
+    };
   }
 
   /**
@@ -267,10 +286,9 @@ export class Service {
     const broker = await this.step(`cannot create the broker "${String(this.opts.broker)}"`, () => this.broker());
     await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
     logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
-    for (const p of this.pendingSubscriptions) {
-      this.subscribers.push(await this.step(`cannot subscribe to ${p.topic}`, () => subscribeEvent(broker, p.topic, p.handler, p.opts)));
+    for (const sub of this.subscriptions) {
+      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts));
     }
-    this.pendingSubscriptions.length = 0;
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
     const interval = this.opts.registerInterval;
     if (interval > 0) {
@@ -349,7 +367,10 @@ export class Service {
       logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
     await this.server?.stop(this.opts.drainTimeout ?? 10_000);
-    for (const s of this.subscribers.splice(0)) await s.unsubscribe().catch(() => {});
+    for (const sub of this.subscriptions) {
+      await sub.active?.unsubscribe().catch(() => {});
+      sub.active = undefined;
+    }
     await this._broker?.disconnect().catch(() => {});
     await this._client?.close();
     await registry?.close();

@@ -56,3 +56,27 @@ test("an unknown plugin and an unreachable broker are StartupErrors", async () =
   const unreachable = new Service({ name: "startup_broker", registry: "memory", broker: `nats://127.0.0.1:${port}`, handleSignals: false });
   await assert.rejects(unreachable.start(), (err: Error) => err instanceof StartupError && /cannot connect to the nats broker/.test(err.message) && err.cause !== undefined);
 });
+
+test("subscribe() returns a handle that unsubscribes; handlers added after start() are advertised", async (t) => {
+  const name = `late_${Date.now()}`;
+  const service = new Service({ name, registry: "memory", broker: "memory", handleSignals: false });
+  const got: string[] = [];
+  const before = await service.subscribe<{ n: string }>("late.topic", (m) => void got.push(`before:${m.n}`));
+  await service.start();
+  t.after(() => service.stop());
+  const afterStart = await service.subscribe<{ n: string }>("late.topic", (m) => void got.push(`after:${m.n}`));
+  await service.publish("late.topic", { n: "1" });
+  await before.unsubscribe();
+  await service.publish("late.topic", { n: "2" });
+  await afterStart.unsubscribe();
+  await service.publish("late.topic", { n: "3" });
+  assert.deepEqual(got.sort(), ["after:1", "after:2", "before:1"]);
+
+  const watcher = (await service.registry()).watch({ service: name });
+  t.after(() => watcher.stop());
+  service.handle("Late.Added", () => ({ ok: true }));
+  const update = await watcher.next();
+  assert.equal(update.action, "update");
+  assert.ok(update.service.endpoints?.some((e) => e.name === "Late.Added"), JSON.stringify(update.service.endpoints));
+  assert.deepEqual(await service.call(name, "Late.Added", {}), { ok: true });
+});
