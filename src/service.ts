@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
-import { HelpRequested, fromArgv, fromEnv, usage, type FlagOptions } from "./cmd/flags.ts";
+import { HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions } from "./cmd/flags.ts";
 import { MissingPackageError, createBroker, createRegistry } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
@@ -34,21 +34,21 @@ export interface ServiceOptions {
   /** Client transport: "tcp" (default) or "http", or an instance. */
   transport?: string | ClientTransport;
   selector?: Strategy;
-  /** Seconds a registration stays valid (go-micro RegisterTTL). Default 60. */
-  registerTTL?: number;
-  /** Seconds between re-registrations (go-micro RegisterInterval). Default 30. */
-  registerInterval?: number;
+  /** How long a registration stays valid (go-micro RegisterTTL). Default "60s". */
+  registerTTL?: Duration;
+  /** How often the service re-registers (go-micro RegisterInterval). Default "30s". */
+  registerInterval?: Duration;
   clientRetries?: number;
-  /** Milliseconds per call attempt. Default 5000. */
-  clientRequestTimeout?: number;
+  /** Per call attempt. Default "5s". */
+  clientRequestTimeout?: Duration;
   clientPoolSize?: number;
   mdnsInterface?: string;
-  /** Milliseconds stop() waits for in-flight calls. Default 10000. */
-  drainTimeout?: number;
+  /** How long stop() waits for in-flight calls. Default "10s". */
+  drainTimeout?: Duration;
   /** Largest request or response body, in bytes. Default 4 MiB. */
   maxMessageSize?: number;
-  /** Milliseconds a peer may stall mid-request before it is cut off. Default 30000. */
-  readTimeout?: number;
+  /** How long a peer may stall mid-request before it is cut off. Default "30s". */
+  readTimeout?: Duration;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
 }
@@ -60,7 +60,19 @@ export interface InitOptions {
   allowUnknown?: boolean;
 }
 
-type Resolved = ServiceOptions & Required<Pick<ServiceOptions, "name" | "version" | "registry" | "broker" | "transport" | "registerTTL" | "registerInterval">>;
+/**
+ * The one unit rule for durations in code: a number is milliseconds, a string carries its unit
+ * ("10s", "500ms", "1m30s"). Only the flags and MICRO_* variables keep go-micro's seconds.
+ */
+export type Duration = number | string;
+
+const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "drainTimeout", "readTimeout"] as const;
+type DurationKey = (typeof DURATION_KEYS)[number];
+
+/** The options with every duration in milliseconds. */
+type Resolved = Omit<ServiceOptions, DurationKey> & { [K in DurationKey]?: number } & Required<
+    Pick<ServiceOptions, "name" | "version" | "registry" | "broker" | "transport">
+  > & { registerTTL: number; registerInterval: number };
 
 const DEFAULTS: Resolved = {
   name: "go.micro.service",
@@ -68,9 +80,27 @@ const DEFAULTS: Resolved = {
   registry: "mdns",
   broker: "http",
   transport: "tcp",
-  registerTTL: 60,
-  registerInterval: 30,
+  registerTTL: 60_000,
+  registerInterval: 30_000,
 };
+
+/** Durations given as strings become milliseconds; a malformed one names its option. */
+function inMilliseconds(o: ServiceOptions): Partial<Resolved> {
+  const out: Record<string, unknown> = withoutUndefined({ ...o });
+  for (const key of DURATION_KEYS) {
+    const value = o[key];
+    if (typeof value !== "string") continue;
+    try {
+      out[key] = parseDuration(value);
+    } catch (err) {
+      throw new TypeError(`${key}: ${(err as Error).message}`);
+    }
+  }
+  return out as Partial<Resolved>;
+}
+
+/** Registries and brokers keep go-micro's TTLs in whole seconds. */
+const toSeconds = (ms: number): number => Math.ceil(ms / 1000);
 
 /** Maps flag/env option names onto service option names. */
 function toServiceOptions(f: FlagOptions): ServiceOptions {
@@ -86,8 +116,8 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     brokerAddress: f.brokerAddress,
     transport: f.transport,
     selector: f.selector as Strategy | undefined,
-    registerTTL: f.registerTTL,
-    registerInterval: f.registerInterval,
+    registerTTL: f.registerTTL === undefined ? undefined : f.registerTTL * 1000, // flags say seconds
+    registerInterval: f.registerInterval === undefined ? undefined : f.registerInterval * 1000,
     clientRetries: f.clientRetries,
     clientRequestTimeout: f.clientRequestTimeout,
     clientPoolSize: f.clientPoolSize,
@@ -135,7 +165,7 @@ export class Service {
   private registered = false;
 
   constructor(opts: ServiceOptions = {}) {
-    this.opts = { ...DEFAULTS, ...withoutUndefined(opts) };
+    this.opts = { ...DEFAULTS, ...inMilliseconds(opts) };
     this.id = randomUUID();
   }
 
@@ -158,7 +188,7 @@ export class Service {
     const parsed = fromArgv(argv, { allowUnknown });
     if (parsed.help) throw new HelpRequested(usage(this.opts.name));
     const fromEnvironment = toServiceOptions(fromEnv(env));
-    this.opts = { ...this.opts, ...fromEnvironment, ...toServiceOptions(parsed.options) };
+    this.opts = { ...this.opts, ...inMilliseconds(fromEnvironment), ...inMilliseconds(toServiceOptions(parsed.options)) };
     this.args = parsed.positionals;
     return this;
   }
@@ -178,7 +208,7 @@ export class Service {
   async broker(): Promise<Broker> {
     if (!this._broker) {
       const b = this.opts.broker;
-      const common = { registry: await this.registry(), registerTTL: this.opts.registerTTL, registerInterval: this.opts.registerInterval };
+      const common = { registry: await this.registry(), registerTTL: toSeconds(this.opts.registerTTL), registerInterval: toSeconds(this.opts.registerInterval) };
       if (typeof b === "string") {
         this._broker = await createBroker(b, { ...common, addresses: this.opts.brokerAddress });
       } else {
@@ -294,7 +324,7 @@ export class Service {
     if (interval > 0) {
       this.renewTimer = setInterval(() => {
         this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
-      }, interval * 1000);
+      }, interval);
     }
   }
 
@@ -330,7 +360,7 @@ export class Service {
 
   private async register(): Promise<void> {
     const [record, registry] = [await this.describe(), await this.registry()];
-    await registry.register(record, { ttl: this.opts.registerTTL });
+    await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
     this.registered = true;
     logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
