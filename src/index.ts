@@ -2,7 +2,7 @@
  * tsmicro's public API. Everything a public option accepts is exported here, including the base
  * classes plugin authors extend; internals (flag tables, the logger, wire helpers) are not.
  */
-export { Service, newService, type ServiceOptions, type InitOptions, type ServiceSubscription } from "./service.ts";
+export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type ServiceSubscription } from "./service.ts";
 export { runMain } from "./run-main.ts";
 export { Client, notFoundError, type CallOptions, type ClientOptions } from "./client/client.ts";
 export { Server, type CallContext, type HandlerFn, type HandlerOptions, type ServerOptions } from "./server/server.ts";
@@ -28,7 +28,8 @@ export { NetworkBroker, type NetworkBrokerOptions } from "./broker/shared.ts";
 export type { ClientTransport, ClientTransportOptions, TransportRequest, TransportResponse } from "./transport/transport.ts";
 export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
 export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
-export { createRegistry, createBroker, parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
+export { createRegistry, createBroker } from "./cmd/create.ts";
+export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";
 export {
   publishEvent,

@@ -1,135 +1,21 @@
 /**
  * A service, as go-micro's micro.NewService: options in code, init() from flags and MICRO_*
  * environment (only when the program calls it), run() until SIGINT/SIGTERM, stop() from code.
+ * This file is the lifecycle; options are cmd/options.ts, building the plugins cmd/create.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
-import { HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions } from "./cmd/flags.ts";
-import { MissingPackageError, createBroker, createRegistry } from "./cmd/plugins.ts";
+import { brokerFor, clientFor, registryFor } from "./cmd/create.ts";
+import { applyProcessOptions, resolveOptions, toSeconds, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
+import { MissingPackageError } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
 import type { ServiceImpl } from "./proto/service.ts";
 import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
-import type { Strategy } from "./selector/selector.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
-import type { ClientTransport } from "./transport/transport.ts";
-
-export interface ServiceOptions {
-  name?: string;
-  version?: string;
-  metadata?: Record<string, string>;
-  /** host:port to listen on (default 127.0.0.1:0: loopback, a free port). */
-  address?: string;
-  /** host:port to register instead of the bound address. */
-  advertise?: string;
-  /** A plugin name or URI ("etcd://127.0.0.1:2379") or an instance. Default mdns. */
-  registry?: string | Registry;
-  registryAddress?: string[];
-  /** A plugin name or URI ("mqtt://127.0.0.1:1883") or an instance. Default http. */
-  broker?: string | Broker;
-  brokerAddress?: string[];
-  /** Client transport: "tcp" (default) or "http", or an instance. */
-  transport?: string | ClientTransport;
-  selector?: Strategy;
-  /** How long a registration stays valid (go-micro RegisterTTL). Default "60s". */
-  registerTTL?: Duration;
-  /** How often the service re-registers (go-micro RegisterInterval). Default "30s". */
-  registerInterval?: Duration;
-  clientRetries?: number;
-  /** Per call attempt. Default "5s". */
-  clientRequestTimeout?: Duration;
-  clientPoolSize?: number;
-  mdnsInterface?: string;
-  /** How long stop() waits for in-flight calls. Default "10s". */
-  drainTimeout?: Duration;
-  /** Largest request or response body, in bytes. Default 4 MiB. */
-  maxMessageSize?: number;
-  /** How long a peer may stall mid-request before it is cut off. Default "30s". */
-  readTimeout?: Duration;
-  /** Install SIGINT/SIGTERM handlers in run(). Default true. */
-  handleSignals?: boolean;
-}
-
-export interface InitOptions {
-  /** Where MICRO_* variables are read from. Default process.env. */
-  env?: NodeJS.ProcessEnv;
-  /** Leave flags that are not tsmicro's (and --help) in `args` instead of throwing. */
-  allowUnknown?: boolean;
-}
-
-/**
- * The one unit rule for durations in code: a number is milliseconds, a string carries its unit
- * ("10s", "500ms", "1m30s"). Only the flags and MICRO_* variables keep go-micro's seconds.
- */
-export type Duration = number | string;
-
-const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "drainTimeout", "readTimeout"] as const;
-type DurationKey = (typeof DURATION_KEYS)[number];
-
-/** The options with every duration in milliseconds. */
-type Resolved = Omit<ServiceOptions, DurationKey> & { [K in DurationKey]?: number } & Required<
-    Pick<ServiceOptions, "name" | "version" | "registry" | "broker" | "transport">
-  > & { registerTTL: number; registerInterval: number };
-
-const DEFAULTS: Resolved = {
-  name: "go.micro.service",
-  version: "latest",
-  registry: "mdns",
-  broker: "http",
-  transport: "tcp",
-  registerTTL: 60_000,
-  registerInterval: 30_000,
-};
-
-/** Durations given as strings become milliseconds; a malformed one names its option. */
-function inMilliseconds(o: ServiceOptions): Partial<Resolved> {
-  const out: Record<string, unknown> = withoutUndefined({ ...o });
-  for (const key of DURATION_KEYS) {
-    const value = o[key];
-    if (typeof value !== "string") continue;
-    try {
-      out[key] = parseDuration(value);
-    } catch (err) {
-      throw new TypeError(`${key}: ${(err as Error).message}`);
-    }
-  }
-  return out as Partial<Resolved>;
-}
-
-/** Registries and brokers keep go-micro's TTLs in whole seconds. */
-const toSeconds = (ms: number): number => Math.ceil(ms / 1000);
-
-/** Maps flag/env option names onto service option names. */
-function toServiceOptions(f: FlagOptions): ServiceOptions {
-  const o: ServiceOptions = {
-    name: f.name,
-    version: f.version,
-    metadata: f.metadata,
-    address: f.address,
-    advertise: f.advertise,
-    registry: f.registry,
-    registryAddress: f.registryAddress,
-    broker: f.broker,
-    brokerAddress: f.brokerAddress,
-    transport: f.transport,
-    selector: f.selector as Strategy | undefined,
-    registerTTL: f.registerTTL === undefined ? undefined : f.registerTTL * 1000, // flags say seconds
-    registerInterval: f.registerInterval === undefined ? undefined : f.registerInterval * 1000,
-    clientRetries: f.clientRetries,
-    clientRequestTimeout: f.clientRequestTimeout,
-    clientPoolSize: f.clientPoolSize,
-    mdnsInterface: f.mdnsInterface,
-  };
-  return withoutUndefined(o);
-}
-
-/** So that an option left undefined never hides a default. */
-function withoutUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
 
 interface Subscription {
   topic: string;
@@ -146,7 +32,7 @@ export interface ServiceSubscription {
 }
 
 export class Service {
-  private opts: Resolved;
+  private opts: ResolvedOptions;
   /** Arguments that were not flags. */
   args: string[] = [];
   readonly id: string;
@@ -165,7 +51,7 @@ export class Service {
   private registered = false;
 
   constructor(opts: ServiceOptions = {}) {
-    this.opts = { ...DEFAULTS, ...inMilliseconds(opts) };
+    this.opts = resolveOptions(opts);
     this.id = randomUUID();
   }
 
@@ -184,54 +70,24 @@ export class Service {
    * turns either into go-micro's behaviour (exit 2, or the usage and exit 0). With allowUnknown,
    * flags that are not tsmicro's (and --help) are left in `args` for the program's own parser.
    */
-  init(argv: string[] = process.argv.slice(2), { env = process.env, allowUnknown = false }: InitOptions = {}): this {
-    const parsed = fromArgv(argv, { allowUnknown });
-    if (parsed.help) throw new HelpRequested(usage(this.opts.name));
-    const fromEnvironment = toServiceOptions(fromEnv(env));
-    this.opts = { ...this.opts, ...inMilliseconds(fromEnvironment), ...inMilliseconds(toServiceOptions(parsed.options)) };
-    this.args = parsed.positionals;
+  init(argv: string[] = process.argv.slice(2), opts: InitOptions = {}): this {
+    ({ options: this.opts, args: this.args } = applyProcessOptions(this.opts, argv, opts));
     return this;
   }
 
   /** The registry, created from the options on first use. */
   async registry(): Promise<Registry> {
-    if (!this._registry) {
-      const r = this.opts.registry;
-      this._registry =
-        typeof r === "string"
-          ? await createRegistry(r, { addresses: this.opts.registryAddress, interface: this.opts.mdnsInterface })
-          : r;
-    }
+    this._registry ??= await registryFor(this.opts);
     return this._registry;
   }
 
   async broker(): Promise<Broker> {
-    if (!this._broker) {
-      const b = this.opts.broker;
-      const common = { registry: await this.registry(), registerTTL: toSeconds(this.opts.registerTTL), registerInterval: toSeconds(this.opts.registerInterval) };
-      if (typeof b === "string") {
-        this._broker = await createBroker(b, { ...common, addresses: this.opts.brokerAddress });
-      } else {
-        await b.init({ ...common, ...b.options() });
-        this._broker = b;
-      }
-    }
+    this._broker ??= await brokerFor(this.opts, await this.registry());
     return this._broker;
   }
 
   async client(): Promise<Client> {
-    if (!this._client) {
-      const t = this.opts.transport;
-      this._client = new Client({
-        registry: await this.registry(),
-        transport: typeof t === "string" ? (t as "tcp" | "http") : t,
-        selector: this.opts.selector,
-        retries: this.opts.clientRetries,
-        requestTimeout: this.opts.clientRequestTimeout,
-        poolSize: this.opts.clientPoolSize,
-        maxMessageSize: this.opts.maxMessageSize,
-      });
-    }
+    this._client ??= clientFor(this.opts, await this.registry());
     return this._client;
   }
 
@@ -408,6 +264,8 @@ export class Service {
     this.resolveRun?.();
   }
 }
+
+export type { Duration, InitOptions, ServiceOptions } from "./cmd/options.ts";
 
 /** go-micro's micro.NewService. */
 export function newService(opts?: ServiceOptions): Service {

@@ -1,45 +1,14 @@
 /**
- * Plugin resolution by name or URI ("etcd", "etcd://127.0.0.1:2379").
- * Every plugin is one file, registry/<name>.ts or broker/<name>.ts, whose default export is a
- * class constructed with its options; it is imported only when chosen, so optional client
- * libraries are never loaded by users of other plugins.
+ * Plugin names and references ("etcd", "etcd://127.0.0.1:2379?timeout=500"), and the lazy import
+ * of a plugin's optional client library. Plugins import this file; cmd/create.ts, which imports
+ * the plugins, builds them.
  */
 import { readFileSync } from "node:fs";
-import type { Broker, BrokerOptions } from "../broker/broker.ts";
-import type { Registry, RegistryOptions } from "../registry/registry.ts";
-
-type Ctor<T, O> = new (opts?: O) => T;
-type Loader<T, O> = () => Promise<{ default: Ctor<T, O> }>;
 
 export const REGISTRY_NAMES = ["mdns", "memory", "etcd", "consul", "zookeeper", "dns", "nats"] as const;
 export const BROKER_NAMES = ["http", "memory", "nats", "mqtt", "rabbitmq", "redis", "kafka", "nsq", "googlepubsub"] as const;
 export const TRANSPORT_NAMES = ["tcp", "http"] as const;
 export const SELECTOR_NAMES = ["random", "roundrobin"] as const;
-
-// Static import() calls, not a path template, so the compiled package (and any bundler) sees every
-// plugin file; each still loads only when chosen. Typed by the name lists, not inferred, so the
-// public declarations never reach into client libraries a user may not have installed.
-const REGISTRIES: Record<(typeof REGISTRY_NAMES)[number], Loader<Registry, RegistryOptions>> = {
-  mdns: () => import("../registry/mdns.ts"),
-  memory: () => import("../registry/memory.ts"),
-  etcd: () => import("../registry/etcd.ts"),
-  consul: () => import("../registry/consul.ts"),
-  zookeeper: () => import("../registry/zookeeper.ts"),
-  dns: () => import("../registry/dns.ts"),
-  nats: () => import("../registry/nats.ts"),
-};
-
-const BROKERS: Record<(typeof BROKER_NAMES)[number], Loader<Broker, BrokerOptions>> = {
-  http: () => import("../broker/http.ts"),
-  memory: () => import("../broker/memory.ts"),
-  nats: () => import("../broker/nats.ts"),
-  mqtt: () => import("../broker/mqtt.ts"),
-  rabbitmq: () => import("../broker/rabbitmq.ts"),
-  redis: () => import("../broker/redis.ts"),
-  kafka: () => import("../broker/kafka.ts"),
-  nsq: () => import("../broker/nsq.ts"),
-  googlepubsub: () => import("../broker/googlepubsub.ts"),
-};
 
 /** URI schemes that name a plugin other than themselves. */
 const SCHEME_ALIASES: Record<string, string> = {
@@ -131,22 +100,4 @@ export async function importOptional<T>(pkg: string, plugin: string): Promise<T>
     if (missing) throw new MissingPackageError(pkg, plugin, { cause: err });
     throw err;
   }
-}
-
-async function load<T, O>(kind: "registry" | "broker", loaders: Record<string, Loader<T, O>>, ref: PluginRef): Promise<Ctor<T, O>> {
-  const loader = Object.hasOwn(loaders, ref.name) ? loaders[ref.name] : undefined;
-  if (!loader) throw new UnknownPluginError(kind, ref.name, Object.keys(loaders));
-  return (await loader()).default;
-}
-
-export async function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
-  const ref = parsePluginRef(value);
-  const RegistryClass = await load<Registry, RegistryOptions>("registry", REGISTRIES, ref);
-  return new RegistryClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
-}
-
-export async function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
-  const ref = parsePluginRef(value);
-  const BrokerClass = await load<Broker, BrokerOptions>("broker", BROKERS, ref);
-  return new BrokerClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
 }

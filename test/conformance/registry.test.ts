@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, describe, it, type TestContext } from "node:test";
-import { createRegistry } from "../../src/cmd/plugins.ts";
+import { createRegistry } from "../../src/cmd/create.ts";
 import { CacheRegistry } from "../../src/registry/cache.ts";
 import {
   RegistryUnavailableError,
