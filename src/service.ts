@@ -124,13 +124,23 @@ export class Service {
   /** Subscribes a typed handler; before start() the subscription starts with the service. */
   async subscribe<T = unknown>(topic: string, handler: EventHandler<T>, opts: SubscribeEventOptions = {}): Promise<ServiceSubscription> {
     const sub: Subscription = { topic, handler: handler as EventHandler<unknown>, opts };
+    const forget = () => {
+      const index = this.subscriptions.indexOf(sub);
+      if (index >= 0) this.subscriptions.splice(index, 1);
+    };
     this.subscriptions.push(sub);
-    if (this.running) sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+    if (this.running) {
+      try {
+        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+      } catch (err) {
+        forget();
+        throw err;
+      }
+    }
     return {
       topic,
       unsubscribe: async () => {
-        const index = this.subscriptions.indexOf(sub);
-        if (index >= 0) this.subscriptions.splice(index, 1);
+        forget();
         const active = sub.active;
         sub.active = undefined;
         await active?.unsubscribe();
