@@ -140,6 +140,23 @@ for (const node of binaries) {
       assert.deepEqual(JSON.parse(app.stdout()), { echoed: { args: ["--port=3000"] }, event: { hello: "world" }, registry: "memory" });
     });
 
+    test("the tsmicro command runs with plain node, and finds its dashboard files", async () => {
+      const version = start("node_modules/tsmicro/dist/cli/main.js", ["--version"]);
+      assert.equal(await version.exited(10_000), 0, version.stderr());
+      assert.equal(version.stdout(), `${(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version}\n`);
+      const web = start("node_modules/tsmicro/dist/cli/main.js", ["web", "--registry=memory", "--address=127.0.0.1:0"]);
+      try {
+        const line = await web.waitForLine(/^dashboard on /, 15_000);
+        const url = /(http:\/\/\S+)/.exec(line)![1]!;
+        const page = await fetch(url);
+        assert.equal(page.status, 200);
+        assert.match(await page.text(), /<html/);
+      } finally {
+        web.signal("SIGTERM");
+      }
+      await web.exited(10_000);
+    });
+
     test("typed errors and plugin subpaths", async () => {
       const typed = start("dist/typed.js");
       assert.equal(await typed.exited(15_000), 0, typed.stderr());
