@@ -108,8 +108,8 @@ const keyValue: Parse = (raw, prev) => {
 export const FLAGS: FlagSpec[] = [
   { flag: "registry", key: "registry", help: `registry plugin or URI (${REGISTRY_NAMES.join(", ")}); default mdns`, parse: oneOf(REGISTRY_NAMES, "registry") },
   { flag: "registry_address", key: "registryAddress", help: "comma-separated registry addresses", parse: list },
-  { flag: "register_ttl", key: "registerTTL", help: "seconds a registration stays valid; default 60", parse: wholeNumber(0) },
-  { flag: "register_interval", key: "registerInterval", help: "seconds between re-registrations; default 30", parse: wholeNumber(0) },
+  { flag: "register_ttl", key: "registerTTL", help: "seconds a registration stays valid (> register_interval); default 60", parse: wholeNumber(1) },
+  { flag: "register_interval", key: "registerInterval", help: "seconds between re-registrations (< register_ttl); default 30", parse: wholeNumber(1) },
   { flag: "broker", key: "broker", help: `broker plugin or URI (${BROKER_NAMES.join(", ")}); default http`, parse: oneOf(BROKER_NAMES, "broker") },
   { flag: "broker_address", key: "brokerAddress", help: "comma-separated broker addresses", parse: list },
   { flag: "server_name", key: "name", help: "service name", parse: text },

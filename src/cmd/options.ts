@@ -2,7 +2,7 @@
  * A service's options: what code may set, what flags and MICRO_* variables add (only when the
  * program calls init()), the defaults, and the one rule for durations.
  */
-import { HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions } from "./flags.ts";
+import { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions } from "./flags.ts";
 import type { Broker } from "../broker/broker.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
@@ -122,9 +122,38 @@ function withoutUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
-/** The code's options over the defaults, durations in milliseconds. */
+/** An option given in code that cannot work; `option` names it. */
+export class OptionError extends TypeError {
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
+    super(`${option}: ${message}`);
+    this.name = "OptionError";
+  }
+}
+
+type RegistrationKey = "registerTTL" | "registerInterval";
+
+/**
+ * A TTL or interval of 0, or an interval not shorter than the TTL, lets a running node drop out
+ * of the registry between renewals: the option at fault and why, or undefined when they work.
+ */
+function registrationProblem(o: ResolvedOptions): { key: RegistrationKey; why: string } | undefined {
+  if (!(o.registerTTL > 0)) return { key: "registerTTL", why: "must be more than 0" };
+  if (!(o.registerInterval > 0)) return { key: "registerInterval", why: "must be more than 0: nothing would renew the registration" };
+  if (o.registerInterval >= o.registerTTL) return { key: "registerInterval", why: "must be shorter than the TTL, or the entry expires between renewals" };
+  return undefined;
+}
+
+/** The code's options over the defaults, durations in milliseconds. Throws OptionError for registration times that cannot work. */
 export function resolveOptions(code: ServiceOptions): ResolvedOptions {
-  return { ...DEFAULTS, ...inMilliseconds(code) };
+  const options = { ...DEFAULTS, ...inMilliseconds(code) };
+  const problem = registrationProblem(options);
+  if (problem) {
+    throw new OptionError(problem.key, `${options[problem.key]} ms ${problem.why} (registerTTL ${options.registerTTL} ms, registerInterval ${options.registerInterval} ms)`);
+  }
+  return options;
 }
 
 /**
@@ -138,6 +167,18 @@ export function applyProcessOptions(
 ): { options: ResolvedOptions; args: string[] } {
   const parsed = fromArgv(argv, { allowUnknown });
   if (parsed.help) throw new HelpRequested(usage(current.name));
-  const options = { ...current, ...inMilliseconds(toServiceOptions(fromEnv(env))), ...inMilliseconds(toServiceOptions(parsed.options)) };
+  const fromEnvironment = fromEnv(env);
+  const options = { ...current, ...inMilliseconds(toServiceOptions(fromEnvironment)), ...inMilliseconds(toServiceOptions(parsed.options)) };
+  const problem = registrationProblem(options);
+  if (problem) {
+    // One line naming where each value came from (a flag, a MICRO_* variable, or code/default), led by the one set last.
+    const from = (key: RegistrationKey) => (parsed.options[key] !== undefined ? 2 : fromEnvironment[key] !== undefined ? 1 : 0);
+    const origin = (key: RegistrationKey, flag: string) =>
+      from(key) === 2 ? `--${flag}=${parsed.options[key]}` : from(key) === 1 ? `MICRO_${flag.toUpperCase()}=${fromEnvironment[key]}` : `${key} ${options[key]} ms`;
+    const ttl = origin("registerTTL", "register_ttl");
+    const interval = origin("registerInterval", "register_interval");
+    const lead = problem.key === "registerTTL" || from("registerTTL") > from("registerInterval") ? ttl : interval;
+    throw new FlagError(`invalid ${lead}: the register ${problem.key === "registerTTL" ? "TTL" : "interval"} ${problem.why} (${interval}, ${ttl})`);
+  }
   return { options, args: parsed.positionals };
 }

@@ -266,4 +266,11 @@ describe("flags", () => {
   test("--registry=nope → one line naming the flag, exit 2", () => badFlag(["--registry=nope"], {}, /--registry.*"nope"/));
   test("an unknown flag → exit 2", () => badFlag(["--registyr=mdns"], {}, /unknown flag --registyr/));
   test("MICRO_REGISTER_INTERVAL=soon → one line naming the variable, exit 2", () => badFlag([], { MICRO_REGISTER_INTERVAL: "soon" }, /MICRO_REGISTER_INTERVAL/));
+  // Registration times that would let a running node drop out of the registry.
+  test("--register_ttl=0 → exit 2", () => badFlag(["--register_ttl=0"], {}, /--register_ttl: "0" is not a whole number ≥ 1/));
+  test("--register_interval=0 → exit 2", () => badFlag(["--register_interval=0"], {}, /--register_interval: "0" is not a whole number ≥ 1/));
+  test("--register_interval=10 --register_ttl=5 → exit 2", () =>
+    badFlag(["--register_interval=10", "--register_ttl=5"], {}, /invalid --register_interval=10: the register interval must be shorter than the TTL.*--register_ttl=5/));
+  test("MICRO_REGISTER_INTERVAL=60 over the default TTL → exit 2 naming the variable", () =>
+    badFlag([], { MICRO_REGISTER_INTERVAL: "60" }, /invalid MICRO_REGISTER_INTERVAL=60: .*registerTTL 60000 ms/));
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
-import { FlagError, Service, createBroker, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
+import { FlagError, OptionError, Service, createBroker, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -52,6 +52,21 @@ test("bad values name the flag", () => {
     [["--registry"], /--registry needs a value/],
   ];
   for (const [argv, re] of bad) assert.throws(() => fromArgv(argv), (e: Error) => e instanceof FlagError && re.test(e.message), argv.join(" "));
+});
+
+test("registration times that would let a running node drop out of the registry are refused in code with a typed error", () => {
+  const refused: Array<[object, string]> = [
+    [{ registerTTL: 0 }, "registerTTL"],
+    [{ registerInterval: 0 }, "registerInterval"],
+    [{ registerTTL: "5s", registerInterval: "10s" }, "registerInterval"],
+    [{ registerTTL: "10s" }, "registerInterval"], // the default interval (30 s) is not shorter
+  ];
+  for (const [options, option] of refused) {
+    assert.throws(() => new Service(options), (e: Error) => e instanceof OptionError && e.option === option, JSON.stringify(options));
+  }
+  assert.equal(new Service({ registerTTL: "10s", registerInterval: "5s" }).options().registerInterval, 5000);
+  // Flags are checked against what the code set: the interval from the code is longer than the flag's TTL.
+  assert.throws(() => new Service({ registerInterval: "20s" }).init(["--register_ttl=15"]), /invalid --register_ttl=15: the register interval must be shorter than the TTL.*registerInterval 20000 ms/);
 });
 
 test("durations and plugin URIs", () => {
