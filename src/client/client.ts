@@ -24,6 +24,8 @@ export interface ClientOptions {
   requestTimeout?: number;
   /** Connections kept per node. */
   poolSize?: number;
+  /** Milliseconds a connection may take to establish, capped further by each call's timeout. Default 5000. */
+  dialTimeout?: number;
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
@@ -56,7 +58,7 @@ export class Client {
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
-    const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize };
+    const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout };
     this.transport =
       typeof opts.transport === "object"
         ? opts.transport

@@ -9,6 +9,7 @@ import { MicroError, internalServerError, requestEntityTooLarge } from "../error
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
 import { callTimeout, connectionError } from "./errors.ts";
 import {
+  DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
   type ClientTransport,
@@ -117,6 +118,7 @@ class Connection {
         resolve();
       });
       this.socket.once("error", reject);
+      this.socket.once("close", () => reject(new Error("connection closed before it was established")));
     });
     this.ready.catch(() => {}); // observed by request(); a failed dial must not be unhandled
     const reader = new FrameReader(maxMessageSize, {
@@ -196,8 +198,10 @@ class Connection {
     this.onClose(this);
   }
 
+  /** Closes at once: the connection leaves its pool now, not when the socket's close event comes. */
   close(): void {
     this.socket.destroy();
+    this.shutdown("connection closed");
   }
 }
 
@@ -205,17 +209,31 @@ export class TcpClientTransport implements ClientTransport {
   private readonly pools = new Map<string, Connection[]>();
   private readonly poolSize: number;
   private readonly maxMessageSize: number;
+  private readonly dialTimeoutMs: number;
 
   constructor(opts: ClientTransportOptions = {}) {
     this.poolSize = Math.max(1, opts.poolSize ?? 1);
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.dialTimeoutMs = opts.dialTimeout ?? DEFAULT_DIAL_TIMEOUT_MS;
   }
 
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     const conn = this.connection(address);
     if (conn.connected) return conn.request(req, timeoutMs); // no wait on the settled dial
-    return conn.ready.then(
-      () => conn.request(req, timeoutMs),
+    const started = performance.now();
+    const dialMs = Math.min(timeoutMs, this.dialTimeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    // An unanswered SYN is retried by the kernel for minutes: the dial gets the call's time (capped),
+    // and a dial that runs out is dropped from the pool, so later calls dial afresh instead of queueing on it.
+    const dialed = new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => {
+        conn.close();
+        reject(new Error(`dial timeout: not connected within ${dialMs}ms`));
+      }, dialMs);
+      conn.ready.then(resolve, reject);
+    }).finally(() => clearTimeout(timer));
+    return dialed.then(
+      () => conn.request(req, Math.max(1, timeoutMs - (performance.now() - started))),
       (err: Error) => {
         throw connectionError(address, err);
       },
@@ -241,7 +259,7 @@ export class TcpClientTransport implements ClientTransport {
   }
 
   async close(): Promise<void> {
-    for (const pool of this.pools.values()) for (const c of pool) c.close();
+    for (const pool of [...this.pools.values()]) for (const c of [...pool]) c.close();
     this.pools.clear();
   }
 

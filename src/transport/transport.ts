@@ -32,6 +32,8 @@ export interface ClientTransportOptions {
   poolSize?: number;
   /** Largest response accepted, in bytes. */
   maxMessageSize?: number;
+  /** Milliseconds a connection may take to establish; a call waits no longer than this or its own timeout. Default 5000. */
+  dialTimeout?: number;
 }
 
 /** go-micro's header names. */
@@ -44,3 +46,4 @@ export const HEADER = {
 } as const;
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
+export const DEFAULT_DIAL_TIMEOUT_MS = 5000;

@@ -4,7 +4,14 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { Client } from "../../src/client/client.ts";
+import type { MicroError } from "../../src/errors.ts";
+import MemoryRegistry from "../../src/registry/memory.ts";
 import { assertServing, exchange, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
+import { startTs } from "../helpers/net.ts";
 
 /** The status and go-micro error of the first response in raw. */
 function firstError(raw: string): { status: number; error: { id: string; code: number; detail: string; status: string } } {
@@ -45,5 +52,50 @@ describe("malformed requests", () => {
       assert.equal(huge.error.code, 431);
     }
     await assertServing(node);
+  });
+});
+
+describe("every wait is bounded", () => {
+  it("a tcp dial to a node that answers no SYN gives up within the call's time (or the dial timeout), and later calls dial afresh", async () => {
+    const hole = startTs(fileURLToPath(new URL("fixtures/blackhole.ts", import.meta.url)));
+    try {
+      const port = Number((await hole.waitForLine(/^listening \d+/)).split(" ")[1]);
+      const fillers = [0, 1].map(() => net.connect({ host: "127.0.0.1", port }));
+      await Promise.all(fillers.map((s) => once(s, "connect"))); // the accept queue is now full
+      const address = `127.0.0.1:${port}`;
+      const client = new Client({ registry: new MemoryRegistry(), transport: "tcp", retries: 0, dialTimeout: 2000 });
+      const timed = async (requestTimeout: number) => {
+        const started = performance.now();
+        const err = await client.call("hole", "Any.Call", {}, { address, requestTimeout }).then(
+          () => assert.fail("a call to a node that never accepts succeeded"),
+          (e: MicroError) => e,
+        );
+        return { ms: performance.now() - started, err };
+      };
+      try {
+        // The call's own timeout bounds the dial; concurrent calls on the same pooled dial fail with it.
+        const first = await Promise.all([timed(500), timed(500), timed(500)]);
+        for (const { ms, err } of first) {
+          assert.ok(ms >= 450 && ms < 1500, `a call with a 500 ms timeout took ${ms.toFixed(0)} ms`);
+          assert.match(err.detail, /connection error: .*(dial timeout|closed before it was established)/);
+        }
+        // The timed-out dial was dropped: the next call dials again and is bounded again, now by the dial timeout.
+        const second = await timed(10_000);
+        assert.ok(second.ms >= 1900 && second.ms < 3000, `a call capped by a 2000 ms dial timeout took ${second.ms.toFixed(0)} ms`);
+        assert.match(second.err.detail, /dial timeout: not connected within 2000ms/);
+        const node = await startEdgeNode();
+        try {
+          assert.deepEqual(await client.call("edge", "Greeter.Echo", { a: 1 }, { address: node.rpc.address }), { a: 1 });
+        } finally {
+          await node.stop();
+        }
+      } finally {
+        await client.close();
+        for (const s of fillers) s.destroy();
+      }
+    } finally {
+      hole.signal("SIGKILL");
+      await hole.exited();
+    }
   });
 });
