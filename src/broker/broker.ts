@@ -46,6 +46,12 @@ export interface BrokerOptions {
   registerTTL?: number;
   /** Seconds; how often those entries are renewed. */
   registerInterval?: number;
+  /** Milliseconds a delivery's HTTP headers may take from its first byte (http broker); default 10000. */
+  headerTimeoutMs?: number;
+  /** Milliseconds a whole delivery may take to arrive (http broker); default 30000. */
+  readTimeoutMs?: number;
+  /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
+  maxMessageSize?: number;
   /** Plugin-specific. */
   [key: string]: unknown;
 }

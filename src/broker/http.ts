@@ -7,10 +7,11 @@
  */
 import http from "node:http";
 import { randomUUID } from "node:crypto";
-import { MicroError, badRequest, internalServerError, notFound } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../transport/transport.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
-import { answerClientErrors, decodePath } from "../transport/http-guard.ts";
+import { answerClientErrors, decodePath, trickleProofTimeouts } from "../transport/http-guard.ts";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
@@ -63,7 +64,10 @@ export default class HttpBroker implements Broker {
   async connect(): Promise<void> {
     if (this.server) return;
     const { host, port } = parseHostPort(this.opts.addresses?.[0] ?? "127.0.0.1:0");
-    const server = http.createServer((req, res) => this.receive(req, res));
+    const server = http.createServer(
+      trickleProofTimeouts(this.opts.headerTimeoutMs ?? 10_000, this.opts.readTimeoutMs ?? 30_000),
+      (req, res) => this.receive(req, res),
+    );
     answerClientErrors(server, HTTP_BROKER_SERVICE);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -101,20 +105,35 @@ export default class HttpBroker implements Broker {
   }
 
   private receive(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Refused before a byte of the body is read: the response closes the connection, so an unread body costs nothing.
+    const refuse = (err: MicroError) => {
+      res.setHeader("Connection", "close");
+      fail(res, err);
+    };
     const path = decodePath(req.url);
-    if (path === undefined) {
-      fail(res, badRequest(HTTP_BROKER_SERVICE, "malformed percent-escape in the request path"));
-      req.resume();
-      return;
-    }
+    if (path === undefined) return refuse(badRequest(HTTP_BROKER_SERVICE, "malformed percent-escape in the request path"));
     const sub = this.subscriptions.get(path);
+    if (!sub) return refuse(notFound(HTTP_BROKER_SERVICE, "no such subscription"));
+    if (req.method !== "POST") return refuse(methodNotAllowed(HTTP_BROKER_SERVICE, `method ${req.method} not allowed: POST a message`));
+    const limit = this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    const tooLarge = (size: string) => requestEntityTooLarge(HTTP_BROKER_SERVICE, `message body of ${size} bytes exceeds the ${limit} byte limit`);
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > limit) return refuse(tooLarge(String(declared)));
     const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
+    let size = 0;
+    const collect = (c: Buffer) => {
+      size += c.length;
+      if (size <= limit) return void chunks.push(c);
+      // A chunked body past the limit: stop buffering and answer now. The rest is read and dropped (bounded by
+      // the request timeout) rather than cut off, since closing on unread bytes resets the connection and loses the answer.
+      req.off("data", collect);
+      req.resume();
+      chunks.length = 0;
+      fail(res, tooLarge(`more than ${limit}`));
+    };
+    req.on("data", collect);
     req.on("end", async () => {
-      if (!sub || req.method !== "POST") {
-        fail(res, notFound(HTTP_BROKER_SERVICE, "no such subscription"));
-        return;
-      }
+      if (size > limit) return;
       let header: Record<string, string>;
       try {
         header = JSON.parse(decodeURIComponent(String(req.headers[HEADER_MESSAGE.toLowerCase()] ?? "%7B%7D"))) as Record<string, string>;

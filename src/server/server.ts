@@ -3,6 +3,7 @@
  * tcp frame protocol (the default, fastest) and HTTP (for curl and go-micro tooling): the first
  * byte of a connection tells which.
  */
+import type http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
@@ -32,8 +33,10 @@ export interface ServerOptions {
   /** host:port to put in the registry instead of the bound address. */
   advertise?: string;
   maxMessageSize?: number;
-  /** Milliseconds a peer may stall in the middle of a request. */
+  /** Milliseconds a peer may stall in the middle of a request; an HTTP request must be complete within it. */
   readTimeoutMs?: number;
+  /** Milliseconds an HTTP request's headers may take from its first byte (slowloris is cut then, with a 408). Default 10000. */
+  headerTimeoutMs?: number;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
 }
@@ -45,6 +48,7 @@ export class Server {
   private readonly routes = new Map<string, Route>();
   private readonly sockets = new Set<net.Socket>();
   private netServer?: net.Server;
+  private httpHandler?: http.Server;
   private boundAddress?: string;
   private inflight = 0;
   private draining = false;
@@ -57,6 +61,7 @@ export class Server {
       address: opts.address ?? "127.0.0.1:0",
       maxMessageSize: opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       readTimeoutMs: opts.readTimeoutMs ?? 30_000,
+      headerTimeoutMs: opts.headerTimeoutMs ?? 10_000,
       describe: opts.describe ?? describeMessage,
     };
     this.handle("Debug.Health", () => ({ status: "ok" }));
@@ -152,7 +157,7 @@ export class Server {
       serverId: this.options.name,
       track: this.track,
     };
-    const httpHandler = createHttpHandler(this.dispatch, { ...opts, health: () => ({ status: "ok" }), draining: () => this.draining });
+    const httpHandler = (this.httpHandler = createHttpHandler(this.dispatch, { ...opts, headerTimeoutMs: this.options.headerTimeoutMs, health: () => ({ status: "ok" }), draining: () => this.draining }));
     const server = net.createServer((socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
@@ -209,6 +214,7 @@ export class Server {
         };
       });
     }
+    this.httpHandler?.close(); // stops its timeout checks
     for (const s of this.sockets) s.end();
     // Peers that do not close within a moment are cut off.
     const forced = setTimeout(() => {

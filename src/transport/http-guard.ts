@@ -17,6 +17,20 @@ export function decodePath(url: string | undefined): string | undefined {
   }
 }
 
+/**
+ * Node's HTTP server timeouts that a trickle cannot reset: a request's headers must be complete
+ * within headerTimeoutMs of its first byte and the whole request within requestTimeoutMs, or it
+ * gets a 408 and its connection is closed (an idle timeout alone is reset by every byte).
+ */
+export function trickleProofTimeouts(headerTimeoutMs: number, requestTimeoutMs: number): http.ServerOptions {
+  return {
+    headersTimeout: headerTimeoutMs,
+    requestTimeout: Math.max(requestTimeoutMs, headerTimeoutMs),
+    // How often Node looks for expired requests: the cut comes at most this late.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headerTimeoutMs / 10))),
+  };
+}
+
 /** The go-micro error for a request Node's HTTP parser rejected (or timed out) before a handler saw it. */
 function clientErrorFor(err: NodeJS.ErrnoException, id: string): MicroError {
   if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") return timeout(id, "request headers or body not received in time");

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
-import { answerClientErrors, decodePath } from "./http-guard.ts";
+import { answerClientErrors, decodePath, trickleProofTimeouts } from "./http-guard.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -111,6 +111,8 @@ export class HttpClientTransport implements ClientTransport {
 export interface HttpServeOptions {
   maxMessageSize: number;
   readTimeoutMs: number;
+  /** A request's headers must be complete this long after its first byte. */
+  headerTimeoutMs: number;
   serverId: string;
   /** Answers GET /health. */
   health(): { status: string };
@@ -131,7 +133,7 @@ function writeError(res: http.ServerResponse, err: MicroError): void {
 
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
 export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
     if (opts.draining()) res.setHeader("Connection", "close");
     if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {
       const body = JSON.stringify(opts.health());
@@ -188,9 +190,10 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       );
     });
   });
-  // Sockets are handed over by the server (never listen()ed here), so Node's request timeouts
-  // do not run: an idle-socket timeout is what cuts off a stalled peer.
-  server.setTimeout(opts.readTimeoutMs);
+  // Sockets are handed over by the server (never listen()ed here), and Node starts checking its
+  // header and request timeouts on "listening": announce it, or a trickle would hold a socket forever.
+  server.emit("listening");
+  server.setTimeout(opts.readTimeoutMs); // and an idle socket is cut off
   answerClientErrors(server, opts.serverId);
   server.keepAliveTimeout = 60_000;
   return server;

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 import { Client } from "../../src/client/client.ts";
 import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { assertServing, exchange, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
-import { startTs } from "../helpers/net.ts";
+import { assertServing, exchange, memoryMiB, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
+import { startTs, within } from "../helpers/net.ts";
 
 /** The status and go-micro error of the first response in raw. */
 function firstError(raw: string): { status: number; error: { id: string; code: number; detail: string; status: string } } {
@@ -96,6 +96,105 @@ describe("every wait is bounded", () => {
     } finally {
       hole.signal("SIGKILL");
       await hole.exited();
+    }
+  });
+
+  it("slowloris: 100 connections trickling header bytes get a 408 and are cut within the header timeout, on the RPC port and the broker", async () => {
+    const headerTimeoutMs = 1000;
+    const node = await startEdgeNode({ headerTimeoutMs, readTimeoutMs: 3000 });
+    try {
+      const request = Buffer.from(`POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ${"a".repeat(200)}\r\n\r\n`);
+      const trickle = (port: number) =>
+        within(
+          new Promise<{ ms: number; raw: string }>((resolve) => {
+            const sock = net.connect({ host: "127.0.0.1", port });
+            const chunks: Buffer[] = [];
+            let sent = 0;
+            let started = 0;
+            let timer: NodeJS.Timeout | undefined;
+            sock.on("connect", () => {
+              started = performance.now();
+              // One byte every 100 ms: each resets an idle timer, none completes the headers.
+              const drip = () => {
+                if (sock.writable && sent < request.length) sock.write(request.subarray(sent, ++sent));
+                timer = setTimeout(drip, 100);
+              };
+              drip();
+            });
+            sock.on("data", (c: Buffer) => chunks.push(c));
+            sock.on("error", () => {});
+            sock.on("close", () => {
+              clearTimeout(timer);
+              resolve({ ms: performance.now() - started, raw: Buffer.concat(chunks).toString() });
+            });
+          }),
+          15_000,
+          `a slowloris connection on port ${port} to be cut`,
+        );
+      const ports = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? node.rpc.port : node.broker.port));
+      const results = await Promise.all(ports.map(trickle));
+      const slowest = Math.max(...results.map((r) => r.ms));
+      for (const { raw } of results) {
+        assert.match(raw, /^HTTP\/1\.1 408 /);
+        assert.equal(JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4)).code, 408);
+      }
+      // Cut once the header timeout passes, plus Node's check interval (a tenth of it) and scheduling slack.
+      assert.ok(slowest < headerTimeoutMs + 1000, `the slowest slowloris connection was cut after ${slowest.toFixed(0)} ms`);
+      console.log(`# slowloris: 100 connections, each got a 408; the slowest was cut after ${slowest.toFixed(0)} ms (header timeout ${headerTimeoutMs} ms)`);
+      await assertServing(node);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("the http broker refuses an oversized or misaddressed delivery before buffering it: 413/404 before the body, 413 while reading a chunked one", async () => {
+    const node = await startEdgeNode(); // default limit: 4 MiB
+    try {
+      const before = memoryMiB(node.proc.pid);
+      const MiB = 1024 * 1024;
+      /** Sends the head, then body chunks (if any) until the answer comes; returns it and the body bytes sent. */
+      const deliver = (head: string, bodyBytes: number) =>
+        within(
+          new Promise<{ raw: string; sent: number }>((resolve) => {
+            const sock = net.connect({ host: "127.0.0.1", port: node.broker.port });
+            const chunk = Buffer.alloc(MiB, 0x61);
+            let sent = 0;
+            let raw = "";
+            const pump = () => {
+              while (sent < bodyBytes && raw === "" && !sock.destroyed) {
+                const piece = `${chunk.length.toString(16)}\r\n${chunk.toString()}\r\n`;
+                sent += chunk.length;
+                if (!sock.write(piece)) return void sock.once("drain", pump);
+              }
+            };
+            sock.on("connect", () => {
+              sock.write(head);
+              if (bodyBytes > 0) pump();
+            });
+            sock.on("data", (c: Buffer) => {
+              raw += c.toString();
+              if (raw.includes("\r\n\r\n")) sock.destroy(); // answered: an attacker would stop here too
+            });
+            sock.on("error", () => {});
+            sock.on("close", () => resolve({ raw, sent }));
+          }),
+          30_000,
+          "the broker's answer",
+        );
+      const declared = `Content-Length: ${200 * MiB}\r\n`;
+      const big = await deliver(`POST ${node.subPath} HTTP/1.1\r\nHost: x\r\n${declared}\r\n`, 0);
+      assert.match(big.raw, /^HTTP\/1\.1 413 /, "a declared 200 MB body is refused with no body sent");
+      const unknown = await deliver(`POST /no-such-subscription HTTP/1.1\r\nHost: x\r\n${declared}\r\n`, 0);
+      assert.match(unknown.raw, /^HTTP\/1\.1 404 /, "an unknown subscription is refused with no body sent");
+      const chunked = await deliver(`POST ${node.subPath} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`, 200 * MiB);
+      assert.match(chunked.raw, /^HTTP\/1\.1 413 /, "a chunked body past the limit is refused while it is read");
+      assert.ok(chunked.sent < 200 * MiB, "the 413 came only after the whole body"); // how much less depends on how busy both processes are
+      const afterMem = memoryMiB(node.proc.pid);
+      console.log(`# 200 MB deliveries: subscriber RSS ${before.rss.toFixed(0)} → ${afterMem.rss.toFixed(0)} MiB, peak ${afterMem.peak.toFixed(0)} MiB; the chunked one was cut after ${(chunked.sent / MiB).toFixed(0)} MiB`);
+      assert.ok(afterMem.peak < before.peak + 64, `peak RSS grew from ${before.peak.toFixed(0)} to ${afterMem.peak.toFixed(0)} MiB`);
+      await assertServing(node);
+    } finally {
+      await node.stop();
     }
   });
 });
