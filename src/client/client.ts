@@ -4,7 +4,7 @@
  */
 import type { DescMessage } from "@bufbuild/protobuf";
 import { codecFor, JSON_TYPE } from "../codec/codec.ts";
-import { MicroError, badRequest, internalServerError } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, timeout } from "../errors.ts";
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
@@ -33,7 +33,15 @@ export interface ClientOptions {
 
 export interface CallOptions {
   retries?: number;
+  /** Milliseconds each attempt may take (capped by what is left of `timeout`). */
   requestTimeout?: number;
+  /**
+   * Milliseconds the whole call may take, every attempt and backoff included: one deadline per
+   * call. Default: requestTimeout × (retries + 1).
+   */
+  timeout?: number;
+  /** Aborting it fails the call at once with a 408 (go-micro's answer to a cancelled context); no retry follows. */
+  signal?: AbortSignal;
   contentType?: string;
   /** Protobuf types of the request and response (generated clients set them). */
   requestSchema?: DescMessage;
@@ -50,6 +58,21 @@ export interface CallOptions {
 const backoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
 
 const isRetryable = (err: MicroError) => err.retryable || err.code === 503;
+
+const cancelled = (signal: AbortSignal) => timeout(CLIENT_ID, `call cancelled: ${signal.reason instanceof Error ? signal.reason.message : String(signal.reason)}`);
+
+/** work, or a rejection as soon as signal aborts (the transport's own timeout still ends the abandoned attempt). */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  work.catch(() => {}); // an abandoned attempt's failure is nobody's to handle
+  if (signal.aborted) return Promise.reject(cancelled(signal));
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(cancelled(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
 
 export class Client {
   readonly selector: Selector;
@@ -86,21 +109,29 @@ export class Client {
     const req = { service, endpoint, contentType: codec.contentType, headers: opts.headers ?? {}, body };
     const timeoutMs = opts.requestTimeout ?? this.options.requestTimeout;
     const retries = opts.retries ?? this.options.retries;
+    const { signal } = opts;
+    const budget = opts.timeout ?? timeoutMs * (retries + 1);
+    const deadline = performance.now() + budget;
 
-    const next = opts.address ? () => ({ id: opts.address!, address: opts.address! }) : await this.next(service, opts);
+    const next = opts.address ? () => ({ id: opts.address!, address: opts.address! }) : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
-        const wait = backoffMs(attempt);
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const wait = Math.min(backoffMs(attempt), deadline - performance.now());
+        if (wait > 0) await unlessAborted(new Promise((r) => setTimeout(r, wait)), signal);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        lastError = timeout(CLIENT_ID, `call timeout: the call's ${budget}ms passed after ${attempt} attempt${attempt === 1 ? "" : "s"}: ${lastError?.detail ?? ""}`);
+        break;
       }
       // Prefer a node not tried yet; with every node tried, any node again.
       const node: Node | undefined = next(failed) ?? next();
       if (!node) break;
       let res;
       try {
-        res = await this.transport.request(node.address, req, timeoutMs);
+        res = await unlessAborted(this.transport.request(node.address, req, Math.min(timeoutMs, Math.ceil(left))), signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (!isRetryable(e)) throw e;

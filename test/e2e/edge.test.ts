@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { Client } from "../../src/client/client.ts";
+import { Client, type CallOptions } from "../../src/client/client.ts";
+import { Server } from "../../src/server/server.ts";
 import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import { assertServing, exchange, memoryMiB, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
@@ -196,5 +197,52 @@ describe("every wait is bounded", () => {
     } finally {
       await node.stop();
     }
+  });
+});
+
+describe("one deadline per call", () => {
+  const server = new Server({ name: "slow" });
+  server.handle("Slow.Call", async (req: { ms: number }) => {
+    await new Promise((r) => setTimeout(r, req.ms));
+    return { slept: req.ms };
+  });
+  let address: string;
+  let client: Client;
+  before(async () => {
+    address = await server.start();
+    client = new Client({ registry: new MemoryRegistry(), transport: "tcp" });
+  });
+  after(async () => {
+    await client.close();
+    await server.stop(100);
+  });
+
+  const timed = async (opts: CallOptions) => {
+    const started = performance.now();
+    const err = await client.call("slow", "Slow.Call", { ms: 3000 }, { address, ...opts }).then(
+      () => assert.fail("the slow call succeeded"),
+      (e: MicroError) => e,
+    );
+    return { ms: performance.now() - started, err };
+  };
+
+  it("the call's timeout spans every retry: 5 retries of 300 ms attempts end at the 700 ms deadline with a 408", async () => {
+    const { ms, err } = await timed({ requestTimeout: 300, retries: 5, timeout: 700 });
+    assert.equal(err.code, 408);
+    assert.match(err.detail, /call timeout: the call's 700ms passed after [23] attempts: call timeout: no response/);
+    assert.ok(ms >= 650 && ms < 1200, `the call ended after ${ms.toFixed(0)} ms`);
+  });
+
+  it("an AbortSignal fails the call at once with a 408, before or during an attempt, and no retry follows", async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("the user left")), 100);
+    const during = await timed({ requestTimeout: 5000, retries: 3, signal: controller.signal });
+    assert.equal(during.err.code, 408);
+    assert.equal(during.err.detail, "call cancelled: the user left");
+    assert.ok(during.ms >= 90 && during.ms < 600, `the aborted call ended after ${during.ms.toFixed(0)} ms`);
+    const before = await timed({ signal: AbortSignal.abort("gone") });
+    assert.equal(before.err.detail, "call cancelled: gone");
+    assert.ok(before.ms < 100);
+    assert.deepEqual(await client.call("slow", "Slow.Call", { ms: 1 }, { address, signal: new AbortController().signal }), { slept: 1 });
   });
 });
