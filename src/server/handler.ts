@@ -11,6 +11,8 @@ export interface CallContext {
   endpoint: string;
   /** Request headers: the caller's metadata plus Micro-* headers. */
   headers: Headers;
+  /** Aborts when the caller is gone (its connection closed before the answer): stop the work. */
+  signal: AbortSignal;
 }
 
 export type HandlerFn<Req = any, Res = any> = (request: Req, ctx: CallContext) => Res | Promise<Res>;

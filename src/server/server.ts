@@ -41,6 +41,8 @@ export interface ServerOptions {
   describe?: (schema: DescMessage) => Value;
 }
 
+const NEVER_ABORTED = new AbortController().signal;
+
 /** "getStudent" → "GetStudent": go-micro endpoint methods are exported Go names. */
 const exported = (method: string) => method.charAt(0).toUpperCase() + method.slice(1);
 
@@ -129,7 +131,7 @@ export class Server {
     }
     let output: unknown;
     try {
-      output = await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers });
+      output = await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: req.signal ?? NEVER_ABORTED });
     } catch (err) {
       if (!(err instanceof MicroError)) logger.warn({ endpoint: req.endpoint, err }, "handler failed");
       return MicroError.from(err, id);

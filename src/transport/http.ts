@@ -152,6 +152,10 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       req.resume();
       return;
     }
+    const callerGone = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) callerGone.abort(new Error("the caller's connection closed"));
+    });
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
@@ -180,6 +184,7 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
         contentType: headers[HEADER.contentType] ?? "application/json",
         headers,
         body: Buffer.concat(chunks, size),
+        signal: callerGone.signal,
       };
       void opts.track(
         dispatch(request).then((out) => {

@@ -285,6 +285,9 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
     if (!socket.destroyed) write(encodeFrame(kind, id, headers, body));
   };
   const sendError = (id: number, err: MicroError) => send(FrameKind.Error, id, {}, Buffer.from(JSON.stringify(err)));
+  // The frame protocol has no per-call cancel: a caller is gone when its connection is.
+  const callerGone = new AbortController();
+  socket.once("close", () => callerGone.abort(new Error("the caller's connection closed")));
 
   const reader = new FrameReader(opts.maxMessageSize, {
     onFrame(frame) {
@@ -296,6 +299,7 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
         contentType: h[HEADER.contentType] ?? "application/json",
         headers: h,
         body: frame.body,
+        signal: callerGone.signal,
       };
       // Tracked until the response is written, so a draining server never cuts it off.
       void opts.track(

@@ -10,6 +10,8 @@ export interface TransportRequest {
   /** Call metadata (go-micro's context metadata); travels as headers. */
   headers: Headers;
   body: Uint8Array;
+  /** Server side: aborts when the caller's connection closes before the answer. */
+  signal?: AbortSignal;
 }
 
 export interface TransportResponse {

@@ -8,11 +8,11 @@ import net from "node:net";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { Client, type CallOptions } from "../../src/client/client.ts";
-import { Server } from "../../src/server/server.ts";
+import { Server, type CallContext } from "../../src/server/server.ts";
 import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import { assertServing, exchange, memoryMiB, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
-import { startTs, within } from "../helpers/net.ts";
+import { startTs, waitUntil, within } from "../helpers/net.ts";
 
 /** The status and go-micro error of the first response in raw. */
 function firstError(raw: string): { status: number; error: { id: string; code: number; detail: string; status: string } } {
@@ -206,6 +206,16 @@ describe("one deadline per call", () => {
     await new Promise((r) => setTimeout(r, req.ms));
     return { slept: req.ms };
   });
+  /** How each Slow.Watch call ended: its handler saw the caller go, or finished its work. */
+  const watched: string[] = [];
+  server.handle("Slow.Watch", async (_req: unknown, ctx: CallContext) => {
+    const abandoned = await new Promise<boolean>((resolve) => {
+      const done = setTimeout(() => resolve(false), 3000);
+      ctx.signal.addEventListener("abort", () => (clearTimeout(done), resolve(true)), { once: true });
+    });
+    watched.push(abandoned ? `stopped: ${(ctx.signal.reason as Error).message}` : "finished");
+    return {};
+  });
   let address: string;
   let client: Client;
   before(async () => {
@@ -244,5 +254,17 @@ describe("one deadline per call", () => {
     assert.equal(before.err.detail, "call cancelled: gone");
     assert.ok(before.ms < 100);
     assert.deepEqual(await client.call("slow", "Slow.Call", { ms: 1 }, { address, signal: new AbortController().signal }), { slept: 1 });
+  });
+
+  it("a handler's ctx.signal aborts when its caller gives up (http: the timed-out request's connection; tcp: the client's connection)", async () => {
+    for (const transport of ["http", "tcp"] as const) {
+      const caller = new Client({ registry: new MemoryRegistry(), transport, retries: 0 });
+      const call = caller.call("slow", "Slow.Watch", {}, { address, requestTimeout: transport === "http" ? 200 : 5000 }).catch((e: MicroError) => e);
+      if (transport === "tcp") setTimeout(() => void caller.close(), 200);
+      assert.equal(((await call) as MicroError).code, transport === "http" ? 408 : 500);
+      await waitUntil(() => watched.length > 0, 2000, `the ${transport} handler to see its caller go`);
+      assert.deepEqual(watched.splice(0), ["stopped: the caller's connection closed"]);
+      await caller.close();
+    }
   });
 });
