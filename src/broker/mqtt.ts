@@ -16,9 +16,9 @@
  * messages while the client is away and — if the server persists its state (Mosquitto's
  * `persistence true`) — across a server restart. Mosquitto 2.0 restores a session's plain
  * subscriptions but not its shared ones, so the broker renews every subscription when it finds its
- * session restored; a queue group misses what is published before its members are back. Each message is acknowledged (PUBACK) only after its
- * handlers have returned, so a subscriber that dies mid-handler gets it again; deliveries on one
- * connection then run one after another. A handler that throws is acknowledged too: MQTT has no
+ * session restored; a queue group misses what is published before its members are back. Each
+ * message is acknowledged (PUBACK) only after its handlers have returned, so a subscriber that dies
+ * mid-handler gets it again; deliveries on one connection then run one after another. A handler that throws is acknowledged too: MQTT has no
  * negative acknowledgement, and holding the PUBACK back would stop the connection.
  */
 import { randomUUID } from "node:crypto";
