@@ -282,7 +282,14 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
   socket.setNoDelay(true);
   const write = batchedWriter(socket);
   const send = (kind: FrameKind, id: number, headers: Headers | Buffer, body: Uint8Array) => {
-    if (!socket.destroyed) write(encodeFrame(kind, id, headers, body));
+    if (socket.destroyed) return;
+    write(encodeFrame(kind, id, headers, body));
+    // A peer that sends requests but does not read the answers: read no more of its requests until
+    // it has taken what is queued, so its answers cannot pile up in our memory.
+    if (socket.writableNeedDrain && !socket.isPaused()) {
+      socket.pause();
+      socket.once("drain", () => socket.resume());
+    }
   };
   const sendError = (id: number, err: MicroError) => send(FrameKind.Error, id, {}, Buffer.from(JSON.stringify(err)));
   // The frame protocol has no per-call cancel: a caller is gone when its connection is.

@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { Client, type CallOptions } from "../../src/client/client.ts";
 import { Server, type CallContext } from "../../src/server/server.ts";
+import { FrameKind, encodeFrame } from "../../src/transport/frame.ts";
 import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import { assertServing, exchange, memoryMiB, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
@@ -193,6 +194,40 @@ describe("every wait is bounded", () => {
       const afterMem = memoryMiB(node.proc.pid);
       console.log(`# 200 MB deliveries: subscriber RSS ${before.rss.toFixed(0)} → ${afterMem.rss.toFixed(0)} MiB, peak ${afterMem.peak.toFixed(0)} MiB; the chunked one was cut after ${(chunked.sent / MiB).toFixed(0)} MiB`);
       assert.ok(afterMem.peak < before.peak + 64, `peak RSS grew from ${before.peak.toFixed(0)} to ${afterMem.peak.toFixed(0)} MiB`);
+      await assertServing(node);
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe("backpressure", () => {
+  const body = Buffer.from(JSON.stringify({ pad: "x".repeat(64 * 1024) }));
+  const requests = {
+    tcp: encodeFrame(FrameKind.Request, 1, { "Micro-Endpoint": "Greeter.Echo", "Content-Type": "application/json" }, body),
+    http: Buffer.concat([Buffer.from(`POST / HTTP/1.1\r\nHost: x\r\nMicro-Endpoint: Greeter.Echo\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`), body]),
+  };
+  for (const [protocol, frame] of Object.entries(requests)) it(`a ${protocol} peer that sends requests but never reads the answers cannot make the node buffer them`, async () => {
+    const node = await startEdgeNode();
+    try {
+      const before = memoryMiB(node.proc.pid);
+      const sock = net.connect({ host: "127.0.0.1", port: node.rpc.port });
+      sock.pause(); // never read: every answer stays in the node's send queue or the kernel's buffers
+      await once(sock, "connect");
+      let sent = 0;
+      const until = performance.now() + 4000;
+      // Write as fast as the node reads, for a while: without backpressure it reads (and answers) everything.
+      while (performance.now() < until && sent < 400 * 1024 * 1024) {
+        sent += frame.length;
+        if (!sock.write(frame)) {
+          const drained = await Promise.race([once(sock, "drain").then(() => true), new Promise((r) => setTimeout(r, until - performance.now(), false))]);
+          if (!drained) break;
+        }
+      }
+      const afterMem = memoryMiB(node.proc.pid);
+      console.log(`# backpressure (${protocol}): ${(sent / 1024 / 1024).toFixed(0)} MiB of echo requests written, node RSS peak ${before.peak.toFixed(0)} → ${afterMem.peak.toFixed(0)} MiB`);
+      assert.ok(afterMem.peak < before.peak + 100, `the node's peak RSS grew from ${before.peak.toFixed(0)} to ${afterMem.peak.toFixed(0)} MiB`);
+      sock.destroy();
       await assertServing(node);
     } finally {
       await node.stop();
