@@ -26,6 +26,8 @@ export interface ClientOptions {
   poolSize?: number;
   /** Milliseconds a connection may take to establish, capped further by each call's timeout. Default 5000. */
   dialTimeout?: number;
+  /** Calls in flight per pooled tcp connection before calls fail fast with a 503. Default 10000. */
+  maxInFlight?: number;
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
@@ -81,7 +83,7 @@ export class Client {
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
-    const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout };
+    const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
     this.transport =
       typeof opts.transport === "object"
         ? opts.transport

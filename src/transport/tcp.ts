@@ -5,7 +5,7 @@
  */
 import net from "node:net";
 import { parseHostPort } from "../address.ts";
-import { MicroError, internalServerError, requestEntityTooLarge } from "../errors.ts";
+import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
 import { callTimeout, connectionError } from "./errors.ts";
 import {
@@ -132,8 +132,11 @@ class Connection {
     this.socket.on("close", () => this.shutdown("connection closed"));
   }
 
+  /** Calls waiting for the dial to finish. */
+  dialWaiters = 0;
+
   get load(): number {
-    return this.pending.size;
+    return this.pending.size + this.dialWaiters;
   }
 
   request(req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
@@ -210,8 +213,10 @@ export class TcpClientTransport implements ClientTransport {
   private readonly poolSize: number;
   private readonly maxMessageSize: number;
   private readonly dialTimeoutMs: number;
+  private readonly maxInFlight: number;
 
   constructor(opts: ClientTransportOptions = {}) {
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 10_000);
     this.poolSize = Math.max(1, opts.poolSize ?? 1);
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.dialTimeoutMs = opts.dialTimeout ?? DEFAULT_DIAL_TIMEOUT_MS;
@@ -219,19 +224,29 @@ export class TcpClientTransport implements ClientTransport {
 
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     const conn = this.connection(address);
+    // A node that answers slower than it is called: fail fast rather than queue without bound (another node may take it).
+    if (conn.load >= this.maxInFlight) {
+      const err = serviceUnavailable("go.micro.client", `${address}: ${conn.load} calls in flight on each of its ${this.poolSize} connections`);
+      err.retryable = true;
+      return Promise.reject(err);
+    }
     if (conn.connected) return conn.request(req, timeoutMs); // no wait on the settled dial
     const started = performance.now();
     const dialMs = Math.min(timeoutMs, this.dialTimeoutMs);
     let timer: NodeJS.Timeout | undefined;
     // An unanswered SYN is retried by the kernel for minutes: the dial gets the call's time (capped),
     // and a dial that runs out is dropped from the pool, so later calls dial afresh instead of queueing on it.
+    conn.dialWaiters++;
     const dialed = new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => {
         conn.close();
         reject(new Error(`dial timeout: not connected within ${dialMs}ms`));
       }, dialMs);
       conn.ready.then(resolve, reject);
-    }).finally(() => clearTimeout(timer));
+    }).finally(() => {
+      clearTimeout(timer);
+      conn.dialWaiters--;
+    });
     return dialed.then(
       () => conn.request(req, Math.max(1, timeoutMs - (performance.now() - started))),
       (err: Error) => {

@@ -34,6 +34,8 @@ export interface ClientTransportOptions {
   poolSize?: number;
   /** Largest response accepted, in bytes. */
   maxMessageSize?: number;
+  /** Calls waiting on one pooled connection; with every connection of the pool this busy, a call fails at once with a 503. Default 10000. */
+  maxInFlight?: number;
   /** Milliseconds a connection may take to establish; a call waits no longer than this or its own timeout. Default 5000. */
   dialTimeout?: number;
 }

@@ -302,4 +302,19 @@ describe("one deadline per call", () => {
       await caller.close();
     }
   });
+
+  it("calls beyond maxInFlight on a busy pooled connection fail at once with a 503 instead of queueing", async () => {
+    const busy = new Client({ registry: new MemoryRegistry(), transport: "tcp", retries: 0, poolSize: 1, maxInFlight: 3 });
+    try {
+      const inFlight = [1, 2, 3].map(() => busy.call("slow", "Slow.Call", { ms: 300 }, { address }));
+      const started = performance.now();
+      const err = (await busy.call("slow", "Slow.Call", { ms: 300 }, { address }).catch((e: MicroError) => e)) as MicroError;
+      assert.equal(err.code, 503);
+      assert.match(err.detail, /3 calls in flight on each of its 1 connections/);
+      assert.ok(performance.now() - started < 150, "the call beyond the cap waited");
+      assert.deepEqual(await Promise.all(inFlight), [{ slept: 300 }, { slept: 300 }, { slept: 300 }]);
+    } finally {
+      await busy.close();
+    }
+  });
 });
