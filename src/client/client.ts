@@ -9,13 +9,17 @@ import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
 import { TcpClientTransport } from "../transport/tcp.ts";
-import type { ClientTransport, Headers } from "../transport/transport.ts";
+import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 
 const CLIENT_ID = "go.micro.client";
 
 export interface ClientOptions {
   registry: Registry;
-  /** "tcp" (default, fastest), "http", or a transport instance. */
+  /**
+   * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
+   * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
+   * every node. Or a transport instance, used with every node.
+   */
   transport?: "tcp" | "http" | ClientTransport;
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
@@ -51,18 +55,20 @@ const isRetryable = (err: MicroError) => err.retryable || err.code === 503;
 
 export class Client {
   readonly selector: Selector;
+  /** The transport for nodes that do not advertise tcp. */
   readonly transport: ClientTransport;
+  /** The transport for nodes that advertise tcp, when the client prefers it. */
+  private readonly tcp?: ClientTransport;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize };
-    this.transport =
-      typeof opts.transport === "object"
-        ? opts.transport
-        : opts.transport === "http"
-          ? new HttpClientTransport(transportOpts)
-          : new TcpClientTransport(transportOpts);
+    if (typeof opts.transport === "object") this.transport = opts.transport;
+    else {
+      this.transport = new HttpClientTransport(transportOpts);
+      if (opts.transport !== "http") this.tcp = new TcpClientTransport(transportOpts);
+    }
     this.options = {
       retries: opts.retries ?? 1,
       requestTimeout: opts.requestTimeout ?? 5000,
@@ -81,11 +87,16 @@ export class Client {
     } catch (err) {
       throw badRequest(CLIENT_ID, `cannot encode the request for ${endpoint}: ${(err as Error).message}`);
     }
-    const req = { service, endpoint, contentType: codec.contentType, headers: opts.headers ?? {}, body };
     const timeoutMs = opts.requestTimeout ?? this.options.requestTimeout;
+    // go-micro's Timeout header (nanoseconds) becomes the server's deadline for the handler.
+    const headers = { ...opts.headers, [HEADER.timeout]: String(Math.round(timeoutMs * 1e6)) };
+    const req = { service, endpoint, contentType: codec.contentType, headers, body };
     const retries = opts.retries ?? this.options.retries;
 
-    const next = opts.address ? () => ({ id: opts.address!, address: opts.address! }) : await this.next(service, opts);
+    // A node called by address alone is taken to speak the preferred transport.
+    const next = opts.address
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.tcp ? "tcp" : "http" } })
+      : await this.next(service, opts);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
@@ -98,7 +109,8 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        res = await this.transport.request(node.address, req, timeoutMs);
+        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
+        res = await transport.request(node.address, req, timeoutMs);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (!isRetryable(e)) throw e;
@@ -127,7 +139,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await this.transport.close();
+    await Promise.all([this.transport.close(), this.tcp?.close()]);
   }
 }
 
