@@ -1,23 +1,33 @@
 /**
- * The default broker, as go-micro's: every subscription is a node of the registry service
- * "go.micro.http.broker" (version = its queue group, or the broadcast marker) with the topic in
- * its metadata; a publisher looks the topic's nodes up and POSTs the message to each broadcast
- * subscriber and to one member of each queue group. Failed deliveries are retried (another member
- * for queue groups) a bounded number of times and then reported by publish().
+ * The default broker, go-micro's http broker on the wire, so Go and tsmicro nodes publish to each
+ * other: every subscription is a node of the registry service "micro.http.broker" (version = its
+ * queue group, or the broadcast marker; id "<topic>-<subscription id>"; metadata {secure, broker:
+ * "http", topic}); a publisher looks the topic's nodes up and POSTs `/?id=<node id>` with the JSON
+ * of go-micro's broker.Message, {"Header":{…,"Micro-Topic":topic},"Body":"<base64>"}, to each
+ * broadcast subscriber and to one member of each queue group. Failed deliveries are retried
+ * (another member for queue groups) a bounded number of times and then reported by publish().
+ * Handlers get the header as published: the Micro-Topic this broker adds for routing is removed.
  */
 import http from "node:http";
 import { randomUUID } from "node:crypto";
-import { MicroError, badRequest, internalServerError, notFound } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound } from "../errors.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
-export const HTTP_BROKER_SERVICE = "go.micro.http.broker";
+export const HTTP_BROKER_SERVICE = "micro.http.broker";
+/** The id go-micro gives errors of its http broker. */
+const ERROR_ID = "go.micro.broker";
 const BROADCAST_VERSION = "ff.http.broadcast";
 const HEADER_TOPIC = "Micro-Topic";
-const HEADER_MESSAGE = "Micro-Broker-Header";
 const MAX_ATTEMPTS = 3;
+
+/** go-micro's broker.Message as its JSON codec writes it (no JSON tags: capitalised keys, body base64). */
+interface WireMessage {
+  Header?: Record<string, string> | null;
+  Body?: string | null;
+}
 
 /** Answers a delivery with a go-micro error, its code as the HTTP status. */
 function fail(res: http.ServerResponse, err: MicroError): void {
@@ -99,31 +109,37 @@ export default class HttpBroker implements Broker {
   }
 
   private receive(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const sub = this.subscriptions.get(decodeURIComponent((req.url ?? "/").slice(1)));
+    const id = new URL(req.url ?? "/", "http://broker").searchParams.get("id") ?? "";
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
-      if (!sub || req.method !== "POST") {
-        fail(res, notFound(HTTP_BROKER_SERVICE, "no such subscription"));
+      if (req.method !== "POST") {
+        fail(res, methodNotAllowed(ERROR_ID, "Method not allowed"));
         return;
       }
-      let header: Record<string, string>;
+      let wire: WireMessage;
       try {
-        header = JSON.parse(decodeURIComponent(String(req.headers[HEADER_MESSAGE.toLowerCase()] ?? "%7B%7D"))) as Record<string, string>;
+        wire = JSON.parse(Buffer.concat(chunks).toString()) as WireMessage;
       } catch {
-        fail(res, badRequest(HTTP_BROKER_SERVICE, "malformed message header"));
+        fail(res, badRequest(ERROR_ID, "Error parsing request body: not a broker message"));
+        return;
+      }
+      const { [HEADER_TOPIC]: topic, ...header } = wire?.Header ?? {};
+      const sub = this.subscriptions.get(id);
+      if (!sub || sub.topic !== topic) {
+        fail(res, notFound(ERROR_ID, `no subscription ${id} to ${topic}`));
         return;
       }
       try {
-        await sub.handler({ topic: sub.topic, message: { header, body: Buffer.concat(chunks) }, ack: noAck });
+        await sub.handler({ topic: sub.topic, message: { header, body: Buffer.from(wire.Body ?? "", "base64") }, ack: noAck });
         res.writeHead(200).end();
       } catch (err) {
-        fail(res, MicroError.from(err, HTTP_BROKER_SERVICE));
+        fail(res, MicroError.from(err, ERROR_ID));
       }
     });
   }
 
-  private post(node: Node, topic: string, message: Message): Promise<void> {
+  private post(node: Node, body: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(node.address);
       const req = http.request(
@@ -132,13 +148,8 @@ export default class HttpBroker implements Broker {
           host,
           port,
           method: "POST",
-          path: `/${encodeURIComponent(node.metadata?.subscription ?? "")}`,
-          headers: {
-            [HEADER_TOPIC]: encodeURIComponent(topic),
-            [HEADER_MESSAGE]: encodeURIComponent(JSON.stringify(message.header)),
-            "Content-Type": "application/octet-stream",
-            "Content-Length": message.body.length,
-          },
+          path: `/?id=${encodeURIComponent(node.id)}`,
+          headers: { "Content-Type": "application/json", "Content-Length": body.length },
           timeout: 10_000,
         },
         (res) => {
@@ -151,17 +162,17 @@ export default class HttpBroker implements Broker {
       );
       req.on("timeout", () => req.destroy(new Error(`${node.address} did not answer in time`)));
       req.on("error", reject);
-      req.end(message.body);
+      req.end(body);
     });
   }
 
   /** Delivers to one of candidates, moving to another after a failure; returns the last error. */
-  private async deliver(candidates: Node[], topic: string, message: Message): Promise<Error | undefined> {
+  private async deliver(candidates: Node[], body: Buffer): Promise<Error | undefined> {
     let lastError: Error | undefined;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const node = candidates[(Math.floor(Math.random() * candidates.length) + attempt) % candidates.length]!;
       try {
-        await this.post(node, topic, message);
+        await this.post(node, body);
         return undefined;
       } catch (err) {
         lastError = err as Error;
@@ -181,17 +192,19 @@ export default class HttpBroker implements Broker {
       if (isNotFound(err)) return; // no subscriber anywhere: not a failure
       throw err;
     }
+    const wire: WireMessage = { Header: { ...message.header, [HEADER_TOPIC]: topic }, Body: Buffer.from(message.body).toString("base64") };
+    const body = Buffer.from(JSON.stringify(wire));
     const deliveries: Promise<Error | undefined>[] = [];
     for (const s of services) {
-      const nodes = s.nodes.filter((n) => n.metadata?.topic === topic);
+      const nodes = s.nodes.filter((n) => n.metadata?.broker === "http" && n.metadata.topic === topic);
       if (nodes.length === 0) continue;
-      if (s.version === BROADCAST_VERSION) for (const n of nodes) deliveries.push(this.deliver([n], topic, message));
-      else deliveries.push(this.deliver(nodes, topic, message));
+      if (s.version === BROADCAST_VERSION) for (const n of nodes) deliveries.push(this.deliver([n], body));
+      else deliveries.push(this.deliver(nodes, body));
     }
     const failures = (await Promise.all(deliveries)).filter((e): e is Error => e !== undefined);
     if (failures.length > 0) {
       throw internalServerError(
-        HTTP_BROKER_SERVICE,
+        ERROR_ID,
         `publish to ${topic}: ${failures.length} of ${deliveries.length} deliveries failed after ${MAX_ATTEMPTS} attempts: ${failures[0]!.message}`,
       );
     }
@@ -201,11 +214,12 @@ export default class HttpBroker implements Broker {
     if (!this.server) throw new Error("http broker: not connected");
     checkTopic("http", topic);
     checkQueue("http", opts.queue);
-    const id = `${HTTP_BROKER_SERVICE}-${randomUUID()}`;
+    // go-micro's node id is "<topic>-go.micro.http.broker-<broker uuid>"; one per subscription here.
+    const id = `${topic}-go.micro.http.broker-${randomUUID()}`;
     const service: Service = {
       name: HTTP_BROKER_SERVICE,
       version: opts.queue ?? BROADCAST_VERSION,
-      nodes: [{ id, address: this.boundAddress, metadata: { broker: "http", topic, subscription: id } }],
+      nodes: [{ id, address: this.boundAddress, metadata: { secure: "false", broker: "http", topic } }],
     };
     const sub: HttpSubscription = {
       id,
