@@ -9,6 +9,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
+/** go-micro's settings for the etcd CI runs on loopback. */
+export const ETCD_FOR_GO = { MICRO_REGISTRY: "etcd", MICRO_REGISTRY_ADDRESS: "127.0.0.1:2379" };
+
 export const GO_MICRO_VERSIONS = ["v4", "v5"] as const;
 export type GoMicroVersion = (typeof GO_MICRO_VERSIONS)[number];
 /** What each peer is built against (its go.mod). */
@@ -84,9 +87,15 @@ export class Peer {
   }
 }
 
-/** Starts a peer; env holds PEER_* and go-micro's MICRO_* settings. */
+/**
+ * Starts a peer; env holds PEER_* and go-micro's MICRO_* settings. go-micro listens on every
+ * interface and advertises a private address unless told otherwise: its server and http broker
+ * are pinned to loopback. Its default registry, mdns, multicasts on every interface: a peer uses
+ * etcd unless told otherwise (mdns only ever inside a network namespace of the test's own).
+ */
 export function startPeer(version: GoMicroVersion, env: Record<string, string>): Peer {
-  const proc = spawn(peerBinary(version), [], { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", MICRO_LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", MICRO_LOG_LEVEL: "warn", MICRO_SERVER_ADDRESS: "127.0.0.1:0", MICRO_BROKER_ADDRESS: "127.0.0.1:0", ...ETCD_FOR_GO };
+  const proc = spawn(peerBinary(version), [], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   return new Peer(version, proc);
 }
 

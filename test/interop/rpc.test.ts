@@ -10,7 +10,7 @@ import { after, before, describe } from "node:test";
 import { create, toJson } from "@bufbuild/protobuf";
 import { Client, MicroError, PROTOBUF_TYPE, Service, createRegistry, isNotFound, notFound, type Registry } from "../../src/index.ts";
 import { StudentManager, StudentRequestSchema, StudentSchema } from "../../examples/student/gen/student_pb.ts";
-import { GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion } from "./peers.ts";
+import { ETCD_FOR_GO, GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion } from "./peers.ts";
 
 const DAVIE = { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" };
 const ENDPOINT = "StudentManager.GetStudent";
@@ -22,7 +22,7 @@ interface SharedRegistry {
   goMicro: Record<string, string>;
 }
 
-const REGISTRIES: SharedRegistry[] = [{ row: "etcd registry", tsmicro: "etcd://127.0.0.1:2379", goMicro: { MICRO_REGISTRY: "etcd", MICRO_REGISTRY_ADDRESS: "127.0.0.1:2379" } }];
+const REGISTRIES: SharedRegistry[] = [{ row: "etcd registry", tsmicro: "etcd://127.0.0.1:2379", goMicro: ETCD_FOR_GO }];
 
 const uniqueName = (what: string) => `interop_${what}_${randomUUID().slice(0, 8)}`;
 
