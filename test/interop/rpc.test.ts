@@ -22,7 +22,10 @@ interface SharedRegistry {
   goMicro: Record<string, string>;
 }
 
-const REGISTRIES: SharedRegistry[] = [{ row: "etcd registry", tsmicro: "etcd://127.0.0.1:2379", goMicro: ETCD_FOR_GO }];
+const REGISTRIES: SharedRegistry[] = [
+  { row: "etcd registry", tsmicro: "etcd://127.0.0.1:2379", goMicro: ETCD_FOR_GO },
+  { row: "nats registry", tsmicro: "nats://127.0.0.1:4222", goMicro: { MICRO_REGISTRY: "nats", MICRO_REGISTRY_ADDRESS: "127.0.0.1:4222" } },
+];
 
 const uniqueName = (what: string) => `interop_${what}_${randomUUID().slice(0, 8)}`;
 
