@@ -15,7 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/go-micro/plugins/v4/broker/kafka"
 	_ "github.com/go-micro/plugins/v4/broker/nats"
+	_ "github.com/go-micro/plugins/v4/broker/rabbitmq"
+	_ "github.com/go-micro/plugins/v4/broker/redis"
 	_ "github.com/go-micro/plugins/v4/registry/etcd"
 	_ "github.com/go-micro/plugins/v4/registry/nats"
 	"go-micro.dev/v4"
