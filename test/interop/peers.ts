@@ -151,6 +151,6 @@ export function formatMatrix(file: string): string {
   const out = ["interop matrix", line(["registry/broker", "go-micro", "direction", "result"])];
   for (const r of rows) out.push(line([r.row, VERSION_LABEL[r.version].replace("go-micro ", ""), r.direction, r.pass ? "pass" : "FAIL"]));
   const failed = rows.filter((r) => !r.pass).length;
-  out.push(`${rows.length - failed} of ${rows.length} cells pass`);
+  out.push(`interop: ${rows.length - failed} passed, ${failed} failed`);
   return out.join("\n");
 }
