@@ -28,20 +28,21 @@ function peerBinary(version: GoMicroVersion): string {
 
 export type PeerLine = Record<string, any>;
 
-/** A running peer: its stdout as JSON lines, awaited one by one. */
+/** A running peer: its stdout as JSON lines (other lines as {text}), awaited one by one. */
 export class Peer {
   private readonly lines: PeerLine[] = [];
   private waiters: (() => void)[] = [];
   readonly stderr: string[] = [];
   readonly exited: Promise<number | null>;
 
-  constructor(readonly version: GoMicroVersion, readonly proc: ChildProcess) {
+  constructor(readonly version: string, readonly proc: ChildProcess) {
     createInterface({ input: proc.stdout! }).on("line", (text) => {
       let line: PeerLine;
       try {
         line = JSON.parse(text) as PeerLine;
+        if (typeof line !== "object" || line === null) line = { text };
       } catch {
-        return; // not ours: a library printing to stdout
+        line = { text };
       }
       this.lines.push(line);
       for (const w of this.waiters.splice(0)) w();
@@ -63,9 +64,9 @@ export class Peer {
       const i = this.lines.findIndex(match);
       if (i >= 0) return this.lines.splice(i, 1)[0]!;
       const fatal = this.lines.find((l) => l.fatal);
-      if (fatal) throw new Error(`go-micro ${this.version} peer failed: ${fatal.fatal}`);
+      if (fatal) throw new Error(`${this.version} peer failed: ${fatal.fatal}`);
       if (this.proc.exitCode !== null || Date.now() >= deadline) {
-        throw new Error(`go-micro ${this.version} peer: no ${what} within ${timeoutMs}ms (exit ${this.proc.exitCode}); stderr:\n${this.stderr.slice(-15).join("\n")}`);
+        throw new Error(`${this.version} peer: no ${what} within ${timeoutMs}ms (exit ${this.proc.exitCode}); stderr:\n${this.stderr.slice(-15).join("\n")}`);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, deadline - Date.now());
@@ -93,15 +94,22 @@ export class Peer {
  * are pinned to loopback. Its default registry, mdns, multicasts on every interface: a peer uses
  * etcd unless told otherwise (mdns only ever inside a network namespace of the test's own).
  */
-export function startPeer(version: GoMicroVersion, env: Record<string, string>): Peer {
-  const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", MICRO_LOG_LEVEL: "warn", MICRO_SERVER_ADDRESS: "127.0.0.1:0", MICRO_BROKER_ADDRESS: "127.0.0.1:0", ...ETCD_FOR_GO };
-  const proc = spawn(peerBinary(version), [], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export function startPeer(version: GoMicroVersion, env: Record<string, string>, netns?: string): Peer {
+  const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", MICRO_LOG_LEVEL: "warn", MICRO_SERVER_ADDRESS: "127.0.0.1:0", MICRO_BROKER_ADDRESS: "127.0.0.1:0" };
+  const registry = env.MICRO_REGISTRY ? {} : ETCD_FOR_GO;
+  const [command, args] = inNetns(netns, peerBinary(version), []);
+  const proc = spawn(command, args, { env: { ...base, ...registry, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   return new Peer(version, proc);
 }
 
+/** The command line that runs command inside the network namespace netns (ip netns exec execs it: same pid). */
+export function inNetns(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns ? ["ip", ["netns", "exec", netns, command, ...args]] : [command, args];
+}
+
 /** Runs a peer to its result line (the first with one of the keys). */
-export async function runPeer(version: GoMicroVersion, env: Record<string, string>, keys: string[], timeoutMs = 20_000): Promise<PeerLine> {
-  const peer = startPeer(version, env);
+export async function runPeer(version: GoMicroVersion, env: Record<string, string>, keys: string[], timeoutMs = 20_000, netns?: string): Promise<PeerLine> {
+  const peer = startPeer(version, env, netns);
   try {
     return await peer.next((l) => keys.some((k) => k in l), timeoutMs, `result (${keys.join("/")})`);
   } finally {
