@@ -118,11 +118,22 @@ export default class KafkaBroker extends NetworkBroker {
     };
 
     await start();
+    // The last offset this subscriber handled per partition: after a rebalance the stream may hand
+    // over records it fetched before (for a partition now another member's, or again from the
+    // group's committed offset), which would be delivered twice.
+    const handled = new Map<number, bigint>();
+    const stillMine = (record: Kafka.Message<Buffer, Buffer, string, string>) =>
+      !!consumer?.assignments?.some((a) => a.topic === record.topic && a.partitions.includes(record.partition)) &&
+      (handled.get(record.partition) ?? -1n) < record.offset;
     const loop = keepRunning(
       async () => {
         try {
           if (!stream) await start();
-          for await (const record of stream!) await this.deliverUntilHandled(handler, record, opts, stopped.signal);
+          for await (const record of stream!) {
+            if (!stillMine(record)) continue;
+            await this.deliverUntilHandled(handler, record, opts, stopped.signal);
+            handled.set(record.partition, record.offset);
+          }
           if (!stopped.signal.aborted) throw new Error("the message stream ended");
         } finally {
           await stop();

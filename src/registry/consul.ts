@@ -1,7 +1,8 @@
 /**
  * Consul registry, as go-micro's: each node is a Consul service instance (ID = node id) with a
- * TTL check "service:<node-id>" that every register call passes, and DeregisterCriticalServiceAfter
- * so Consul removes instances whose process died. Lookups return passing instances only. Version,
+ * TTL check "service:<node-id>" that every register call passes. Lookups and watches read passing
+ * instances only, so a node whose process died drops out as soon as its TTL lapses; Consul removes
+ * the critical instance itself later (DeregisterCriticalServiceAfter, a minute at least). Version,
  * endpoints and node metadata travel in tags with go-micro's encoding (v-/e-/t- + hex of zlib'd
  * JSON), service metadata in Meta, so go-micro services and ours see each other. Watches are
  * Consul blocking queries.
@@ -150,17 +151,23 @@ export default class ConsulRegistry extends RegistryBase implements Registry {
       });
       // (The typings demand a check timeout, which only script/http checks have: hence the cast below.)
       const fingerprint = JSON.stringify(registration);
+      const pass = () => this.call("pass", (c) => c.agent.check.pass(this.timed({ id: `service:${node.id}` })));
       if (this.registered.get(node.id) === fingerprint && ttl > 0) {
-        try {
-          await this.call("pass", (c) => c.agent.check.pass(this.timed({ id: `service:${node.id}` })));
-          continue;
-        } catch (err) {
-          // The agent forgot the check (restarted, or deregistered us as critical): register again.
-          if (!answeredWithError(err)) throw err;
-        }
+        const passed = await pass().then(
+          () => true,
+          (err: unknown) => {
+            // The agent forgot the check (restarted, or reaped the service as critical): register again.
+            if (answeredWithError(err)) return false;
+            throw err;
+          },
+        );
+        if (passed) continue;
       }
       await this.call("register", (c) => c.agent.service.register(registration as ConsulRegistration));
       this.registered.set(node.id, fingerprint);
+      // A re-registered check keeps the status it had (critical once its TTL lapsed) and its TTL
+      // starts over: pass it, so the node is listed from now on.
+      if (ttl > 0) await pass();
     }
   }
 

@@ -31,7 +31,8 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
-export function canConnect(port: number, host = "127.0.0.1", timeoutMs = 500): Promise<boolean> {
+/** Loopback answers (or refuses) at once; the bound is for a port that never answers, and is wide because a busy test process sees its events late. */
+export function canConnect(port: number, host = "127.0.0.1", timeoutMs = 5_000): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host });
     const done = (ok: boolean) => {

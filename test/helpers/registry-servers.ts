@@ -1,6 +1,6 @@
 /**
- * Registry servers a test owns: etcd, ZooKeeper and nats-server processes on free loopback ports
- * (to stop and restart them), and a DNS server on a loopback UDP port whose records a test edits.
+ * Registry servers a test owns: etcd, ZooKeeper, nats-server and Consul processes on free loopback
+ * ports (to stop and restart them), and a DNS server on a loopback UDP port whose records a test edits.
  */
 import { execFileSync } from "node:child_process";
 import dgram from "node:dgram";
@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import dnsPacket from "dns-packet";
-import { freePort, startProcess, waitForPort, type Proc } from "./net.ts";
+import { freePort, startProcess, waitForPort, waitUntil, type Proc } from "./net.ts";
 
 /** A server process that can be stopped and started again on the same port with the same data. */
 export interface OwnedServer {
@@ -34,8 +34,20 @@ export function findExecutable(name: string, ...candidates: string[]): string | 
 export const ETCD_BIN = () => findExecutable("etcd");
 export const ZK_SERVER_SCRIPT = () => findExecutable("zkServer.sh", "/usr/share/zookeeper/bin/zkServer.sh", "/opt/zookeeper/bin/zkServer.sh");
 export const NATS_SERVER_BIN = () => findExecutable("nats-server");
+/** Consul is built from source by .ci/setup/consul.sh and linked into the cache's bin folder. */
+export const CONSUL_BIN = () => findExecutable("consul", path.join(process.env.TSMICRO_CACHE_DIR ?? "/var/cache/tsmicro", "bin", "consul"));
 
-function ownedServer(opts: { name: string; port: number; dataDir: string; spawn: () => Proc; startupMs: number }): OwnedServer {
+interface OwnedServerOptions {
+  name: string;
+  port: number;
+  dataDir: string;
+  spawn: () => Proc;
+  startupMs: number;
+  /** Resolves once the server, already listening, can serve (by the startup deadline). */
+  ready?: (deadline: number) => Promise<void>;
+}
+
+function ownedServer(opts: OwnedServerOptions): OwnedServer {
   let proc: Proc | undefined;
   const stop = async () => {
     if (!proc) return;
@@ -55,8 +67,10 @@ function ownedServer(opts: { name: string; port: number; dataDir: string; spawn:
       if (proc) return;
       const p = opts.spawn();
       proc = p;
+      const deadline = Date.now() + opts.startupMs;
       try {
         await waitForPort(opts.port, opts.startupMs);
+        await opts.ready?.(deadline);
       } catch (err) {
         await stop();
         throw new Error(`${opts.name} did not start: ${(err as Error).message}\n${p.stdout().slice(-1500)}${p.stderr().slice(-1500)}`);
@@ -135,6 +149,51 @@ export async function startNatsServer(): Promise<OwnedServer> {
   const port = await freePort();
   const dataDir = tempDir("nats");
   const server = ownedServer({ name: "nats-server", port, dataDir, startupMs: 10_000, spawn: () => startProcess(bin, ["-a", "127.0.0.1", "-p", String(port)]) });
+  await server.start();
+  return server;
+}
+
+/**
+ * A Consul agent in dev mode (a single server, state in memory) with its HTTP API, server RPC and
+ * Serf ports on free loopback ports, DNS and gRPC off; start() resolves once it has elected itself leader.
+ */
+export async function startConsul(): Promise<OwnedServer> {
+  const bin = CONSUL_BIN();
+  if (!bin) throw new Error("consul is not installed (.ci/setup/consul.sh builds it)");
+  const [port, serverPort, serfLan, serfWan] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const dataDir = tempDir("consul");
+  const server = ownedServer({
+    name: "consul",
+    port,
+    dataDir,
+    startupMs: 30_000,
+    spawn: () =>
+      startProcess(bin, [
+        "agent",
+        "-dev",
+        "-node=tsmicro-test",
+        `-data-dir=${dataDir}`,
+        "-bind=127.0.0.1",
+        "-client=127.0.0.1",
+        `-http-port=${port}`,
+        `-server-port=${serverPort}`,
+        `-serf-lan-port=${serfLan}`,
+        `-serf-wan-port=${serfWan}`,
+        "-dns-port=-1",
+        "-grpc-port=-1",
+        "-grpc-tls-port=-1",
+      ]),
+    ready: (deadline) =>
+      waitUntil(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${port}/v1/status/leader`).catch(() => undefined);
+          return !!res?.ok && ((await res.json()) as string) !== "";
+        },
+        Math.max(0, deadline - Date.now()),
+        "consul to elect a leader",
+        100,
+      ),
+  });
   await server.start();
   return server;
 }
