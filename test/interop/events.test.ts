@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { after, before, describe } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { createBroker, createRegistry, type Broker, type Event, type Registry } from "../../src/index.ts";
 import { subscribeEvent } from "../../src/events.ts";
 import { StudentSchema } from "../../examples/student/gen/student_pb.ts";
@@ -50,6 +50,15 @@ const BROKERS: SharedBroker[] = [
     goAddsHeader: () => ({}),
     // go-micro's nats broker closes without flushing: the publisher lets its client flush first.
     goLingerMs: 300,
+  },
+  {
+    row: "rabbitmq broker",
+    tsmicro: "amqp://guest:guest@127.0.0.1:5672",
+    goMicro: { MICRO_BROKER: "rabbitmq", MICRO_BROKER_ADDRESS: "amqp://guest:guest@127.0.0.1:5672" },
+    // go-micro's rabbitmq subscriber adds the routing key as Micro-Topic.
+    goAddsHeader: (topic) => ({ "Micro-Topic": topic }),
+    goLingerMs: 300,
+    noSharedQueue: "tsmicro's queue group is the durable queue <group>:<topic>, go-micro's the queue <group>",
   },
   {
     row: "redis broker",
@@ -215,3 +224,27 @@ for (const shared of BROKERS) {
     });
   }
 }
+
+describe("rabbitmq: an exchange go-micro declared first", () => {
+  test("is used as it is (go-micro declares it not durable; tsmicro would declare it durable)", async () => {
+    const amqp = await import("amqplib");
+    const exchange = `interop.go-declared.${randomUUID().slice(0, 8)}`;
+    const connection = await amqp.connect("amqp://guest:guest@127.0.0.1:5672");
+    const broker = await createBroker("amqp://guest:guest@127.0.0.1:5672", { exchange } as never);
+    const channel = await connection.createChannel();
+    try {
+      await channel.assertExchange(exchange, "topic", { durable: false }); // go-micro's default
+      await broker.connect();
+      const inbox = new Inbox();
+      const topic = uniqueTopic("go-declared");
+      await broker.subscribe(topic, inbox.handler);
+      await broker.publish(topic, { header: HEADER, body: BODY });
+      const [event] = await inbox.atLeast(1);
+      assert.deepEqual(Buffer.from(event!.message.body), BODY);
+    } finally {
+      await broker.disconnect();
+      await channel.deleteExchange(exchange);
+      await connection.close();
+    }
+  });
+});

@@ -25,6 +25,7 @@ interface SharedRegistry {
 const REGISTRIES: SharedRegistry[] = [
   { row: "etcd registry", tsmicro: "etcd://127.0.0.1:2379", goMicro: ETCD_FOR_GO },
   { row: "nats registry", tsmicro: "nats://127.0.0.1:4222", goMicro: { MICRO_REGISTRY: "nats", MICRO_REGISTRY_ADDRESS: "127.0.0.1:4222" } },
+  { row: "consul registry", tsmicro: "consul://127.0.0.1:8500", goMicro: { MICRO_REGISTRY: "consul", MICRO_REGISTRY_ADDRESS: "127.0.0.1:8500" } },
 ];
 
 const uniqueName = (what: string) => `interop_${what}_${randomUUID().slice(0, 8)}`;

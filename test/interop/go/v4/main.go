@@ -19,6 +19,7 @@ import (
 	_ "github.com/go-micro/plugins/v4/broker/nats"
 	_ "github.com/go-micro/plugins/v4/broker/rabbitmq"
 	_ "github.com/go-micro/plugins/v4/broker/redis"
+	_ "github.com/go-micro/plugins/v4/registry/consul"
 	_ "github.com/go-micro/plugins/v4/registry/etcd"
 	_ "github.com/go-micro/plugins/v4/registry/nats"
 	"go-micro.dev/v4"
