@@ -202,10 +202,10 @@ export const REGISTRY_PREFIX = "/micro/registry";
 /** A path segment: go-micro replaces "/" in names so each name stays one segment. */
 const pathSegment = (name: string) => name.replaceAll("/", "-");
 
-export const servicePath = (serviceName: string) => `${REGISTRY_PREFIX}/${pathSegment(serviceName)}`;
+export const servicePath = (serviceName: string, prefix = REGISTRY_PREFIX) => `${prefix}/${pathSegment(serviceName)}`;
 
 /** `/micro/registry/<service>/<node-id>` — the layout go-micro's etcd registry uses. */
-export const nodePath = (serviceName: string, nodeId: string) => `${servicePath(serviceName)}/${pathSegment(nodeId)}`;
+export const nodePath = (serviceName: string, nodeId: string, prefix = REGISTRY_PREFIX) => `${servicePath(serviceName, prefix)}/${pathSegment(nodeId)}`;
 
 /** The service once per node, each copy holding just that node: the unit stored per key. */
 export function splitByNode(service: Service): Service[] {
