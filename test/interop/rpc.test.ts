@@ -5,11 +5,15 @@
  * caller's Timeout header as the handler's deadline, and a killed node gone within its TTL.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { after, before, describe } from "node:test";
 import { create, toJson } from "@bufbuild/protobuf";
 import { Client, MicroError, PROTOBUF_TYPE, Service, createRegistry, isNotFound, notFound, type Registry } from "../../src/index.ts";
 import { StudentManager, StudentRequestSchema, StudentSchema } from "../../examples/student/gen/student_pb.ts";
+import { within } from "../helpers/net.ts";
 import { ETCD_FOR_GO, GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion } from "./peers.ts";
 
 const DAVIE = { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" };
@@ -30,6 +34,23 @@ const REGISTRIES: SharedRegistry[] = [
 
 const uniqueName = (what: string) => `interop_${what}_${randomUUID().slice(0, 8)}`;
 
+const REGISTER_NODE = fileURLToPath(new URL("../helpers/register-node.ts", import.meta.url));
+
+/**
+ * A Go client's call to a node that is registered. go-micro's nats registry gives answers 100 ms
+ * (not configurable by flag); on a loaded machine a lookup may miss the node: tried up to 3 times.
+ */
+async function goCall(version: GoMicroVersion, shared: SharedRegistry, env: Record<string, string>) {
+  for (let attempt = 1; ; attempt++) {
+    const line = await runPeer(version, { ...shared.goMicro, PEER_MODE: "client", ...env }, ["student", "error"]);
+    if (attempt >= 3 || !/not found|none available/.test(line.error?.detail ?? "")) return line;
+  }
+}
+
+/** One call by a fresh Go client (no cache): what go-micro's selector makes of the registry now. */
+const goLookup = (version: GoMicroVersion, shared: SharedRegistry, name: string) =>
+  runPeer(version, { ...shared.goMicro, PEER_MODE: "client", PEER_SERVICE: name, PEER_TIMEOUT_MS: "500", MICRO_CLIENT_RETRIES: "0" }, ["student", "error"]);
+
 /** The walkthrough's student_service in tsmicro, with the same cases as the Go one. */
 async function startTsStudentService(registry: string, name: string): Promise<Service> {
   const service = new Service({ name, version: "v1.0.0", registry, broker: "memory", registerTTL: 10, registerInterval: 0, handleSignals: false });
@@ -42,6 +63,18 @@ async function startTsStudentService(registry: string, name: string): Promise<Se
   });
   await service.start();
   return service;
+}
+
+/** getService until the service is there (bounded): a nats lookup listens 100 ms for answers. */
+async function eventuallyFound(registry: Registry, name: string, withinMs = 5000) {
+  const started = Date.now();
+  for (;;) {
+    try {
+      return await registry.getService(name);
+    } catch (err) {
+      if (!isNotFound(err) || Date.now() - started > withinMs) throw err;
+    }
+  }
 }
 
 async function waitForGone(registry: Registry, name: string, withinMs: number): Promise<number> {
@@ -63,7 +96,8 @@ for (const shared of REGISTRIES) {
     describe(`${shared.row} · ${version}`, () => {
       let registry: Registry;
       before(async () => {
-        registry = await createRegistry(shared.tsmicro);
+        // nats: lookups listen 500 ms for answers (100 ms by default), for a loaded machine.
+        registry = await createRegistry(shared.tsmicro, { queryTimeout: 500 });
       });
       after(async () => {
         await registry.close?.();
@@ -74,7 +108,7 @@ for (const shared of REGISTRIES) {
         const service = await startTsStudentService(shared.tsmicro, name);
         try {
           const call = (studentName: string, contentType = "application/json") =>
-            runPeer(version as GoMicroVersion, { ...shared.goMicro, PEER_MODE: "client", PEER_SERVICE: name, PEER_NAME: studentName, PEER_CONTENT_TYPE: contentType }, ["student", "error"]);
+            goCall(version, shared, { PEER_SERVICE: name, PEER_NAME: studentName, PEER_CONTENT_TYPE: contentType });
           assert.deepEqual(await call("davie"), { student: DAVIE }, "JSON body");
           assert.deepEqual(await call("davie", PROTOBUF_TYPE), { student: DAVIE }, "protobuf body");
           assert.deepEqual(await call("nobody"), { error: { id: name, code: 404, detail: 'no student named "nobody"', status: "Not Found" } }, "a handler error keeps its id, code and detail");
@@ -117,13 +151,37 @@ for (const shared of REGISTRIES) {
         const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "server", PEER_SERVICE: name, MICRO_REGISTER_TTL: "3", MICRO_REGISTER_INTERVAL: "1" });
         try {
           await peer.next((l) => "ready" in l, 20_000, "ready line");
-          const [found] = await registry.getService(name);
+          const [found] = await eventuallyFound(registry, name);
           assert.equal(found!.nodes[0]!.metadata?.protocol, "mucp");
         } finally {
           await peer.stop("SIGKILL");
         }
         const tookMs = await waitForGone(registry, name, 3000 + 2000);
         assert.ok(tookMs <= 5000, `gone after ${tookMs}ms`);
+      });
+
+      cell(shared.row, version, "tsmicro node killed → gone within TTL", async () => {
+        const name = uniqueName("doomed");
+        const nodeId = `${name}-${randomUUID()}`;
+        // A tsmicro process registering one node (TTL 3 s, renewed every 1 s), then SIGKILLed.
+        const child = spawn(process.execPath, ["--import", "tsx", REGISTER_NODE, shared.tsmicro, name, nodeId, "3", "1"], { stdio: ["ignore", "pipe", "inherit"] });
+        const exited = once(child, "exit");
+        try {
+          await within(once(child.stdout!, "data"), 20_000, "the tsmicro node's first registration");
+          const seen = await goLookup(version, shared, name);
+          assert.equal(seen.error?.code, 500, "the node is found (the call fails to connect to its placeholder address, not to select it)");
+          assert.doesNotMatch(seen.error.detail, /not found/);
+        } finally {
+          child.kill("SIGKILL");
+          await exited;
+        }
+        const killedAt = Date.now();
+        for (;;) {
+          const { error } = await goLookup(version, shared, name);
+          // go-micro says "not found" for a service without entries, "none available" for one whose entries all failed their checks.
+          if (/not found|none available/.test(error?.detail ?? "")) break;
+          assert.ok(Date.now() - killedAt < 3000 + 3000, `go-micro still selects the killed node after ${Date.now() - killedAt}ms`);
+        }
       });
     });
   }
