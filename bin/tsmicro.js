@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `tsmicro` command without a build step: tsx compiles the TypeScript sources as they load.
+// The `tsmicro` command inside this repository, without a build step: tsx compiles the TypeScript
+// sources as they load. The published package's command is dist/cli/main.js (plain node).
 import { register } from "tsx/esm/api";
 
 register();

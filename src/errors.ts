@@ -68,3 +68,15 @@ export const requestEntityTooLarge = make(413);
 export const unsupportedMediaType = make(415);
 export const internalServerError = make(500);
 export const serviceUnavailable = make(503);
+
+/**
+ * A service could not start: its plugin could not be created (unknown name, client library not
+ * installed), its port was taken, or its registry or broker did not answer. One line saying which,
+ * with the underlying error as `cause`; what start() had already started is stopped again.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StartupError";
+  }
+}

@@ -1,14 +1,36 @@
-/** tsmicro's public API. */
-export { Service, newService, type ServiceOptions } from "./service.ts";
+/**
+ * tsmicro's public API. Everything a public option accepts is exported here, including the base
+ * classes plugin authors extend; internals (flag tables, the logger, wire helpers) are not.
+ */
+export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type ServiceSubscription } from "./service.ts";
+export { runMain } from "./run-main.ts";
 export { Client, notFoundError, type CallOptions, type ClientOptions } from "./client/client.ts";
-export { Server, type CallContext, type HandlerFn, type HandlerOptions } from "./server/server.ts";
+export { Server, type CallContext, type HandlerFn, type HandlerOptions, type ServerOptions } from "./server/server.ts";
 export * from "./errors.ts";
-export * from "./registry/registry.ts";
-export type * from "./broker/broker.ts";
+// The registry's record of a service is ServiceRecord here, so it never collides with the Service class.
+export type {
+  Service as ServiceRecord,
+  Node,
+  Endpoint,
+  Value,
+  Registry,
+  RegistryOptions,
+  RegisterOptions,
+  WatchOptions,
+  WatchAction,
+  WatchEvent,
+  Watcher,
+} from "./registry/registry.ts";
+export { RegistryBase, ServiceNotFoundError, RegistryUnavailableError, isNotFound } from "./registry/registry.ts";
+// The broker's Event is BrokerEvent here, so it never hides the global Event.
+export type { Broker, BrokerOptions, Message, Event as BrokerEvent, Handler, Subscriber, SubscribeOptions, PublishOptions } from "./broker/broker.ts";
+export { NetworkBroker, type NetworkBrokerOptions } from "./broker/shared.ts";
+export type { ClientTransport, ClientTransportOptions, TransportRequest, TransportResponse } from "./transport/transport.ts";
 export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
 export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
-export { createRegistry, createBroker, parsePluginRef, MissingPackageError, UnknownPluginError } from "./cmd/plugins.ts";
-export { FlagError, FLAGS, fromArgv, fromEnv, parseDuration, usage } from "./cmd/flags.ts";
+export { createRegistry, createBroker } from "./cmd/create.ts";
+export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
+export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";
 export {
   publishEvent,
   subscribeEvent,
@@ -19,6 +41,5 @@ export {
   type PublishEventOptions,
   type SubscribeEventOptions,
 } from "./events.ts";
-export { logger } from "./logger.ts";
 export { createClient, type Caller, type ServiceClient, type ServiceImpl } from "./proto/service.ts";
 export { describeMessage } from "./proto/describe.ts";

@@ -1,107 +1,38 @@
 /**
  * A service, as go-micro's micro.NewService: options in code, init() from flags and MICRO_*
- * environment, run() until SIGINT/SIGTERM, stop() from code.
+ * environment (only when the program calls it), run() until SIGINT/SIGTERM, stop() from code.
+ * This file is the lifecycle; options are cmd/options.ts, building the plugins cmd/create.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
-import { FlagError, fromArgv, fromEnv, usage, type FlagOptions } from "./cmd/flags.ts";
-import { createBroker, createRegistry } from "./cmd/plugins.ts";
+import { brokerFor, clientFor, registryFor } from "./cmd/create.ts";
+import { applyProcessOptions, resolveOptions, toSeconds, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
+import { MissingPackageError } from "./cmd/plugins.ts";
+import { StartupError } from "./errors.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
 import type { ServiceImpl } from "./proto/service.ts";
 import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
-import type { Strategy } from "./selector/selector.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
-import type { ClientTransport } from "./transport/transport.ts";
 
-export interface ServiceOptions {
-  name?: string;
-  version?: string;
-  metadata?: Record<string, string>;
-  /** host:port to listen on (default 127.0.0.1:0: loopback, a free port). */
-  address?: string;
-  /** host:port to register instead of the bound address. */
-  advertise?: string;
-  /** A plugin name or URI ("etcd://127.0.0.1:2379") or an instance. Default mdns. */
-  registry?: string | Registry;
-  registryAddress?: string[];
-  /** A plugin name or URI ("mqtt://127.0.0.1:1883") or an instance. Default http. */
-  broker?: string | Broker;
-  brokerAddress?: string[];
-  /** Client transport: "tcp" (default) or "http", or an instance. */
-  transport?: string | ClientTransport;
-  selector?: Strategy;
-  /** Seconds a registration stays valid (go-micro RegisterTTL). Default 60. */
-  registerTTL?: number;
-  /** Seconds between re-registrations (go-micro RegisterInterval). Default 30. */
-  registerInterval?: number;
-  clientRetries?: number;
-  /** Milliseconds per call attempt. Default 5000. */
-  clientRequestTimeout?: number;
-  clientPoolSize?: number;
-  mdnsInterface?: string;
-  /** Milliseconds stop() waits for in-flight calls. Default 10000. */
-  drainTimeout?: number;
-  /** Largest request or response body, in bytes. Default 4 MiB. */
-  maxMessageSize?: number;
-  /** Milliseconds a peer may stall mid-request before it is cut off. Default 30000. */
-  readTimeout?: number;
-  /** Install SIGINT/SIGTERM handlers in run(). Default true. */
-  handleSignals?: boolean;
-}
-
-type Resolved = ServiceOptions & Required<Pick<ServiceOptions, "name" | "version" | "registry" | "broker" | "transport" | "registerTTL" | "registerInterval">>;
-
-const DEFAULTS: Resolved = {
-  name: "go.micro.service",
-  version: "latest",
-  registry: "mdns",
-  broker: "http",
-  transport: "tcp",
-  registerTTL: 60,
-  registerInterval: 30,
-};
-
-/** Maps flag/env option names onto service option names. */
-function toServiceOptions(f: FlagOptions): ServiceOptions {
-  const o: ServiceOptions = {
-    name: f.name,
-    version: f.version,
-    metadata: f.metadata,
-    address: f.address,
-    advertise: f.advertise,
-    registry: f.registry,
-    registryAddress: f.registryAddress,
-    broker: f.broker,
-    brokerAddress: f.brokerAddress,
-    transport: f.transport,
-    selector: f.selector as Strategy | undefined,
-    registerTTL: f.registerTTL,
-    registerInterval: f.registerInterval,
-    clientRetries: f.clientRetries,
-    clientRequestTimeout: f.clientRequestTimeout,
-    clientPoolSize: f.clientPoolSize,
-    mdnsInterface: f.mdnsInterface,
-  };
-  return withoutUndefined(o);
-}
-
-/** So that an option left undefined never hides a default. */
-function withoutUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
-
-interface PendingSubscription {
+interface Subscription {
   topic: string;
   handler: EventHandler<unknown>;
   opts: SubscribeEventOptions;
+  /** The broker's subscriber while the service runs. */
+  active?: Subscriber;
+}
+
+/** What subscribe() returns: unsubscribe() ends it, before or after start(). */
+export interface ServiceSubscription {
+  readonly topic: string;
+  unsubscribe(): Promise<void>;
 }
 
 export class Service {
-  private opts: Resolved;
-  private initialised = false;
+  private opts: ResolvedOptions;
   /** Arguments that were not flags. */
   args: string[] = [];
   readonly id: string;
@@ -110,16 +41,17 @@ export class Service {
   private _registry?: Registry;
   private _broker?: Broker;
   private readonly handlers: Array<(s: Server) => void> = [];
-  private readonly pendingSubscriptions: PendingSubscription[] = [];
-  private readonly subscribers: Subscriber[] = [];
+  private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopping?: Promise<void>;
   private resolveRun?: () => void;
   private record?: ServiceRecord;
+  /** Whether the registry accepted this node, so a failed start() does not deregister it. */
+  private registered = false;
 
   constructor(opts: ServiceOptions = {}) {
-    this.opts = { ...DEFAULTS, ...withoutUndefined(opts) };
+    this.opts = resolveOptions(opts);
     this.id = randomUUID();
   }
 
@@ -133,73 +65,29 @@ export class Service {
 
   /**
    * Applies MICRO_* environment and flags over the code's options (flag > env > code > default).
-   * A bad flag prints one line naming it and exits 2, as go-micro does; pass exitOnError: false
-   * to get the FlagError instead.
+   * Nothing is read from the process unless the program calls this. A bad flag or variable throws
+   * a FlagError (one line naming it), --help a HelpRequested carrying the usage text; runMain()
+   * turns either into go-micro's behaviour (exit 2, or the usage and exit 0). With allowUnknown,
+   * flags that are not tsmicro's (and --help) are left in `args` for the program's own parser.
    */
-  init(argv: string[] = process.argv.slice(2), { exitOnError = true } = {}): this {
-    try {
-      const env = toServiceOptions(fromEnv());
-      const parsed = fromArgv(argv);
-      if (parsed.help) {
-        process.stdout.write(usage(this.opts.name));
-        process.exit(0);
-      }
-      this.opts = { ...this.opts, ...env, ...toServiceOptions(parsed.options) };
-      this.args = parsed.positionals;
-      this.initialised = true;
-    } catch (err) {
-      if (!(err instanceof FlagError) || !exitOnError) throw err;
-      process.stderr.write(`${this.opts.name}: ${err.message}\n`);
-      process.exit(err.exitCode);
-    }
+  init(argv: string[] = process.argv.slice(2), opts: InitOptions = {}): this {
+    ({ options: this.opts, args: this.args } = applyProcessOptions(this.opts, argv, opts));
     return this;
-  }
-
-  private ensureInit(): void {
-    if (!this.initialised) this.init();
   }
 
   /** The registry, created from the options on first use. */
   async registry(): Promise<Registry> {
-    this.ensureInit();
-    if (!this._registry) {
-      const r = this.opts.registry;
-      this._registry =
-        typeof r === "string"
-          ? await createRegistry(r, { addresses: this.opts.registryAddress, interface: this.opts.mdnsInterface })
-          : r;
-    }
+    this._registry ??= await registryFor(this.opts);
     return this._registry;
   }
 
   async broker(): Promise<Broker> {
-    this.ensureInit();
-    if (!this._broker) {
-      const b = this.opts.broker;
-      const common = { registry: await this.registry(), registerTTL: this.opts.registerTTL, registerInterval: this.opts.registerInterval };
-      if (typeof b === "string") {
-        this._broker = await createBroker(b, { ...common, addresses: this.opts.brokerAddress });
-      } else {
-        await b.init({ ...common, ...b.options() });
-        this._broker = b;
-      }
-    }
+    this._broker ??= await brokerFor(this.opts, await this.registry());
     return this._broker;
   }
 
   async client(): Promise<Client> {
-    if (!this._client) {
-      const t = this.opts.transport;
-      this._client = new Client({
-        registry: await this.registry(),
-        transport: typeof t === "string" ? (t as "tcp" | "http") : t,
-        selector: this.opts.selector,
-        retries: this.opts.clientRetries,
-        requestTimeout: this.opts.clientRequestTimeout,
-        poolSize: this.opts.clientPoolSize,
-        maxMessageSize: this.opts.maxMessageSize,
-      });
-    }
+    this._client ??= clientFor(this.opts, await this.registry());
     return this._client;
   }
 
@@ -217,8 +105,13 @@ export class Service {
   handle<S extends DescService>(service: S, impl: ServiceImpl<S>): this;
   handle(name: string | DescService, target: HandlerFn | object, opts?: HandlerOptions | Record<string, HandlerOptions>): this {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
+    this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
-    else this.handlers.push(add);
+    if (this.registered) {
+      // Advertise the new endpoints now rather than at the next renewal.
+      this.record = undefined;
+      this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
+    }
     return this;
   }
 
@@ -228,21 +121,52 @@ export class Service {
     await publishEvent(broker, topic, message, opts);
   }
 
-  /** Subscribes a typed handler; before run() the subscription starts with the service. */
-  async subscribe<T = unknown>(topic: string, handler: EventHandler<T>, opts: SubscribeEventOptions = {}): Promise<void> {
-    const pending = { topic, handler: handler as EventHandler<unknown>, opts };
-    if (!this.running) {
-      this.pendingSubscriptions.push(pending);
-      return;
+  /** Subscribes a typed handler; before start() the subscription starts with the service. */
+  async subscribe<T = unknown>(topic: string, handler: EventHandler<T>, opts: SubscribeEventOptions = {}): Promise<ServiceSubscription> {
+    const sub: Subscription = { topic, handler: handler as EventHandler<unknown>, opts };
+    const forget = () => {
+      const index = this.subscriptions.indexOf(sub);
+      if (index >= 0) this.subscriptions.splice(index, 1);
+    };
+    this.subscriptions.push(sub);
+    if (this.running) {
+      try {
+        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+      } catch (err) {
+        forget();
+        throw err;
+      }
     }
-    this.subscribers.push(await subscribeEvent(await this.broker(), topic, handler, opts));
+    return {
+      topic,
+      unsubscribe: async () => {
+        forget();
+        const active = sub.active;
+        sub.active = undefined;
+        await active?.unsubscribe();
+      },
+    };
   }
 
-  /** Starts serving and registers; resolves once started. Use run() to also wait for a signal. */
+  /**
+   * Starts serving and registers; resolves once started. Use run() to also wait for a signal.
+   * A failure is a StartupError naming the step, and whatever had started is stopped again, so
+   * start() may be retried.
+   */
   async start(): Promise<void> {
-    this.ensureInit();
     if (this.running) return;
     this.running = new Promise((resolve) => (this.resolveRun = resolve));
+    try {
+      await this.startParts();
+    } catch (err) {
+      await this.shutdown().catch(() => {});
+      this.running = this.stopping = this.record = this._registry = this._broker = this._client = this.server = undefined;
+      this.registered = false;
+      throw err instanceof StartupError ? err : new StartupError(`${this.opts.name}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async startParts(): Promise<void> {
     const server = new Server({
       name: this.opts.name,
       address: this.opts.address,
@@ -250,20 +174,34 @@ export class Service {
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
     });
-    for (const add of this.handlers.splice(0)) add(server);
+    for (const add of this.handlers) add(server);
     this.server = server;
     logger.info(`Starting [service] ${this.opts.name}`);
-    await server.start();
-    const broker = await this.broker();
-    await broker.connect();
+    await this.step(`cannot listen on ${this.opts.address ?? "127.0.0.1:0"}`, () => server.start());
+    const registry = await this.step(`cannot create the registry "${String(this.opts.registry)}"`, () => this.registry());
+    const broker = await this.step(`cannot create the broker "${String(this.opts.broker)}"`, () => this.broker());
+    await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
     logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
-    for (const p of this.pendingSubscriptions.splice(0)) this.subscribers.push(await subscribeEvent(broker, p.topic, p.handler, p.opts));
-    await this.register();
+    for (const sub of this.subscriptions) {
+      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts));
+    }
+    await this.step(`cannot register with the ${registry} registry`, () => this.register());
     const interval = this.opts.registerInterval;
     if (interval > 0) {
       this.renewTimer = setInterval(() => {
         this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
-      }, interval * 1000);
+      }, interval);
+    }
+  }
+
+  /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
+  private async step<T>(what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      // A missing client library says all there is to say (which package, which range).
+      const detail = err instanceof MissingPackageError ? err.message : `${what}: ${(err as Error).message}`;
+      throw new StartupError(`${this.opts.name}: ${detail}`, { cause: err });
     }
   }
 
@@ -288,7 +226,8 @@ export class Service {
 
   private async register(): Promise<void> {
     const [record, registry] = [await this.describe(), await this.registry()];
-    await registry.register(record, { ttl: this.opts.registerTTL });
+    await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    this.registered = true;
     logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
 
@@ -299,7 +238,7 @@ export class Service {
     logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
     const onSignal = (sig: NodeJS.Signals) => {
       logger.info(`Received signal ${sig}`);
-      void this.stop();
+      this.stop().catch((err: Error) => logger.error({ err: err.message }, "stop failed"));
     };
     if (this.opts.handleSignals !== false) {
       process.once("SIGINT", onSignal);
@@ -318,20 +257,25 @@ export class Service {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.renewTimer);
-    const registry = await this.registry();
-    if (this.record) {
+    const registry = this._registry;
+    if (this.record && registry && this.registered) {
       await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));
       logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
     await this.server?.stop(this.opts.drainTimeout ?? 10_000);
-    for (const s of this.subscribers.splice(0)) await s.unsubscribe().catch(() => {});
+    for (const sub of this.subscriptions) {
+      await sub.active?.unsubscribe().catch(() => {});
+      sub.active = undefined;
+    }
     await this._broker?.disconnect().catch(() => {});
     await this._client?.close();
-    await registry.close();
+    await registry?.close();
     if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
     this.resolveRun?.();
   }
 }
+
+export type { Duration, InitOptions, ServiceOptions } from "./cmd/options.ts";
 
 /** go-micro's micro.NewService. */
 export function newService(opts?: ServiceOptions): Service {

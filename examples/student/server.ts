@@ -4,7 +4,7 @@
  *   npx tsx examples/student/server.ts [--registry=mdns] [--register_ttl=10 --register_interval=5]
  */
 import { create } from "@bufbuild/protobuf";
-import { Service, notFound } from "../../src/index.ts";
+import { Service, notFound, runMain } from "../../src/index.ts";
 import { StudentManager, StudentSchema, type Student } from "./gen/student_pb.ts";
 
 const students = new Map<string, Student>([
@@ -13,18 +13,21 @@ const students = new Map<string, Student>([
 ]);
 
 const service = new Service({ name: "student_service", version: "v1.0.0" });
-service.init();
+// runMain: a bad flag is one line and exit 2, a failed start one line and exit 1.
+await runMain(async () => {
+  service.init();
 
-// The generated StudentManager descriptor types the implementation and names the endpoint.
-service.handle(StudentManager, {
-  getStudent(req) {
-    const found = students.get(req.name);
-    if (!found) throw notFound("student_service", `no student named "${req.name}"`);
-    return found;
-  },
+  // The generated StudentManager descriptor types the implementation and names the endpoint.
+  service.handle(StudentManager, {
+    getStudent(req) {
+      const found = students.get(req.name);
+      if (!found) throw notFound("student_service", `no student named "${req.name}"`);
+      return found;
+    },
+  });
+
+  await service.start();
+  const node = (await service.describe()).nodes[0]!;
+  console.log(`student_service v1.0.0 ready at ${node.address} as ${node.id} (registry ${await service.registry()})`);
+  await service.run();
 });
-
-await service.start();
-const node = (await service.describe()).nodes[0]!;
-console.log(`student_service v1.0.0 ready at ${node.address} as ${node.id} (registry ${await service.registry()})`);
-await service.run();

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `tsmicro` command: find, inspect, call and watch services, and serve the dashboard.
  * It is a client-side Service, configured like any service: the same --registry, --broker, …
@@ -33,7 +34,7 @@ function connect(cmd: Command): Context {
   const opts = cmd.optsWithGlobals<Record<string, string | boolean | undefined>>();
   // Handing the values back to the service as flags reuses their validation and precedence.
   const argv = CLIENT_FLAGS.flatMap((f) => (opts[f.flag] === undefined ? [] : [`--${f.flag}=${String(opts[f.flag])}`]));
-  const service = new Service({ name: "tsmicro.cli", handleSignals: false }).init(argv, { exitOnError: false });
+  const service = new Service({ name: "tsmicro.cli", handleSignals: false }).init(argv);
   return { service, json: opts.json === true };
 }
 

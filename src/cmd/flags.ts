@@ -1,14 +1,24 @@
 /**
  * go-micro's flags and MICRO_* environment → service options. Precedence: flag > env > code >
- * default. A bad value is one line naming the flag (or variable); the caller exits 2.
+ * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
+ * runMain() turns it into that line on stderr and exit 2.
  */
 import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, TRANSPORT_NAMES, parsePluginRef } from "./plugins.ts";
 
 export class FlagError extends Error {
-  readonly exitCode = 2;
+  readonly exitCode: number = 2;
   constructor(message: string) {
     super(message);
     this.name = "FlagError";
+  }
+}
+
+/** --help or -h was given: `usage` is the text to print; runMain() prints it and exits 0. */
+export class HelpRequested extends FlagError {
+  override readonly exitCode = 0;
+  constructor(readonly usage: string) {
+    super("help requested");
+    this.name = "HelpRequested";
   }
 }
 
@@ -152,8 +162,12 @@ export interface ParsedArgs {
   help: boolean;
 }
 
-/** Parses --flag=value, --flag value and Go's single-dash -flag=value. */
-export function fromArgv(argv: string[]): ParsedArgs {
+/**
+ * Parses --flag=value, --flag value and Go's single-dash -flag=value. With allowUnknown, flags
+ * that are not tsmicro's are kept among the positionals (for the program's own parser) instead of
+ * being an error; --help is then the program's too, kept likewise (usage() lists tsmicro's flags).
+ */
+export function fromArgv(argv: string[], { allowUnknown = false } = {}): ParsedArgs {
   const options: FlagOptions = {};
   const positionals: string[] = [];
   let help = false;
@@ -168,13 +182,17 @@ export function fromArgv(argv: string[]): ParsedArgs {
       continue;
     }
     const body = arg.replace(/^--?/, "");
-    if (body === "help" || body === "h") {
+    if ((body === "help" || body === "h") && !allowUnknown) {
       help = true;
       continue;
     }
     const eq = body.indexOf("=");
     const name = eq >= 0 ? body.slice(0, eq) : body;
     const spec = byFlag.get(name) ?? byFlag.get(name.replace(/-/g, "_"));
+    if (!spec && allowUnknown) {
+      positionals.push(arg);
+      continue;
+    }
     if (!spec) throw new FlagError(`unknown flag --${name} (see --help)`);
     let raw: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[i + 1];
     if (eq < 0) {

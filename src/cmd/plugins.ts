@@ -1,11 +1,9 @@
 /**
- * Plugin resolution by name or URI ("etcd", "etcd://127.0.0.1:2379").
- * Every plugin is one file, registry/<name>.ts or broker/<name>.ts, whose default export is a
- * class constructed with its options; it is imported only when chosen, so optional client
- * libraries are never loaded by users of other plugins.
+ * Plugin names and references ("etcd", "etcd://127.0.0.1:2379?timeout=500"), and the lazy import
+ * of a plugin's optional client library. Plugins import this file; cmd/create.ts, which imports
+ * the plugins, builds them.
  */
-import type { Broker, BrokerOptions } from "../broker/broker.ts";
-import type { Registry, RegistryOptions } from "../registry/registry.ts";
+import { readFileSync } from "node:fs";
 
 export const REGISTRY_NAMES = ["mdns", "memory", "etcd", "consul", "zookeeper", "dns", "nats"] as const;
 export const BROKER_NAMES = ["http", "memory", "nats", "mqtt", "rabbitmq", "redis", "kafka", "nsq", "googlepubsub"] as const;
@@ -68,12 +66,27 @@ export class UnknownPluginError extends Error {
 }
 
 export class MissingPackageError extends Error {
+  /** The peer dependency range tsmicro is tested with, e.g. "^5.16.0". */
+  readonly range: string | undefined;
   constructor(
     readonly pkg: string,
     plugin: string,
+    options?: ErrorOptions,
   ) {
-    super(`the ${plugin} plugin needs the "${pkg}" package: npm install ${pkg}`);
+    const range = peerRange(pkg);
+    super(`the ${plugin} plugin needs the "${pkg}" package: npm install ${range ? `${pkg}@${range}` : pkg}`, options);
     this.name = "MissingPackageError";
+    this.range = range;
+  }
+}
+
+/** The range of a client library in tsmicro's own peerDependencies (../../package.json from src/ and dist/ alike). */
+function peerRange(pkg: string): string | undefined {
+  try {
+    const manifest = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { peerDependencies?: Record<string, string> };
+    return manifest.peerDependencies?.[pkg];
+  } catch {
+    return undefined;
   }
 }
 
@@ -83,27 +96,8 @@ export async function importOptional<T>(pkg: string, plugin: string): Promise<T>
     return (await import(pkg)) as T;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") throw new MissingPackageError(pkg, plugin);
+    const missing = (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") && (err as Error).message.includes(`'${pkg}'`);
+    if (missing) throw new MissingPackageError(pkg, plugin, { cause: err });
     throw err;
   }
-}
-
-type Ctor<T, O> = new (opts?: O) => T;
-
-async function load<T, O>(kind: "registry" | "broker", known: readonly string[], ref: PluginRef): Promise<Ctor<T, O>> {
-  if (!known.includes(ref.name)) throw new UnknownPluginError(kind, ref.name, known);
-  const mod = (await import(`../${kind}/${ref.name}.ts`)) as { default: Ctor<T, O> };
-  return mod.default;
-}
-
-export async function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
-  const ref = parsePluginRef(value);
-  const RegistryClass = await load<Registry, RegistryOptions>("registry", REGISTRY_NAMES, ref);
-  return new RegistryClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
-}
-
-export async function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
-  const ref = parsePluginRef(value);
-  const BrokerClass = await load<Broker, BrokerOptions>("broker", BROKER_NAMES, ref);
-  return new BrokerClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
 }

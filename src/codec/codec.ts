@@ -18,6 +18,7 @@ export const JSON_TYPE = "application/json";
 export const PROTOBUF_TYPE = "application/protobuf";
 export const BYTES_TYPE = "application/octet-stream";
 
+// The codec files do not import Codec (that would be an import cycle): this table checks them.
 const byType = new Map<string, Codec>([
   [JSON_TYPE, jsonCodec],
   ["text/json", jsonCodec],

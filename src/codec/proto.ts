@@ -1,17 +1,16 @@
 import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import type { Codec } from "./codec.ts";
 
 function requireSchema(schema: DescMessage | undefined): DescMessage {
   if (!schema) throw new TypeError("protobuf codec needs a message schema (no generated type is known for this body)");
   return schema;
 }
 
-export const protoCodec: Codec = {
+export const protoCodec = {
   contentType: "application/protobuf",
-  encode(value, schema?: DescMessage) {
+  encode(value: unknown, schema?: DescMessage): Uint8Array {
     return toBinary(requireSchema(schema), value as never);
   },
-  decode(body, schema?: DescMessage) {
+  decode(body: Uint8Array, schema?: DescMessage): unknown {
     return fromBinary(requireSchema(schema), body);
   },
 };

@@ -11,7 +11,7 @@
 import { create, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { CallOptions } from "../client/client.ts";
 import { PROTOBUF_TYPE } from "../codec/codec.ts";
-import type { CallContext, HandlerFn, HandlerOptions } from "../server/server.ts";
+import type { CallContext, HandlerFn, HandlerOptions } from "../server/handler.ts";
 
 /** The signature protoc-gen-es gives a unary rpc. */
 type Unary<I extends DescMessage, O extends DescMessage> = { methodKind: "unary"; input: I; output: O };

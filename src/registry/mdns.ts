@@ -180,7 +180,7 @@ export default class MdnsRegistry extends RegistryBase implements Registry {
 
   private start(): Promise<void> {
     if (this.ready) return this.ready;
-    const iface = resolveInterface(String(this.opts.interface ?? process.env.MICRO_MDNS_INTERFACE ?? "127.0.0.1"));
+    const iface = resolveInterface(String(this.opts.interface ?? "127.0.0.1"));
     const mdns = makeMdns({ interface: iface, bind: "0.0.0.0", ip: MDNS_GROUP, port: MDNS_PORT, multicast: true, loopback: true, reuseAddr: true });
     this.mdns = mdns;
     mdns.on("response", (packet) => this.onAnnouncement([...packet.answers, ...(packet.additionals ?? [])]));

@@ -11,34 +11,14 @@ import { MicroError, badRequest, internalServerError, notFound, serviceUnavailab
 import type { Endpoint, Value } from "../registry/registry.ts";
 import { createHttpHandler } from "../transport/http.ts";
 import { serveTcpConnection } from "../transport/tcp.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE, HEADER, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, HEADER, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
 import { logger } from "../logger.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
+import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
-export interface CallContext {
-  service: string;
-  endpoint: string;
-  /** Request headers: the caller's metadata plus Micro-* headers. */
-  headers: Headers;
-  /** When the caller stops waiting (epoch ms), from its Timeout header; the call then answers 408. */
-  deadline?: number;
-  /** Aborted at the deadline. */
-  signal?: AbortSignal;
-}
-
-export type HandlerFn<Req = any, Res = any> = (request: Req, ctx: CallContext) => Res | Promise<Res>;
-
-export interface HandlerOptions {
-  /** Protobuf message types: bodies are then typed (binary or proto3 JSON). */
-  requestSchema?: DescMessage;
-  responseSchema?: DescMessage;
-  /** Shapes advertised in the registry when there is no schema to derive them from. */
-  request?: Value;
-  response?: Value;
-  metadata?: Record<string, string>;
-}
+export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
 interface Route extends HandlerOptions {
   fn: HandlerFn;

@@ -13,7 +13,7 @@ import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/bro
 import { subscriptionName } from "../../src/broker/googlepubsub.ts";
 import { streamKey } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
-import { createBroker } from "../../src/cmd/plugins.ts";
+import { createBroker } from "../../src/cmd/create.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import {
   KAFKA_SERVER,

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { inflateSync } from "node:zlib";
 import { after, describe, it, type TestContext } from "node:test";
-import { createRegistry } from "../../src/cmd/plugins.ts";
+import { createRegistry } from "../../src/cmd/create.ts";
 import { CacheRegistry } from "../../src/registry/cache.ts";
 import {
   RegistryUnavailableError,

@@ -5,7 +5,7 @@
  *
  *   tsx test/helpers/register-node.ts <registry-uri> <service> <node-id> <ttl-seconds> <interval-seconds>
  */
-import { createRegistry } from "../../src/cmd/plugins.ts";
+import { createRegistry } from "../../src/cmd/create.ts";
 
 const [uri, serviceName, nodeId, ttl, interval] = process.argv.slice(2);
 if (!uri || !serviceName || !nodeId || !ttl || !interval) {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { createBroker, createRegistry, type Broker, type Event, type Registry } from "../../src/index.ts";
+import { createBroker, createRegistry, type Broker, type BrokerEvent as Event, type Registry } from "../../src/index.ts";
 import { subscribeEvent } from "../../src/events.ts";
 import { StudentSchema } from "../../examples/student/gen/student_pb.ts";
 import { ETCD_FOR_GO, GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion, type Peer } from "./peers.ts";

@@ -12,16 +12,22 @@ test("flag beats env beats code beats default", () => {
   process.env.MICRO_REGISTER_INTERVAL = "7";
   process.env.MICRO_BROKER = "memory";
   const s = new Service({ name: "precedence", registerTTL: 99, registerInterval: 98, version: "code" });
-  s.init(["--register_ttl=10", "--registry", "memory"], { exitOnError: false });
+  s.init(["--register_ttl=10", "--registry", "memory"]);
   const o = s.options();
-  assert.equal(o.registerTTL, 10); // flag over env and code
-  assert.equal(o.registerInterval, 7); // env over code
+  assert.equal(o.registerTTL, 10_000); // flag over env and code; flags say seconds, options hold ms
+  assert.equal(o.registerInterval, 7_000); // env over code
   assert.equal(o.version, "code"); // code over default
   assert.equal(o.broker, "memory");
   assert.equal(o.registry, "memory");
-  assert.equal(new Service().init([], { exitOnError: false }).options().registerTTL, 20);
+  assert.equal(new Service().init([]).options().registerTTL, 20_000);
   delete process.env.MICRO_REGISTER_TTL;
-  assert.equal(new Service().init([], { exitOnError: false }).options().registerTTL, 60); // default
+  assert.equal(new Service().init([]).options().registerTTL, 60_000); // default
+});
+
+test("durations in code: a number is milliseconds, a string carries its unit", () => {
+  const o = new Service({ registerTTL: "10s", registerInterval: 5000, drainTimeout: "1m30s", clientRequestTimeout: "250ms" }).options();
+  assert.deepEqual([o.registerTTL, o.registerInterval, o.drainTimeout, o.clientRequestTimeout], [10_000, 5000, 90_000, 250]);
+  assert.throws(() => new Service({ readTimeout: "soon" }), /readTimeout: "soon" is not a duration/);
 });
 
 test("go-style flag spellings, metadata and positionals", () => {

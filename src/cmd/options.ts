@@ -1,0 +1,143 @@
+/**
+ * A service's options: what code may set, what flags and MICRO_* variables add (only when the
+ * program calls init()), the defaults, and the one rule for durations.
+ */
+import { HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions } from "./flags.ts";
+import type { Broker } from "../broker/broker.ts";
+import type { Registry } from "../registry/registry.ts";
+import type { Strategy } from "../selector/selector.ts";
+import type { ClientTransport } from "../transport/transport.ts";
+
+export interface ServiceOptions {
+  name?: string;
+  version?: string;
+  metadata?: Record<string, string>;
+  /** host:port to listen on (default 127.0.0.1:0: loopback, a free port). */
+  address?: string;
+  /** host:port to register instead of the bound address. */
+  advertise?: string;
+  /** A plugin name or URI ("etcd://127.0.0.1:2379") or an instance. Default mdns. */
+  registry?: string | Registry;
+  registryAddress?: string[];
+  /** A plugin name or URI ("mqtt://127.0.0.1:1883") or an instance. Default http. */
+  broker?: string | Broker;
+  brokerAddress?: string[];
+  /** Client transport: "tcp" (default) or "http", or an instance. */
+  transport?: string | ClientTransport;
+  selector?: Strategy;
+  /** How long a registration stays valid (go-micro RegisterTTL). Default "60s". */
+  registerTTL?: Duration;
+  /** How often the service re-registers (go-micro RegisterInterval). Default "30s". */
+  registerInterval?: Duration;
+  clientRetries?: number;
+  /** Per call attempt. Default "5s". */
+  clientRequestTimeout?: Duration;
+  clientPoolSize?: number;
+  mdnsInterface?: string;
+  /** How long stop() waits for in-flight calls. Default "10s". */
+  drainTimeout?: Duration;
+  /** Largest request or response body, in bytes. Default 4 MiB. */
+  maxMessageSize?: number;
+  /** How long a peer may stall mid-request before it is cut off. Default "30s". */
+  readTimeout?: Duration;
+  /** Install SIGINT/SIGTERM handlers in run(). Default true. */
+  handleSignals?: boolean;
+}
+
+export interface InitOptions {
+  /** Where MICRO_* variables are read from. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Leave flags that are not tsmicro's (and --help) in `args` instead of throwing. */
+  allowUnknown?: boolean;
+}
+
+/**
+ * The one unit rule for durations in code: a number is milliseconds, a string carries its unit
+ * ("10s", "500ms", "1m30s"). Only the flags and MICRO_* variables keep go-micro's seconds.
+ */
+export type Duration = number | string;
+
+const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "drainTimeout", "readTimeout"] as const;
+type DurationKey = (typeof DURATION_KEYS)[number];
+
+/** The options with every duration in milliseconds. */
+export type ResolvedOptions = Omit<ServiceOptions, DurationKey> & { [K in DurationKey]?: number } & Required<
+    Pick<ServiceOptions, "name" | "version" | "registry" | "broker" | "transport">
+  > & { registerTTL: number; registerInterval: number };
+
+export const DEFAULTS: ResolvedOptions = {
+  name: "go.micro.service",
+  version: "latest",
+  registry: "mdns",
+  broker: "http",
+  transport: "tcp",
+  registerTTL: 60_000,
+  registerInterval: 30_000,
+};
+
+/** Durations given as strings become milliseconds; a malformed one names its option. */
+function inMilliseconds(o: ServiceOptions): Partial<ResolvedOptions> {
+  const out: Record<string, unknown> = withoutUndefined({ ...o });
+  for (const key of DURATION_KEYS) {
+    const value = o[key];
+    if (typeof value !== "string") continue;
+    try {
+      out[key] = parseDuration(value);
+    } catch (err) {
+      throw new TypeError(`${key}: ${(err as Error).message}`);
+    }
+  }
+  return out as Partial<ResolvedOptions>;
+}
+
+/** Registries and brokers keep go-micro's TTLs in whole seconds. */
+export const toSeconds = (ms: number): number => Math.ceil(ms / 1000);
+
+/** Maps flag/env option names onto service option names. */
+function toServiceOptions(f: FlagOptions): ServiceOptions {
+  const o: ServiceOptions = {
+    name: f.name,
+    version: f.version,
+    metadata: f.metadata,
+    address: f.address,
+    advertise: f.advertise,
+    registry: f.registry,
+    registryAddress: f.registryAddress,
+    broker: f.broker,
+    brokerAddress: f.brokerAddress,
+    transport: f.transport,
+    selector: f.selector as Strategy | undefined,
+    registerTTL: f.registerTTL === undefined ? undefined : f.registerTTL * 1000, // flags say seconds
+    registerInterval: f.registerInterval === undefined ? undefined : f.registerInterval * 1000,
+    clientRetries: f.clientRetries,
+    clientRequestTimeout: f.clientRequestTimeout,
+    clientPoolSize: f.clientPoolSize,
+    mdnsInterface: f.mdnsInterface,
+  };
+  return withoutUndefined(o);
+}
+
+/** So that an option left undefined never hides a default. */
+function withoutUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** The code's options over the defaults, durations in milliseconds. */
+export function resolveOptions(code: ServiceOptions): ResolvedOptions {
+  return { ...DEFAULTS, ...inMilliseconds(code) };
+}
+
+/**
+ * MICRO_* variables and then flags over `current` (flag > env > code > default), and the
+ * arguments that were not flags. Throws FlagError for a bad value, HelpRequested for --help.
+ */
+export function applyProcessOptions(
+  current: ResolvedOptions,
+  argv: string[],
+  { env = process.env, allowUnknown = false }: InitOptions = {},
+): { options: ResolvedOptions; args: string[] } {
+  const parsed = fromArgv(argv, { allowUnknown });
+  if (parsed.help) throw new HelpRequested(usage(current.name));
+  const options = { ...current, ...inMilliseconds(toServiceOptions(fromEnv(env))), ...inMilliseconds(toServiceOptions(parsed.options)) };
+  return { options, args: parsed.positionals };
+}
