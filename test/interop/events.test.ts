@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { createBroker, createRegistry, type Broker, type BrokerEvent as Event, type Registry } from "../../src/index.ts";
-import { subscribeEvent } from "../../src/events.ts";
+import { create } from "@bufbuild/protobuf";
+import { publishEvent, subscribeEvent } from "../../src/events.ts";
 import { StudentSchema } from "../../examples/student/gen/student_pb.ts";
 import { ETCD_FOR_GO, GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion, type Peer } from "./peers.ts";
 
@@ -88,11 +89,11 @@ const uniqueTopic = (what: string) => `interop.${what}.${randomUUID().slice(0, 8
  * Publishes the raw message until the Go subscriber prints one (bounded): some Go subscribers
  * (Kafka consumer groups) are still joining when they report ready, and miss what comes first.
  */
-async function publishUntilHeard(broker: Broker, topic: string, peer: Peer) {
+async function publishUntilHeard(peer: Peer, publish: () => Promise<void>, key = "body") {
   for (let attempt = 1; ; attempt++) {
-    await broker.publish(topic, { header: HEADER, body: BODY });
+    await publish();
     try {
-      return await peer.next((l) => "body" in l, 2_000, "message");
+      return await peer.next((l) => key in l, 2_000, "message");
     } catch (err) {
       if (attempt >= 10) throw err;
     }
@@ -182,12 +183,29 @@ for (const shared of BROKERS) {
         const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "subscribe", PEER_TOPIC: topic });
         try {
           await peer.next((l) => "ready" in l, 20_000, "ready line");
-          const got = await publishUntilHeard(broker, topic, peer);
+          const got = await publishUntilHeard(peer, () => broker.publish(topic, { header: HEADER, body: BODY }));
           assert.equal(got.topic, topic);
           assert.deepEqual(got.header, { ...HEADER, ...shared.goAddsHeader(topic) }, "headers as published");
           assert.deepEqual(Buffer.from(got.body, "base64"), BODY, "body byte-identical");
         } finally {
           await peer.stop();
+        }
+      });
+
+      cell(shared.row, version, "tsmicro typed event → go typed subscriber", async () => {
+        for (const contentType of ["application/json", "application/protobuf"]) {
+          const topic = uniqueTopic("typed");
+          const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "subscribe", PEER_TYPED: "1", PEER_TOPIC: topic });
+          try {
+            await peer.next((l) => "ready" in l, 20_000, "ready line");
+            const student = create(StudentSchema, DAVIE);
+            const got = await publishUntilHeard(peer, () => publishEvent(broker, topic, student, { schema: StudentSchema, contentType, header: { name: "davie" } }), "student");
+            assert.deepEqual(got.student, DAVIE, `a go-micro subscriber of *Student decodes the ${contentType} event`);
+            const name = Object.entries(got.header as Record<string, string>).find(([k]) => k.toLowerCase() === "name")?.[1];
+            assert.equal(name, "davie", "the event's header reaches the Go handler as metadata");
+          } finally {
+            await peer.stop();
+          }
         }
       });
 
