@@ -51,7 +51,8 @@ export interface CallOptions {
 /** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
 const backoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
 
-const isRetryable = (err: MicroError) => err.retryable || err.code === 503;
+/** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
+const isRetryable = (err: MicroError) => err.retryable || err.code === 503 || err.code === 408;
 
 export class Client {
   readonly selector: Selector;
