@@ -14,9 +14,11 @@
  * With `durable: true` the connection keeps a persistent session (clean start off, session expiry
  * `sessionExpiry` s): the server holds the session's subscriptions and its unacknowledged QoS 1
  * messages while the client is away and — if the server persists its state (Mosquitto's
- * `persistence true`) — across a server restart. Each message is acknowledged (PUBACK) only after its
- * handlers have returned, so a subscriber that dies mid-handler gets it again; deliveries on one
- * connection then run one after another. A handler that throws is acknowledged too: MQTT has no
+ * `persistence true`) — across a server restart. Mosquitto 2.0 restores a session's plain
+ * subscriptions but not its shared ones, so the broker renews every subscription when it finds its
+ * session restored; a queue group misses what is published before its members are back. Each
+ * message is acknowledged (PUBACK) only after its handlers have returned, so a subscriber that dies
+ * mid-handler gets it again; deliveries on one connection then run one after another. A handler that throws is acknowledged too: MQTT has no
  * negative acknowledgement, and holding the PUBACK back would stop the connection.
  */
 import { randomUUID } from "node:crypto";
@@ -52,6 +54,7 @@ interface FilterSubscription {
   readonly filter: string;
   readonly identifier: number;
   readonly queueGroup: boolean;
+  readonly qos: QoS;
   readonly subscribers: LocalSubscriber[];
   /** Resolves once the server has acknowledged the subscription. */
   ready: Promise<void>;
@@ -90,6 +93,13 @@ export default class MqttBroker extends NetworkBroker {
     );
     // Errors after the first connect are connection losses the client recovers from.
     client.on("error", (err) => this.warn("connection error", err));
+    // mqtt.js subscribes again only when the server lost the session; a restored one may lack
+    // subscriptions (Mosquitto 2.0 does not restore shared ones), so durable sessions renew them all.
+    client.on("connect", (connack) => {
+      if (!connack.sessionPresent) return;
+      for (const shared of this.byFilter.values())
+        this.subscribeOnServer(shared).catch((err) => this.warn(`subscribing again to ${shared.filter} failed`, err));
+    });
     if (this.opts.durable) {
       // mqtt.js sends the PUBACK once this callback runs: after the handlers.
       client.handleMessage = (packet, done) => void this.dispatch(packet.topic, packet.payload as Buffer, packet).then(() => done(), done);
@@ -125,8 +135,8 @@ export default class MqttBroker extends NetworkBroker {
     let shared = this.byFilter.get(filter);
     if (!shared) {
       const identifier = ++this.lastIdentifier;
-      const created: FilterSubscription = { filter, identifier, queueGroup: !!opts.queue, subscribers: [], ready: Promise.resolve(), turn: 0 };
-      created.ready = this.subscribeOnServer(created, qos);
+      const created: FilterSubscription = { filter, identifier, queueGroup: !!opts.queue, qos, subscribers: [], ready: Promise.resolve(), turn: 0 };
+      created.ready = this.subscribeOnServer(created);
       this.byFilter.set(filter, created);
       this.byIdentifier.set(identifier, created);
       shared = created;
@@ -147,8 +157,10 @@ export default class MqttBroker extends NetworkBroker {
     };
   }
 
-  private async subscribeOnServer(shared: FilterSubscription, qos: QoS): Promise<void> {
-    const granted = await this.client!.subscribeAsync(shared.filter, { qos, properties: { subscriptionIdentifier: shared.identifier } });
+  private async subscribeOnServer(shared: FilterSubscription): Promise<void> {
+    // resubscribe: send it even when mqtt.js believes the filter is subscribed (a restored session).
+    const filters = { [shared.filter]: { qos: shared.qos }, resubscribe: true } as Mqtt.ISubscriptionMap;
+    const granted = await this.client!.subscribeAsync(filters, { properties: { subscriptionIdentifier: shared.identifier } });
     const refused = granted.find((g) => g.qos >= 0x80);
     if (refused) throw new Error(`mqtt broker: the server refused the subscription to ${shared.filter} (reason code 0x${refused.qos.toString(16)})`);
   }

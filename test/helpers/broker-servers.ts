@@ -5,7 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import path from "node:path";
 import { freePort, freePortPair, startProcess, waitForPort, type Proc } from "./net.ts";
 
@@ -84,8 +84,12 @@ export function startMosquitto(): Promise<OwnServer> {
   return startOwnServer("mosquitto", {
     command: "mosquitto",
     prepare: (port, dir) =>
-      // Persistence on: durable sessions and their queued messages survive the restart case.
-      writeFile(path.join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\n`),
+      // Persistence on: durable sessions and their queued messages survive the restart case. Started
+      // as root, Mosquitto would switch to its own user, which cannot write to our temp directory.
+      writeFile(
+        path.join(dir, "mosquitto.conf"),
+        `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\nuser ${userInfo().username}\n`,
+      ),
     args: (_port, dir) => ["-c", path.join(dir, "mosquitto.conf")],
     startTimeoutMs: 15_000,
   });
