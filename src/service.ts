@@ -217,7 +217,7 @@ export class Service {
         {
           id: `${this.opts.name}-${this.id}`,
           address: this.server.advertisedAddress(),
-          metadata: { ...this.opts.metadata, transport: "tcp", protocol: "tsmicro", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
+          metadata: { ...this.opts.metadata, transport: "tcp", protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
       ],
     };

@@ -1,9 +1,12 @@
 /**
- * The default broker, as go-micro's: every subscription is a node of the registry service
- * "go.micro.http.broker" (version = its queue group, or the broadcast marker) with the topic in
- * its metadata; a publisher looks the topic's nodes up and POSTs the message to each broadcast
- * subscriber and to one member of each queue group. Failed deliveries are retried (another member
- * for queue groups) a bounded number of times and then reported by publish().
+ * The default broker, go-micro's http broker on the wire, so Go and tsmicro nodes publish to each
+ * other: every subscription is a node of the registry service "micro.http.broker" (version = its
+ * queue group, or the broadcast marker; id "<topic>-<subscription id>"; metadata {secure, broker:
+ * "http", topic}); a publisher looks the topic's nodes up and POSTs `/?id=<node id>` with the JSON
+ * of go-micro's broker.Message, {"Header":{…,"Micro-Topic":topic},"Body":"<base64>"}, to each
+ * broadcast subscriber and to one member of each queue group. Failed deliveries are retried
+ * (another member for queue groups) a bounded number of times and then reported by publish().
+ * Handlers get the header as published: the Micro-Topic this broker adds for routing is removed.
  */
 import http from "node:http";
 import { randomUUID } from "node:crypto";
@@ -11,15 +14,31 @@ import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transport/transport.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
-import { answerClientErrors, decodePath, trickleProofTimeouts } from "../transport/http-guard.ts";
+import { answerClientErrors, trickleProofTimeouts } from "../transport/http-guard.ts";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
-export const HTTP_BROKER_SERVICE = "go.micro.http.broker";
+export const HTTP_BROKER_SERVICE = "micro.http.broker";
+/** The id go-micro gives errors of its http broker. */
+const ERROR_ID = "go.micro.broker";
 const BROADCAST_VERSION = "ff.http.broadcast";
 const HEADER_TOPIC = "Micro-Topic";
-const HEADER_MESSAGE = "Micro-Broker-Header";
 const MAX_ATTEMPTS = 3;
+
+/** go-micro's broker.Message as its JSON codec writes it (no JSON tags: capitalised keys, body base64). */
+interface WireMessage {
+  Header?: Record<string, string> | null;
+  Body?: string | null;
+}
+
+/** The subscription a delivery is for (go-micro posts to /?id=<subscriber node id>); undefined for a URL that does not parse. */
+function subscriptionId(url: string | undefined): string | undefined {
+  try {
+    return new URL(url ?? "/", "http://broker").searchParams.get("id") ?? "";
+  } catch {
+    return undefined; // e.g. "//[": new URL throws on what an attacker sends
+  }
+}
 
 /** Answers a delivery with a go-micro error, its code as the HTTP status. */
 function fail(res: http.ServerResponse, err: MicroError): void {
@@ -110,13 +129,13 @@ export default class HttpBroker implements Broker {
       res.setHeader("Connection", "close");
       fail(res, err);
     };
-    const path = decodePath(req.url);
-    if (path === undefined) return refuse(badRequest(HTTP_BROKER_SERVICE, "malformed percent-escape in the request path"));
-    const sub = this.subscriptions.get(path);
-    if (!sub) return refuse(notFound(HTTP_BROKER_SERVICE, "no such subscription"));
-    if (req.method !== "POST") return refuse(methodNotAllowed(HTTP_BROKER_SERVICE, `method ${req.method} not allowed: POST a message`));
+    const id = subscriptionId(req.url);
+    if (id === undefined) return refuse(badRequest(ERROR_ID, "malformed request URL"));
+    const sub = this.subscriptions.get(id);
+    if (!sub) return refuse(notFound(ERROR_ID, `no subscription ${id}`));
+    if (req.method !== "POST") return refuse(methodNotAllowed(ERROR_ID, "Method not allowed"));
     const limit = this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    const tooLarge = (size: string) => requestEntityTooLarge(HTTP_BROKER_SERVICE, `message body of ${size} bytes exceeds the ${limit} byte limit`);
+    const tooLarge = (size: string) => requestEntityTooLarge(ERROR_ID, `message body of ${size} bytes exceeds the ${limit} byte limit`);
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > limit) return refuse(tooLarge(String(declared)));
     const chunks: Buffer[] = [];
@@ -134,24 +153,29 @@ export default class HttpBroker implements Broker {
     req.on("data", collect);
     req.on("end", async () => {
       if (size > limit) return;
-      let header: Record<string, string>;
+      let wire: WireMessage;
       try {
-        header = JSON.parse(decodeURIComponent(String(req.headers[HEADER_MESSAGE.toLowerCase()] ?? "%7B%7D"))) as Record<string, string>;
-        if (typeof header !== "object" || header === null || Array.isArray(header)) throw new TypeError("not an object");
+        wire = JSON.parse(Buffer.concat(chunks).toString()) as WireMessage;
+        if (wire?.Body != null && typeof wire.Body !== "string") throw new TypeError("Body is not base64"); // else a 500 from Buffer.from
       } catch {
-        fail(res, badRequest(HTTP_BROKER_SERVICE, "malformed message header"));
+        fail(res, badRequest(ERROR_ID, "Error parsing request body: not a broker message"));
+        return;
+      }
+      const { [HEADER_TOPIC]: topic, ...header } = wire?.Header ?? {};
+      if (sub.topic !== topic) {
+        fail(res, notFound(ERROR_ID, `no subscription ${id} to ${topic}`));
         return;
       }
       try {
-        await sub.handler({ topic: sub.topic, message: { header, body: Buffer.concat(chunks) }, ack: noAck });
+        await sub.handler({ topic: sub.topic, message: { header, body: Buffer.from(wire.Body ?? "", "base64") }, ack: noAck });
         res.writeHead(200).end();
       } catch (err) {
-        fail(res, MicroError.from(err, HTTP_BROKER_SERVICE));
+        fail(res, MicroError.from(err, ERROR_ID));
       }
     });
   }
 
-  private post(node: Node, topic: string, message: Message): Promise<void> {
+  private post(node: Node, body: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(node.address);
       const req = http.request(
@@ -160,13 +184,8 @@ export default class HttpBroker implements Broker {
           host,
           port,
           method: "POST",
-          path: `/${encodeURIComponent(node.metadata?.subscription ?? "")}`,
-          headers: {
-            [HEADER_TOPIC]: encodeURIComponent(topic),
-            [HEADER_MESSAGE]: encodeURIComponent(JSON.stringify(message.header)),
-            "Content-Type": "application/octet-stream",
-            "Content-Length": message.body.length,
-          },
+          path: `/?id=${encodeURIComponent(node.id)}`,
+          headers: { "Content-Type": "application/json", "Content-Length": body.length },
           timeout: 10_000,
         },
         (res) => {
@@ -179,17 +198,17 @@ export default class HttpBroker implements Broker {
       );
       req.on("timeout", () => req.destroy(new Error(`${node.address} did not answer in time`)));
       req.on("error", reject);
-      req.end(message.body);
+      req.end(body);
     });
   }
 
   /** Delivers to one of candidates, moving to another after a failure; returns the last error. */
-  private async deliver(candidates: Node[], topic: string, message: Message): Promise<Error | undefined> {
+  private async deliver(candidates: Node[], body: Buffer): Promise<Error | undefined> {
     let lastError: Error | undefined;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const node = candidates[(Math.floor(Math.random() * candidates.length) + attempt) % candidates.length]!;
       try {
-        await this.post(node, topic, message);
+        await this.post(node, body);
         return undefined;
       } catch (err) {
         lastError = err as Error;
@@ -209,17 +228,19 @@ export default class HttpBroker implements Broker {
       if (isNotFound(err)) return; // no subscriber anywhere: not a failure
       throw err;
     }
+    const wire: WireMessage = { Header: { ...message.header, [HEADER_TOPIC]: topic }, Body: Buffer.from(message.body).toString("base64") };
+    const body = Buffer.from(JSON.stringify(wire));
     const deliveries: Promise<Error | undefined>[] = [];
     for (const s of services) {
-      const nodes = s.nodes.filter((n) => n.metadata?.topic === topic);
+      const nodes = s.nodes.filter((n) => n.metadata?.broker === "http" && n.metadata.topic === topic);
       if (nodes.length === 0) continue;
-      if (s.version === BROADCAST_VERSION) for (const n of nodes) deliveries.push(this.deliver([n], topic, message));
-      else deliveries.push(this.deliver(nodes, topic, message));
+      if (s.version === BROADCAST_VERSION) for (const n of nodes) deliveries.push(this.deliver([n], body));
+      else deliveries.push(this.deliver(nodes, body));
     }
     const failures = (await Promise.all(deliveries)).filter((e): e is Error => e !== undefined);
     if (failures.length > 0) {
       throw internalServerError(
-        HTTP_BROKER_SERVICE,
+        ERROR_ID,
         `publish to ${topic}: ${failures.length} of ${deliveries.length} deliveries failed after ${MAX_ATTEMPTS} attempts: ${failures[0]!.message}`,
       );
     }
@@ -229,11 +250,12 @@ export default class HttpBroker implements Broker {
     if (!this.server) throw new Error("http broker: not connected");
     checkTopic("http", topic);
     checkQueue("http", opts.queue);
-    const id = `${HTTP_BROKER_SERVICE}-${randomUUID()}`;
+    // go-micro's node id is "<topic>-go.micro.http.broker-<broker uuid>"; one per subscription here.
+    const id = `${topic}-go.micro.http.broker-${randomUUID()}`;
     const service: Service = {
       name: HTTP_BROKER_SERVICE,
       version: opts.queue ?? BROADCAST_VERSION,
-      nodes: [{ id, address: this.boundAddress, metadata: { broker: "http", topic, subscription: id } }],
+      nodes: [{ id, address: this.boundAddress, metadata: { secure: "false", broker: "http", topic } }],
     };
     const sub: HttpSubscription = {
       id,

@@ -1,6 +1,8 @@
 /**
  * Kafka broker (@platformatic/kafka). Topics are Kafka topics (created on first use by the
- * server's defaults); headers are Kafka record headers; publish() resolves once all in-sync
+ * server's defaults); the record value is go-micro's JSON broker.Message envelope (headers and
+ * base64 body), as go-micro's kafka broker writes and reads it (a value that is no envelope
+ * arrives as the body, with the record headers); publish() resolves once all in-sync
  * replicas have the record. A queue group is a consumer group "<group>:<topic>" that resumes from
  * its committed offsets; a subscriber without a queue gets a consumer group of its own that starts
  * at the end of the topic. An offset is committed after the handler returns (or calls ack(), with
@@ -16,7 +18,17 @@ import { once } from "node:events";
 import type * as Kafka from "@platformatic/kafka";
 import { importOptional } from "../cmd/plugins.ts";
 import type { Handler, Message, SubscribeOptions } from "./broker.ts";
-import { BrokerInputError, NetworkBroker, keepRunning, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+import {
+  BrokerInputError,
+  NetworkBroker,
+  decodeEnvelope,
+  encodeEnvelope,
+  keepRunning,
+  queueObjectName,
+  retry,
+  type NetworkBrokerOptions,
+  type StopListening,
+} from "./shared.ts";
 
 type StringHeaders = { headerKey: Kafka.Serializer<string>; headerValue: Kafka.Serializer<string> };
 type Producer = Kafka.Producer<Buffer, Buffer, string, string>;
@@ -66,8 +78,7 @@ export default class KafkaBroker extends NetworkBroker {
   }
 
   protected async send(topic: string, message: Message): Promise<void> {
-    const value = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
-    const sent = this.producer!.send({ messages: [{ topic, value, headers: message.header }] });
+    const sent = this.producer!.send({ messages: [{ topic, value: encodeEnvelope(message) }] });
     await this.whileReconnecting(
       sent.catch((err) => {
         throw publishError(topic, err);
@@ -142,7 +153,9 @@ export default class KafkaBroker extends NetworkBroker {
 
   /** Kafka cannot skip one record and redeliver it later: a failed record is retried in place. */
   private async deliverUntilHandled(handler: Handler, record: Kafka.Message<Buffer, Buffer, string, string>, opts: SubscribeOptions, signal: AbortSignal) {
-    const message = { header: Object.fromEntries(record.headers), body: record.value ?? Buffer.alloc(0) };
+    const value = record.value ?? Buffer.alloc(0);
+    const envelope = decodeEnvelope(value);
+    const message = envelope.error ? { header: Object.fromEntries(record.headers), body: value } : envelope.message;
     await retry(
       async () => {
         let failed = false;

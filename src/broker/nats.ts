@@ -1,9 +1,12 @@
 /**
- * NATS broker: topics are subjects, queue groups are NATS queue groups, headers are NATS headers.
+ * NATS broker: topics are subjects, queue groups are NATS queue groups. The payload is go-micro's
+ * JSON broker.Message envelope (headers and base64 body), as go-micro's nats broker sends and
+ * reads it, so Go and tsmicro nodes share subjects; a payload that is no envelope (a plain NATS
+ * publisher) arrives as the body with the message's NATS headers.
  *
  * With `jetstream: true` delivery is at-least-once: publish() resolves once JetStream has stored
  * the message (a stream per topic, created on first use unless one already captures the subject;
- * it keeps messages for `jetstreamMaxAge`), and subscribers ack explicitly — a message whose handler throws, or that is never acked, is
+ * it keeps messages for `jetstreamMaxAge`; headers are NATS headers there), and subscribers ack explicitly — a message whose handler throws, or that is never acked, is
  * delivered again. A queue group is a durable consumer shared by its members, so messages wait
  * while the whole group is away; a subscriber without a queue gets its own consumer, removed when
  * it unsubscribes. The client reconnects and resubscribes by itself after a server restart.
@@ -13,7 +16,7 @@ import type * as Nats from "@nats-io/transport-node";
 import type * as JetStream from "@nats-io/jetstream";
 import { importOptional } from "../cmd/plugins.ts";
 import type { BrokerOptions, Handler, Message, SubscribeOptions } from "./broker.ts";
-import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type StopListening } from "./shared.ts";
+import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, decodeEnvelope, encodeEnvelope, type StopListening } from "./shared.ts";
 
 export interface NatsBrokerOptions extends BrokerOptions {
   /** At-least-once delivery through JetStream (the server must run with JetStream enabled). */
@@ -84,11 +87,10 @@ export default class NatsBroker extends NetworkBroker {
   }
 
   protected send(topic: string, message: Message): Promise<void> {
-    const options = { headers: this.toNatsHeaders(message.header) };
-    if (this.jetstream) return this.sendToStream(this.jetstream, topic, message, options);
+    if (this.jetstream) return this.sendToStream(this.jetstream, topic, message, { headers: this.toNatsHeaders(message.header) });
     const connection = this.connection!;
     try {
-      connection.publish(topic, message.body, options);
+      connection.publish(topic, encodeEnvelope(message));
     } catch (err) {
       return Promise.reject(this.publishError(err));
     }
@@ -114,7 +116,8 @@ export default class NatsBroker extends NetworkBroker {
       queue: opts.queue,
       callback: (err, msg) => {
         if (err) return this.warn(`subscription to ${topic} failed`, err);
-        void this.deliver(handler, msg.subject, this.toMessage(msg), NOTHING_TO_SETTLE, opts);
+        const { message, error } = decodeEnvelope(msg.data);
+        void this.deliver(handler, msg.subject, error ? this.toMessage(msg) : message, NOTHING_TO_SETTLE, opts);
       },
     });
     await connection.flush(); // the server has the subscription before subscribe() returns
@@ -196,7 +199,7 @@ export default class NatsBroker extends NetworkBroker {
   private publishError(err: unknown): unknown {
     if (!/max_payload/.test(String(err))) return err;
     const limit = this.connection?.info?.max_payload;
-    return new BrokerInputError(`nats broker: message (body plus headers) exceeds the server's max_payload of ${limit} bytes`);
+    return new BrokerInputError(`nats broker: message (its envelope of headers and base64 body) exceeds the server's max_payload of ${limit} bytes`);
   }
 
   /** NATS headers of a message; messages mostly repeat a few header sets, whose (read-only) objects are kept. */

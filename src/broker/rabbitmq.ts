@@ -105,8 +105,8 @@ export default class RabbitMQBroker extends NetworkBroker {
     const connection = await this.amqp!.connect(this.serverUrls(["amqp", "amqps"])[0]!);
     connection.on("error", () => {}); // always followed by "close", handled below
     try {
+      await this.declareExchange(connection);
       const publisher = await connection.createConfirmChannel();
-      await publisher.assertExchange(this.exchange(), "topic", { durable: true });
       const session = { connection, publisher };
       connection.once("close", (err?: Error) => this.reconnect(err));
       this.closeWhenChannelFails(session, publisher, () => true);
@@ -114,6 +114,21 @@ export default class RabbitMQBroker extends NetworkBroker {
     } catch (err) {
       await connection.close().catch(() => {});
       throw err;
+    }
+  }
+
+  /**
+   * Declares the durable topic exchange, or takes it as it is when it exists with other flags:
+   * go-micro declares "micro" not durable, and a mixed fleet shares whichever came first.
+   */
+  private async declareExchange(connection: Amqp.ChannelModel): Promise<void> {
+    const channel = await connection.createChannel();
+    channel.on("error", () => {}); // a refused declaration closes the channel; the rejection says why
+    try {
+      await channel.assertExchange(this.exchange(), "topic", { durable: true });
+      await channel.close();
+    } catch (err) {
+      if ((err as { code?: number }).code !== 406) throw err; // 406 PRECONDITION_FAILED: it exists, with other flags
     }
   }
 

@@ -10,7 +10,7 @@
  * - With `streams: true`, subscribers without a queue also read the stream, each through a
  *   consumer group of its own (removed when it unsubscribes): at-least-once fan-out.
  *
- * Messages travel in the shared binary envelope (headers + body). publish() runs one script that
+ * Messages travel in go-micro's JSON envelope (headers + base64 body). publish() runs one script that
  * PUBLISHes the message and, when the topic's stream exists (some group reads it), XADDs it
  * there, trimmed to about `maxLen` entries — so topics without groups store nothing.
  * The client reconnects by itself and renews pub/sub subscriptions; stream readers retry with

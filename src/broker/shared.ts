@@ -315,25 +315,38 @@ export async function keepRunning(step: () => Promise<void>, signal: AbortSignal
   while (!signal.aborted) await retry(step, signal, onFailure);
 }
 
-// Envelope for engines whose messages have no headers (Redis): magic, header length, header JSON, body.
-const ENVELOPE_MAGIC = Buffer.from("TSM1");
-
-export function encodeEnvelope(message: Message): Buffer {
-  const header = Buffer.from(JSON.stringify(message.header ?? {}));
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(header.length);
-  return Buffer.concat([ENVELOPE_MAGIC, length, header, message.body]);
+/**
+ * The payload go-micro's nats, mqtt, redis, kafka and nsq brokers send: the JSON of its
+ * broker.Message, {"Header":{…},"Body":"<base64>"} (the Go struct has no JSON tags; []byte is
+ * base64). tsmicro uses it wherever an engine has no headers of its own or go-micro ignores them,
+ * so Go and tsmicro nodes read each other's messages.
+ */
+interface WireMessage {
+  Header?: Record<string, string> | null;
+  Body?: string | null;
 }
 
+export function encodeEnvelope(message: Message): Buffer {
+  const wire: WireMessage = { Header: message.header ?? {}, Body: Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength).toString("base64") };
+  return Buffer.from(JSON.stringify(wire));
+}
+
+const isEnvelope = (v: unknown): v is WireMessage => {
+  if (typeof v !== "object" || v === null || Array.isArray(v) || !("Header" in v || "Body" in v)) return false;
+  const { Header, Body } = v as WireMessage;
+  const headerOk = Header == null || (typeof Header === "object" && !Array.isArray(Header) && Object.values(Header).every((h) => typeof h === "string"));
+  return headerOk && (Body == null || typeof Body === "string");
+};
+
 /** Decodes an envelope; bytes that are not one (another publisher) arrive as the body, with error set. */
-export function decodeEnvelope(bytes: Buffer): { message: Message; error?: Error } {
+export function decodeEnvelope(bytes: Uint8Array): { message: Message; error?: Error } {
+  const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let wire: unknown;
   try {
-    if (bytes.length < 8 || !bytes.subarray(0, 4).equals(ENVELOPE_MAGIC)) throw new Error("no tsmicro envelope");
-    const headerEnd = 8 + bytes.readUInt32BE(4);
-    if (headerEnd > bytes.length) throw new Error("truncated tsmicro envelope");
-    const header = JSON.parse(bytes.subarray(8, headerEnd).toString()) as Record<string, string>;
-    return { message: { header, body: bytes.subarray(headerEnd) } };
+    wire = JSON.parse(raw.toString());
   } catch (err) {
-    return { message: { header: {}, body: bytes }, error: new Error(`undecodable message: ${(err as Error).message}`) };
+    return { message: { header: {}, body: bytes }, error: new Error(`undecodable message: not JSON: ${(err as Error).message}`) };
   }
+  if (!isEnvelope(wire)) return { message: { header: {}, body: bytes }, error: new Error("undecodable message: not a go-micro broker.Message") };
+  return { message: { header: wire.Header ?? {}, body: Buffer.from(wire.Body ?? "", "base64") } };
 }

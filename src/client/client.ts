@@ -9,13 +9,17 @@ import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
 import { TcpClientTransport } from "../transport/tcp.ts";
-import type { ClientTransport, Headers } from "../transport/transport.ts";
+import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 
 const CLIENT_ID = "go.micro.client";
 
 export interface ClientOptions {
   registry: Registry;
-  /** "tcp" (default, fastest), "http", or a transport instance. */
+  /**
+   * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
+   * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
+   * every node. Or a transport instance, used with every node.
+   */
   transport?: "tcp" | "http" | ClientTransport;
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
@@ -59,7 +63,8 @@ export interface CallOptions {
 /** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
 const backoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
 
-const isRetryable = (err: MicroError) => err.retryable || err.code === 503;
+/** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
+const isRetryable = (err: MicroError) => err.retryable || err.code === 503 || err.code === 408;
 
 const cancelled = (signal: AbortSignal) => timeout(CLIENT_ID, `call cancelled: ${signal.reason instanceof Error ? signal.reason.message : String(signal.reason)}`);
 
@@ -78,18 +83,20 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pr
 
 export class Client {
   readonly selector: Selector;
+  /** The transport for nodes that do not advertise tcp. */
   readonly transport: ClientTransport;
+  /** The transport for nodes that advertise tcp, when the client prefers it. */
+  private readonly tcp?: ClientTransport;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
-    this.transport =
-      typeof opts.transport === "object"
-        ? opts.transport
-        : opts.transport === "http"
-          ? new HttpClientTransport(transportOpts)
-          : new TcpClientTransport(transportOpts);
+    if (typeof opts.transport === "object") this.transport = opts.transport;
+    else {
+      this.transport = new HttpClientTransport(transportOpts);
+      if (opts.transport !== "http") this.tcp = new TcpClientTransport(transportOpts);
+    }
     this.options = {
       retries: opts.retries ?? 1,
       requestTimeout: opts.requestTimeout ?? 5000,
@@ -108,14 +115,19 @@ export class Client {
     } catch (err) {
       throw badRequest(CLIENT_ID, `cannot encode the request for ${endpoint}: ${(err as Error).message}`);
     }
-    const req = { service, endpoint, contentType: codec.contentType, headers: opts.headers ?? {}, body };
     const timeoutMs = opts.requestTimeout ?? this.options.requestTimeout;
+    // go-micro's Timeout header (nanoseconds) becomes the server's deadline for the handler.
+    const headers = { ...opts.headers, [HEADER.timeout]: String(Math.round(timeoutMs * 1e6)) };
+    const req = { service, endpoint, contentType: codec.contentType, headers, body };
     const retries = opts.retries ?? this.options.retries;
     const { signal } = opts;
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
 
-    const next = opts.address ? () => ({ id: opts.address!, address: opts.address! }) : await unlessAborted(this.next(service, opts), signal);
+    // A node called by address alone is taken to speak the preferred transport.
+    const next = opts.address
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.tcp ? "tcp" : "http" } })
+      : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
@@ -133,10 +145,13 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        res = await unlessAborted(this.transport.request(node.address, req, Math.min(timeoutMs, Math.ceil(left))), signal);
+        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
+        const attemptMs = Math.min(timeoutMs, Math.ceil(left));
+        headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
+        res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
-        if (!isRetryable(e)) throw e;
+        if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried
         (failed ??= new Set()).add(node.id);
         this.selector.penalise(node);
         lastError = e;
@@ -162,7 +177,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await this.transport.close();
+    await Promise.all([this.transport.close(), this.tcp?.close()]);
   }
 }
 

@@ -1,9 +1,11 @@
 /**
  * NATS registry, speaking go-micro's protocol: nothing is stored on the server. Every registry
- * answers queries on micro.registry.nats.query for the services it registered, so a lookup is a
- * request that collects the answers arriving within queryTimeout; a process that dies stops
- * answering at once. Registrations are announced on micro.registry.nats.watch (go-micro's Result
- * JSON, plus the ttl, which lets watchers forget a node that stopped re-announcing itself).
+ * answers queries for the services it registered, so a lookup is a request that collects the
+ * answers arriving within queryTimeout; a process that dies stops answering at once.
+ * Registrations are announced as go-micro's Result JSON, plus the ttl, which lets watchers forget
+ * a node that stopped re-announcing itself. go-micro v5+ uses the subjects micro.nats.query and
+ * micro.nats.watch, the v4 plugin micro.registry.nats.query and .watch: tsmicro answers, asks,
+ * announces and listens on both, so it shares a NATS server with Go nodes of either.
  */
 import type { NatsConnection, Msg } from "@nats-io/transport-node";
 import { importOptional } from "../cmd/plugins.ts";
@@ -28,8 +30,9 @@ import {
 
 type NatsModule = typeof import("@nats-io/transport-node");
 
-const QUERY_SUBJECT = "micro.registry.nats.query";
-const WATCH_SUBJECT = "micro.registry.nats.watch";
+/** Query and watch subjects: go-micro v5+ first, then the v4 plugin's. */
+const QUERY_SUBJECTS = ["micro.nats.query", "micro.registry.nats.query"];
+const WATCH_SUBJECTS = ["micro.nats.watch", "micro.registry.nats.watch"];
 const DEFAULT_ADDRESS = "127.0.0.1:4222";
 /** How long a lookup collects answers (go-micro's default). */
 const DEFAULT_QUERY_TIMEOUT_MS = 100;
@@ -40,6 +43,12 @@ interface Result {
   service: Service;
   timestamp: number;
   ttl?: number;
+}
+
+/** A Result as Go writes it: registry.Result has no JSON tags, so its keys are capitalised. */
+function readResult(value: unknown): { action?: string; service?: unknown; ttl?: number } {
+  const r = (value ?? {}) as Record<string, unknown>;
+  return { action: (r.action ?? r.Action) as string | undefined, service: r.service ?? r.Service, ttl: r.ttl as number | undefined };
 }
 
 const nodeKey = (s: Service) => `${s.name}\0${s.nodes[0]!.id}`;
@@ -85,34 +94,38 @@ export default class NatsRegistry extends RegistryBase implements Registry {
         else if (status.type === "reconnect") this.connected = true;
       }
     })();
-    nc.subscribe(QUERY_SUBJECT, {
-      callback: (err, msg) => {
-        if (!err) this.answer(msg);
-      },
-    });
+    for (const subject of QUERY_SUBJECTS) {
+      nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (!err) this.answer(msg);
+        },
+      });
+    }
     return nc;
   }
 
   /** Answers a query with our nodes: one message per service version, as go-micro does. */
   private answer(msg: Msg): void {
     if (!msg.reply) return;
-    let query: Result;
+    let query: ReturnType<typeof readResult>;
     try {
-      query = msg.json<Result>();
+      query = readResult(msg.json());
     } catch {
       return;
     }
     const now = Date.now();
     for (const [key, entry] of this.local) if (entry.expiresAt <= now) this.local.delete(key);
     const ours = [...this.local.values()].map((e) => e.service);
-    const matching = query.action === "get" ? ours.filter((s) => s.name === query.service?.name) : query.action === "list" ? ours : [];
+    const wanted = (query.service as { name?: string; Name?: string } | undefined)?.name;
+    const matching = query.action === "get" ? ours.filter((s) => s.name === wanted) : query.action === "list" ? ours : [];
     for (const service of mergeByVersion(matching)) msg.respond(JSON.stringify(service));
   }
 
   private async announce(action: WatchAction, service: Service, ttl?: number): Promise<void> {
     const nc = await this.connection();
     const result: Result = { action, service, timestamp: Math.floor(Date.now() / 1000), ttl };
-    nc.publish(WATCH_SUBJECT, JSON.stringify(result));
+    const json = JSON.stringify(result);
+    for (const subject of WATCH_SUBJECTS) nc.publish(subject, json);
   }
 
   async register(service: Service, opts: RegisterOptions = {}): Promise<void> {
@@ -137,17 +150,21 @@ export default class NatsRegistry extends RegistryBase implements Registry {
     const nc = await this.connection();
     const query: Result = { action, service: { name, version: "", nodes: [] }, timestamp: Math.floor(Date.now() / 1000) };
     const maxWait = Number(this.opts.queryTimeout ?? DEFAULT_QUERY_TIMEOUT_MS);
-    const found: Service[] = [];
-    try {
-      for await (const answer of await nc.requestMany(QUERY_SUBJECT, JSON.stringify(query), { strategy: "timer", maxWait })) {
-        const service = decodeService(answer.string());
-        if (service) found.push(service);
+    const ask = async (subject: string): Promise<Service[]> => {
+      const found: Service[] = [];
+      try {
+        for await (const answer of await nc.requestMany(subject, JSON.stringify(query), { strategy: "timer", maxWait })) {
+          const service = decodeService(answer.string());
+          if (service) found.push(service);
+        }
+      } catch (err) {
+        // Nobody subscribed to queries means nobody has anything registered.
+        if ((err as Error).name !== "NoRespondersError") throw new RegistryUnavailableError("nats", err);
       }
-    } catch (err) {
-      // Nobody subscribed to queries means nobody has anything registered.
-      if ((err as Error).name !== "NoRespondersError") throw new RegistryUnavailableError("nats", err);
-    }
-    return found;
+      return found;
+    };
+    // tsmicro nodes answer on both subjects: the same node twice is merged by its id.
+    return (await Promise.all(QUERY_SUBJECTS.map(ask))).flat();
   }
 
   async getService(name: string): Promise<Service[]> {
@@ -197,36 +214,45 @@ export default class NatsRegistry extends RegistryBase implements Registry {
  */
 class Announcements {
   private readonly seen = new Map<string, { json: string; expiry?: NodeJS.Timeout }>();
+  /** Nodes deleted a moment ago: tsmicro announces on both watch subjects, a delete arrives twice. */
+  private readonly justDeleted = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly watchers: WatcherSet) {}
 
   listen(nc: NatsConnection): void {
     if (this.stopped) return;
-    nc.subscribe(WATCH_SUBJECT, {
-      callback: (err, msg) => {
-        if (err || this.stopped) return;
-        try {
-          this.handle(msg.json<Result>());
-        } catch {
-          /* not a Result: ignored */
-        }
-      },
-    });
+    for (const subject of WATCH_SUBJECTS) {
+      nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (err || this.stopped) return;
+          try {
+            this.handle(readResult(msg.json()));
+          } catch {
+            /* not a Result: ignored */
+          }
+        },
+      });
+    }
   }
 
-  private handle(result: Result): void {
+  private handle(result: ReturnType<typeof readResult>): void {
     const service = asService(result.service);
     if (!service || service.nodes.length === 0) return;
+    const now = Date.now();
+    for (const [key, at] of this.justDeleted) if (now - at > 2000) this.justDeleted.delete(key);
     for (const single of splitByNode(service)) {
       const key = nodeKey(single);
       const known = this.seen.get(key);
       clearTimeout(known?.expiry);
       if (result.action === "delete") {
         this.seen.delete(key);
+        if (!known && this.justDeleted.has(key)) continue;
+        this.justDeleted.set(key, now);
         this.watchers.emit("delete", single);
         continue;
       }
+      this.justDeleted.delete(key);
       const json = JSON.stringify(single);
       if (!known) this.watchers.emit("create", single);
       else if (known.json !== json) this.watchers.emit("update", single);

@@ -202,10 +202,10 @@ export const REGISTRY_PREFIX = "/micro/registry";
 /** A path segment: go-micro replaces "/" in names so each name stays one segment. */
 const pathSegment = (name: string) => name.replaceAll("/", "-");
 
-export const servicePath = (serviceName: string) => `${REGISTRY_PREFIX}/${pathSegment(serviceName)}`;
+export const servicePath = (serviceName: string, prefix = REGISTRY_PREFIX) => `${prefix}/${pathSegment(serviceName)}`;
 
 /** `/micro/registry/<service>/<node-id>` — the layout go-micro's etcd registry uses. */
-export const nodePath = (serviceName: string, nodeId: string) => `${servicePath(serviceName)}/${pathSegment(nodeId)}`;
+export const nodePath = (serviceName: string, nodeId: string, prefix = REGISTRY_PREFIX) => `${servicePath(serviceName, prefix)}/${pathSegment(nodeId)}`;
 
 /** The service once per node, each copy holding just that node: the unit stored per key. */
 export function splitByNode(service: Service): Service[] {
@@ -216,7 +216,13 @@ export function splitByNode(service: Service): Service[] {
 export function asService(value: unknown): Service | undefined {
   const s = value as Service | null | undefined;
   if (!s || typeof s.name !== "string" || !Array.isArray(s.nodes)) return undefined;
-  return { ...s, version: s.version ?? "" };
+  const service: Service = { ...s, version: s.version ?? "" };
+  // go-micro writes null for empty maps and lists (`"metadata":null`): read those as empty.
+  if (s.metadata === null) service.metadata = {};
+  if (s.endpoints === null) service.endpoints = [];
+  else if (s.endpoints) service.endpoints = s.endpoints.map((e) => (e.metadata === null ? { ...e, metadata: {} } : e));
+  service.nodes = s.nodes.map((n) => (n.metadata === null ? { ...n, metadata: {} } : n));
+  return service;
 }
 
 /** Parses a stored service; undefined for anything that is not one (foreign keys under the prefix). */

@@ -1,6 +1,6 @@
 /**
- * ZooKeeper registry: each node is an ephemeral znode /micro/registry/<service>/<node-id> holding
- * the JSON of the service with that one node. Ephemeral nodes live as long as the session that
+ * ZooKeeper registry: each node is an ephemeral znode /micro-registry/<service>/<node-id> (the
+ * layout of go-micro's zookeeper plugin) holding the JSON of the service with that one node. Ephemeral nodes live as long as the session that
  * created them, so registrations use a session whose timeout is the register TTL: a process that
  * dies without deregistering vanishes once that timeout passes. Each register call makes sure the
  * znode exists (re-creating it after the session expired, e.g. during a long outage).
@@ -9,7 +9,6 @@ import type { Socket } from "node:net";
 import { importOptional } from "../cmd/plugins.ts";
 import { logger } from "../logger.ts";
 import {
-  REGISTRY_PREFIX,
   RegistryBase,
   RegistryUnavailableError,
   WatcherSet,
@@ -26,6 +25,9 @@ import {
   type WatchOptions,
   type Watcher,
 } from "./registry.ts";
+
+/** go-micro's zookeeper plugin keeps its nodes under this path (its etcd registry under /micro/registry). */
+const ZK_PREFIX = "/micro-registry";
 
 /** The slice of node-zookeeper-client (which ships no types) this registry uses. */
 interface ZkState {
@@ -219,11 +221,11 @@ export default class ZookeeperRegistry extends RegistryBase implements Registry 
     const session = await this.session(ttlMs);
     const zk = (await this.zk)!;
     for (const single of splitByNode(service)) {
-      const path = nodePath(single.name, single.nodes[0]!.id);
+      const path = nodePath(single.name, single.nodes[0]!.id, ZK_PREFIX);
       const data = JSON.stringify(single);
       const exists = await session.call<unknown>("exists", (c, cb) => c.exists(path, undefined, cb));
       if (!exists) {
-        await session.call("mkdirp", (c, cb) => c.mkdirp(servicePath(single.name), cb));
+        await session.call("mkdirp", (c, cb) => c.mkdirp(servicePath(single.name, ZK_PREFIX), cb));
         await session.call("create", (c, cb) => c.create(path, Buffer.from(data), zk.CreateMode.EPHEMERAL, cb));
       } else if (this.written.get(path) !== data) {
         await session.call("setData", (c, cb) => c.setData(path, Buffer.from(data), -1, cb));
@@ -235,7 +237,7 @@ export default class ZookeeperRegistry extends RegistryBase implements Registry 
   async deregister(service: Service): Promise<void> {
     const session = await this.session();
     for (const node of service.nodes) {
-      const path = nodePath(service.name, node.id);
+      const path = nodePath(service.name, node.id, ZK_PREFIX);
       this.written.delete(path);
       try {
         await session.call<void>("remove", (c, cb) => c.remove(path, -1, cb));
@@ -267,7 +269,7 @@ export default class ZookeeperRegistry extends RegistryBase implements Registry 
   }
 
   private async serviceEntries(session: Session, name: string): Promise<Service[]> {
-    const dir = servicePath(name);
+    const dir = servicePath(name, ZK_PREFIX);
     const nodes = (await this.children(session, dir)) ?? [];
     const entries = await Promise.all(nodes.map((id) => this.entry(session, `${dir}/${id}`)));
     return entries.filter((e) => e !== undefined);
@@ -279,7 +281,7 @@ export default class ZookeeperRegistry extends RegistryBase implements Registry 
 
   async listServices(): Promise<Service[]> {
     const session = await this.session();
-    const names = (await this.children(session, REGISTRY_PREFIX)) ?? [];
+    const names = (await this.children(session, ZK_PREFIX)) ?? [];
     const entries = await Promise.all(names.map((name) => this.serviceEntries(session, name)));
     return serviceSummaries(entries.flat());
   }
@@ -308,7 +310,7 @@ export default class ZookeeperRegistry extends RegistryBase implements Registry 
 }
 
 /**
- * Mirrors /micro/registry/<service>/<node> through one-shot ZooKeeper watches and turns each
+ * Mirrors /micro-registry/<service>/<node> through one-shot ZooKeeper watches and turns each
  * change into watch events by diffing snapshots. A path is re-armed only after its watch fired,
  * so watches never pile up on paths that did not change.
  */
@@ -381,13 +383,13 @@ class TreeWatch {
       const next = new Map<string, Service>();
       // The prefix may not exist yet: an exists-watch tells us when it appears.
       const prefixExists = await session.call<unknown>("exists", (c, cb) =>
-        c.exists(REGISTRY_PREFIX, this.arm(`exists:${REGISTRY_PREFIX}`), cb),
+        c.exists(ZK_PREFIX, this.arm(`exists:${ZK_PREFIX}`), cb),
       );
       const names = prefixExists
-        ? await this.watched(`children:${REGISTRY_PREFIX}`, (w) => this.registry.children(session, REGISTRY_PREFIX, w))
+        ? await this.watched(`children:${ZK_PREFIX}`, (w) => this.registry.children(session, ZK_PREFIX, w))
         : undefined;
       for (const name of names ?? []) {
-        const dir = `${REGISTRY_PREFIX}/${name}`;
+        const dir = `${ZK_PREFIX}/${name}`;
         for (const id of (await this.watched(`children:${dir}`, (w) => this.registry.children(session, dir, w))) ?? []) {
           const path = `${dir}/${id}`;
           const key = `data:${path}`;

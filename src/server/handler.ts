@@ -11,7 +11,9 @@ export interface CallContext {
   endpoint: string;
   /** Request headers: the caller's metadata plus Micro-* headers. */
   headers: Headers;
-  /** Aborts when the caller is gone (its connection closed before the answer): stop the work. */
+  /** When the caller stops waiting (epoch ms), from its Timeout header; the call then answers 408. */
+  deadline?: number;
+  /** Aborts when the caller is gone (its connection closed before the answer) or its deadline passes: stop the work. */
   signal: AbortSignal;
 }
 

@@ -8,16 +8,16 @@ import net from "node:net";
 import os from "node:os";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
-import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, unsupportedMediaType } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
 import { createHttpHandler } from "../transport/http.ts";
 import { serveTcpConnection } from "../transport/tcp.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, HEADER, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
 import { logger } from "../logger.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
-import type { HandlerFn, HandlerOptions } from "./handler.ts";
+import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
 export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
@@ -131,7 +131,10 @@ export class Server {
     }
     let output: unknown;
     try {
-      output = await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: req.signal ?? NEVER_ABORTED });
+      const ctx: CallContext = { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: req.signal ?? NEVER_ABORTED };
+      // go-micro callers send their per-attempt timeout in nanoseconds; past it nobody listens.
+      const budgetMs = Number(req.headers[HEADER.timeout] ?? 0) / 1e6;
+      output = budgetMs > 0 ? await withDeadline(route, input, ctx, budgetMs, id) : await route.fn(input, ctx);
     } catch (err) {
       if (!(err instanceof MicroError)) logger.warn({ endpoint: req.endpoint, err }, "handler failed");
       return MicroError.from(err, id);
@@ -224,6 +227,31 @@ export class Server {
     }, 1000);
     await closed;
     clearTimeout(forced);
+  }
+}
+
+/** Runs the handler with ctx.deadline and ctx.signal set; rejects with a 408 once the budget is spent. */
+async function withDeadline(route: Route, input: unknown, ctx: CallContext, budgetMs: number, id: string): Promise<unknown> {
+  const controller = new AbortController();
+  ctx.deadline = Date.now() + budgetMs;
+  // The caller going away stops the work as its deadline does.
+  const callerGone = ctx.signal;
+  const forward = () => controller.abort(callerGone.reason);
+  if (callerGone.aborted) forward();
+  else callerGone.addEventListener("abort", forward, { once: true });
+  ctx.signal = controller.signal;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(timeout(id, `${ctx.endpoint} exceeded the caller's ${Math.round(budgetMs)}ms deadline`));
+    }, budgetMs);
+  });
+  try {
+    return await Promise.race([Promise.resolve().then(() => route.fn(input, ctx)), expired]);
+  } finally {
+    clearTimeout(timer);
+    callerGone.removeEventListener("abort", forward); // a tcp connection's signal outlives its calls
   }
 }
 

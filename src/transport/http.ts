@@ -1,9 +1,12 @@
 /**
- * HTTP transport with go-micro's headers, so a human can curl a node and go-micro tooling can talk
- * to it:  curl -H 'Micro-Endpoint: StudentManager.GetStudent' -H 'Content-Type: application/json' \
- *              -d '{"name":"davie"}' http://127.0.0.1:PORT/
- * The endpoint may also be the path: POST /StudentManager.GetStudent. Errors come back with the
- * error's code as HTTP status, the error JSON as body and in the Micro-Error header.
+ * go-micro's HTTP transport, so go-micro clients and servers and tsmicro call each other, and a
+ * human can curl a node:
+ *   curl -H 'Micro-Endpoint: StudentManager.GetStudent' -H 'Content-Type: application/json' \
+ *        -d '{"name":"davie"}' http://127.0.0.1:PORT/
+ * The endpoint may also be the path: POST /StudentManager.GetStudent. A go-micro caller (it sends
+ * Micro-Service) gets go-micro's answer to an error: HTTP 200, empty body, the error JSON in
+ * Micro-Error (go-micro turns any other status into a generic 500 and loses the code). Other
+ * callers get the error's code as HTTP status and the error JSON as body too.
  */
 import http from "node:http";
 import { randomUUID } from "node:crypto";
@@ -60,7 +63,9 @@ export class HttpClientTransport implements ClientTransport {
             ...req.headers,
             [HEADER.service]: req.service,
             [HEADER.endpoint]: req.endpoint,
+            [HEADER.method]: req.endpoint,
             [HEADER.contentType]: req.contentType,
+            Accept: req.contentType,
             [HEADER.id]: req.headers[HEADER.id] ?? randomUUID(),
             "Content-Length": req.body.length,
           },
@@ -78,12 +83,11 @@ export class HttpClientTransport implements ClientTransport {
             clearTimeout(timer);
             const body = Buffer.concat(chunks);
             const status = res.statusCode ?? 500;
-            if (status >= 200 && status < 300) {
-              resolve({ contentType: String(res.headers["content-type"] ?? "application/json"), body });
-              return;
-            }
             const errorHeader = res.headers[HEADER.error.toLowerCase()];
-            reject(MicroError.parse(typeof errorHeader === "string" ? errorHeader : body.toString()));
+            // go-micro servers answer errors with a 200 carrying Micro-Error.
+            if (typeof errorHeader === "string" && errorHeader !== "") reject(MicroError.parse(errorHeader));
+            else if (status >= 200 && status < 300) resolve({ contentType: String(res.headers["content-type"] ?? req.contentType), body });
+            else reject(MicroError.parse(body.toString()));
           });
         },
       );
@@ -121,7 +125,12 @@ export interface HttpServeOptions {
   draining(): boolean;
 }
 
-function writeError(res: http.ServerResponse, err: MicroError): void {
+function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = false): void {
+  if (goMicroCaller) {
+    res.writeHead(200, { [HEADER.error]: headerSafeJSON(err), "Content-Length": 0 });
+    res.end();
+    return;
+  }
   const body = JSON.stringify(err);
   res.writeHead(err.code >= 400 && err.code < 600 ? err.code : 500, {
     [HEADER.contentType]: "application/json",
@@ -188,7 +197,7 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       };
       void opts.track(
         dispatch(request).then((out) => {
-          if (out instanceof MicroError) return writeError(res, out);
+          if (out instanceof MicroError) return writeError(res, out, request.service !== "");
           res.writeHead(200, { [HEADER.contentType]: out.contentType, "Content-Length": out.body.length });
           res.end(out.body);
         }),

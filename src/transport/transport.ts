@@ -44,6 +44,9 @@ export interface ClientTransportOptions {
 export const HEADER = {
   service: "Micro-Service",
   endpoint: "Micro-Endpoint",
+  method: "Micro-Method",
+  /** The caller's per-attempt timeout in nanoseconds; the server's deadline for the handler. */
+  timeout: "Timeout",
   id: "Micro-Id",
   error: "Micro-Error",
   contentType: "Content-Type",

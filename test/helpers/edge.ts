@@ -13,7 +13,7 @@ export interface EdgeNode {
   proc: Proc;
   rpc: { host: string; port: number; address: string };
   broker: { host: string; port: number; address: string };
-  /** The subscription's delivery path on the broker port ("/<id>"). */
+  /** The subscription's delivery path on the broker port ("/?id=<subscriber node id>"). */
   subPath: string;
   stop(): Promise<void>;
 }
@@ -50,6 +50,11 @@ export function exchange(port: number, data: string | Buffer, timeoutMs = 10_000
   );
 }
 
+/** A delivery body in go-micro's http broker format, to the edge node's topic. */
+export function brokerMessage(header: Record<string, unknown>, body: string | Buffer): string {
+  return JSON.stringify({ Header: { ...header, "Micro-Topic": "edge.topic" }, Body: Buffer.from(body).toString("base64") });
+}
+
 /** The node's resident set size and its peak, in MiB (Linux /proc). */
 export function memoryMiB(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -70,8 +75,8 @@ export async function assertServing(node: EdgeNode): Promise<void> {
   }
   const res = await fetch(`http://${node.broker.address}${node.subPath}`, {
     method: "POST",
-    headers: { "Micro-Broker-Header": encodeURIComponent('{"k":"v"}'), "Content-Type": "application/octet-stream" },
-    body: "event",
+    headers: { "Content-Type": "application/json" },
+    body: brokerMessage({ k: "v" }, "event"),
     signal: AbortSignal.timeout(5_000),
   });
   if (res.status !== 200) throw new Error(`delivery to the subscriber answered ${res.status}: ${await res.text()}`);

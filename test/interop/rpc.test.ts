@@ -1,0 +1,188 @@
+/**
+ * RPC between tsmicro and real go-micro (v4.11 with plugins v4, v5) on registries both share: a Go
+ * client calls a tsmicro student_service and a tsmicro client calls a Go one, over go-micro's HTTP
+ * transport, with JSON and protobuf bodies, a handler error whose code and detail survive, the
+ * caller's Timeout header as the handler's deadline, and a killed node gone within its TTL.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { after, before, describe } from "node:test";
+import { create, toJson } from "@bufbuild/protobuf";
+import { Client, MicroError, PROTOBUF_TYPE, Service, createRegistry, isNotFound, notFound, type Registry } from "../../src/index.ts";
+import { StudentManager, StudentRequestSchema, StudentSchema } from "../../examples/student/gen/student_pb.ts";
+import { within } from "../helpers/net.ts";
+import { ETCD_FOR_GO, GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion } from "./peers.ts";
+
+const DAVIE = { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" };
+const ENDPOINT = "StudentManager.GetStudent";
+
+/** A registry both sides share: how tsmicro names it, and go-micro's settings for it. */
+interface SharedRegistry {
+  row: string;
+  tsmicro: string;
+  goMicro: Record<string, string>;
+}
+
+const REGISTRIES: SharedRegistry[] = [
+  { row: "etcd registry", tsmicro: "etcd://127.0.0.1:2379", goMicro: ETCD_FOR_GO },
+  { row: "nats registry", tsmicro: "nats://127.0.0.1:4222", goMicro: { MICRO_REGISTRY: "nats", MICRO_REGISTRY_ADDRESS: "127.0.0.1:4222" } },
+  { row: "consul registry", tsmicro: "consul://127.0.0.1:8500", goMicro: { MICRO_REGISTRY: "consul", MICRO_REGISTRY_ADDRESS: "127.0.0.1:8500" } },
+];
+
+const uniqueName = (what: string) => `interop_${what}_${randomUUID().slice(0, 8)}`;
+
+const REGISTER_NODE = fileURLToPath(new URL("../helpers/register-node.ts", import.meta.url));
+
+/**
+ * A Go client's call to a node that is registered. go-micro's nats registry gives answers 100 ms
+ * (not configurable by flag); on a loaded machine a lookup may miss the node: tried up to 3 times.
+ */
+async function goCall(version: GoMicroVersion, shared: SharedRegistry, env: Record<string, string>) {
+  for (let attempt = 1; ; attempt++) {
+    const line = await runPeer(version, { ...shared.goMicro, PEER_MODE: "client", ...env }, ["student", "error"]);
+    if (attempt >= 3 || !/not found|none available/.test(line.error?.detail ?? "")) return line;
+  }
+}
+
+/** One call by a fresh Go client (no cache): what go-micro's selector makes of the registry now. */
+const goLookup = (version: GoMicroVersion, shared: SharedRegistry, name: string) =>
+  runPeer(version, { ...shared.goMicro, PEER_MODE: "client", PEER_SERVICE: name, PEER_TIMEOUT_MS: "500", MICRO_CLIENT_RETRIES: "0" }, ["student", "error"]);
+
+/** The walkthrough's student_service in tsmicro, with the same cases as the Go one. */
+async function startTsStudentService(registry: string, name: string): Promise<Service> {
+  const service = new Service({ name, version: "v1.0.0", registry, broker: "memory", registerTTL: 10_000, registerInterval: 0, handleSignals: false });
+  service.handle(StudentManager, {
+    getStudent(req, ctx) {
+      if (req.name === "davie") return DAVIE;
+      if (req.name === "deadline") return { name: "deadline", grade: ctx.deadline === undefined ? -1 : ctx.deadline - Date.now() };
+      throw notFound(name, `no student named "${req.name}"`);
+    },
+  });
+  await service.start();
+  return service;
+}
+
+/** getService until the service is there (bounded): a nats lookup listens 100 ms for answers. */
+async function eventuallyFound(registry: Registry, name: string, withinMs = 5000) {
+  const started = Date.now();
+  for (;;) {
+    try {
+      return await registry.getService(name);
+    } catch (err) {
+      if (!isNotFound(err) || Date.now() - started > withinMs) throw err;
+    }
+  }
+}
+
+async function waitForGone(registry: Registry, name: string, withinMs: number): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      await registry.getService(name);
+    } catch (err) {
+      if (isNotFound(err)) return Date.now() - started;
+      throw err;
+    }
+    if (Date.now() - started > withinMs) assert.fail(`${name} still registered after ${withinMs}ms`);
+    await new Promise((r) => setTimeout(r, 250)); // polling the registry: there is no event for "expired" in every registry
+  }
+}
+
+for (const shared of REGISTRIES) {
+  for (const version of GO_MICRO_VERSIONS) {
+    describe(`${shared.row} · ${version}`, () => {
+      let registry: Registry;
+      before(async () => {
+        // nats: lookups listen 500 ms for answers (100 ms by default), for a loaded machine.
+        registry = await createRegistry(shared.tsmicro, { queryTimeout: 500 });
+      });
+      after(async () => {
+        await registry.close?.();
+      });
+
+      cell(shared.row, version, "go client → tsmicro server", async () => {
+        const name = uniqueName("students");
+        const service = await startTsStudentService(shared.tsmicro, name);
+        try {
+          const call = (studentName: string, contentType = "application/json") =>
+            goCall(version, shared, { PEER_SERVICE: name, PEER_NAME: studentName, PEER_CONTENT_TYPE: contentType });
+          assert.deepEqual(await call("davie"), { student: DAVIE }, "JSON body");
+          assert.deepEqual(await call("davie", PROTOBUF_TYPE), { student: DAVIE }, "protobuf body");
+          assert.deepEqual(await call("nobody"), { error: { id: name, code: 404, detail: 'no student named "nobody"', status: "Not Found" } }, "a handler error keeps its id, code and detail");
+          const { student } = await call("deadline", PROTOBUF_TYPE);
+          assert.ok(student.grade > 0 && student.grade <= 5000, `the handler's deadline is the Go client's Timeout (≤ 5 s): ${student.grade}ms left`);
+        } finally {
+          await service.stop();
+        }
+      });
+
+      cell(shared.row, version, "tsmicro client → go server", async () => {
+        const name = uniqueName("students");
+        const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "server", PEER_SERVICE: name });
+        const client = new Client({ registry });
+        try {
+          await peer.next((l) => "ready" in l, 20_000, "ready line");
+          assert.deepEqual(await client.call(name, ENDPOINT, { name: "davie" }), DAVIE, "JSON body");
+          const proto = await client.call(name, ENDPOINT, create(StudentRequestSchema, { name: "davie" }), {
+            contentType: PROTOBUF_TYPE,
+            requestSchema: StudentRequestSchema,
+            responseSchema: StudentSchema,
+          });
+          assert.deepEqual(toJson(StudentSchema, proto as never), DAVIE, "protobuf body");
+          const err = await client.call(name, ENDPOINT, { name: "nobody" }).then(
+            () => assert.fail("nobody should not be found"),
+            (e: MicroError) => e,
+          );
+          assert.ok(err instanceof MicroError);
+          assert.deepEqual(err.toJSON(), { id: name, code: 404, detail: 'no student named "nobody"', status: "Not Found" }, "the Go handler's error keeps its id, code and detail");
+          const left = await client.call<{ grade: number }>(name, ENDPOINT, { name: "deadline" }, { requestTimeout: 800 });
+          assert.ok(left.grade > 0 && left.grade <= 800, `the Go handler's deadline is our 800ms Timeout: ${left.grade}ms left`);
+        } finally {
+          await client.close();
+          await peer.stop();
+        }
+      });
+
+      cell(shared.row, version, "go node killed → gone within TTL", async () => {
+        const name = uniqueName("doomed");
+        const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "server", PEER_SERVICE: name, MICRO_REGISTER_TTL: "3", MICRO_REGISTER_INTERVAL: "1" });
+        try {
+          await peer.next((l) => "ready" in l, 20_000, "ready line");
+          const [found] = await eventuallyFound(registry, name);
+          assert.equal(found!.nodes[0]!.metadata?.protocol, "mucp");
+        } finally {
+          await peer.stop("SIGKILL");
+        }
+        const tookMs = await waitForGone(registry, name, 3000 + 2000);
+        assert.ok(tookMs <= 5000, `gone after ${tookMs}ms`);
+      });
+
+      cell(shared.row, version, "tsmicro node killed → gone within TTL", async () => {
+        const name = uniqueName("doomed");
+        const nodeId = `${name}-${randomUUID()}`;
+        // A tsmicro process registering one node (TTL 3 s, renewed every 1 s), then SIGKILLed.
+        const child = spawn(process.execPath, ["--import", "tsx", REGISTER_NODE, shared.tsmicro, name, nodeId, "3", "1"], { stdio: ["ignore", "pipe", "inherit"] });
+        const exited = once(child, "exit");
+        try {
+          await within(once(child.stdout!, "data"), 20_000, "the tsmicro node's first registration");
+          const seen = await goLookup(version, shared, name);
+          assert.equal(seen.error?.code, 500, "the node is found (the call fails to connect to its placeholder address, not to select it)");
+          assert.doesNotMatch(seen.error.detail, /not found/);
+        } finally {
+          child.kill("SIGKILL");
+          await exited;
+        }
+        const killedAt = Date.now();
+        for (;;) {
+          const { error } = await goLookup(version, shared, name);
+          // go-micro says "not found" for a service without entries, "none available" for one whose entries all failed their checks.
+          if (/not found|none available/.test(error?.detail ?? "")) break;
+          assert.ok(Date.now() - killedAt < 3000 + 3000, `go-micro still selects the killed node after ${Date.now() - killedAt}ms`);
+        }
+      });
+    });
+  }
+}
