@@ -53,7 +53,7 @@ const goLookup = (version: GoMicroVersion, shared: SharedRegistry, name: string)
 
 /** The walkthrough's student_service in tsmicro, with the same cases as the Go one. */
 async function startTsStudentService(registry: string, name: string): Promise<Service> {
-  const service = new Service({ name, version: "v1.0.0", registry, broker: "memory", registerTTL: 10_000, registerInterval: 0, handleSignals: false });
+  const service = new Service({ name, version: "v1.0.0", registry, broker: "memory", registerTTL: 10_000, registerInterval: 5_000, handleSignals: false });
   service.handle(StudentManager, {
     getStudent(req, ctx) {
       if (req.name === "davie") return DAVIE;
