@@ -176,10 +176,16 @@ async function eventually(
 }
 
 /** The next event matching cond (others are skipped), or a timeout failure. */
+/** A watcher.next() that outlived a timed-out wait: the event it gets belongs to the next wait. */
+const pendingNext = new WeakMap<Watcher, Promise<WatchEvent>>();
+
 async function nextEvent(watcher: Watcher, cond: (e: WatchEvent) => boolean, timeoutMs: number, what: string): Promise<WatchEvent> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const event = await within(watcher.next(), Math.max(1, deadline - Date.now()), `watch event: ${what}`);
+    const next = pendingNext.get(watcher) ?? watcher.next();
+    pendingNext.set(watcher, next);
+    const event = await within(next, Math.max(1, deadline - Date.now()), `watch event: ${what}`);
+    pendingNext.delete(watcher);
     if (cond(event)) return event;
   }
 }
