@@ -31,6 +31,7 @@ export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Co
 export { createRegistry, createBroker } from "./cmd/create.ts";
 export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
 export { OptionError } from "./cmd/options.ts";
+export { sharedToken, type Auth } from "./auth/auth.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";
 export {
   publishEvent,

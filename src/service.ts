@@ -173,6 +173,7 @@ export class Service {
       advertise: this.opts.advertise,
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
+      auth: this.opts.auth,
     });
     for (const add of this.handlers) add(server);
     this.server = server;

@@ -1,5 +1,6 @@
 /** Broker contract: the seed's go-micro method set, in TypeScript. */
 import type { Registry } from "../registry/registry.ts";
+import type { Auth } from "../auth/auth.ts";
 
 export interface Message {
   header: Record<string, string>;
@@ -50,6 +51,8 @@ export interface BrokerOptions {
   headerTimeoutMs?: number;
   /** Milliseconds a whole delivery may take to arrive (http broker); default 30000. */
   readTimeoutMs?: number;
+  /** Checks deliveries' credentials before their body is read, and sends its own with each (http broker); off by default. */
+  auth?: Auth;
   /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
   maxMessageSize?: number;
   /** Plugin-specific. */

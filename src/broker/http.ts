@@ -134,6 +134,8 @@ export default class HttpBroker implements Broker {
     const sub = this.subscriptions.get(id);
     if (!sub) return refuse(notFound(ERROR_ID, `no subscription ${id}`));
     if (req.method !== "POST") return refuse(methodNotAllowed(ERROR_ID, "Method not allowed"));
+    const denied = this.opts.auth?.verify({ Authorization: req.headers.authorization ?? "" }, ERROR_ID);
+    if (denied) return refuse(denied);
     const limit = this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     const tooLarge = (size: string) => requestEntityTooLarge(ERROR_ID, `message body of ${size} bytes exceeds the ${limit} byte limit`);
     const declared = Number(req.headers["content-length"] ?? 0);
@@ -185,7 +187,7 @@ export default class HttpBroker implements Broker {
           port,
           method: "POST",
           path: `/?id=${encodeURIComponent(node.id)}`,
-          headers: { "Content-Type": "application/json", "Content-Length": body.length },
+          headers: { ...this.opts.auth?.credentials(), "Content-Type": "application/json", "Content-Length": body.length },
           timeout: 10_000,
         },
         (res) => {

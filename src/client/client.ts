@@ -10,11 +10,14 @@ import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
 import { TcpClientTransport } from "../transport/tcp.ts";
 import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
+import type { Auth } from "../auth/auth.ts";
 
 const CLIENT_ID = "go.micro.client";
 
 export interface ClientOptions {
   registry: Registry;
+  /** Sends its credentials with every call. */
+  auth?: Auth;
   /**
    * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
    * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
@@ -88,9 +91,11 @@ export class Client {
   /** The transport for nodes that advertise tcp, when the client prefers it. */
   private readonly tcp?: ClientTransport;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
+  private readonly credentials?: Headers;
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
+    this.credentials = opts.auth?.credentials();
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
     if (typeof opts.transport === "object") this.transport = opts.transport;
     else {
@@ -117,7 +122,7 @@ export class Client {
     }
     const timeoutMs = opts.requestTimeout ?? this.options.requestTimeout;
     // go-micro's Timeout header (nanoseconds) becomes the server's deadline for the handler.
-    const headers = { ...opts.headers, [HEADER.timeout]: String(Math.round(timeoutMs * 1e6)) };
+    const headers = { ...this.credentials, ...opts.headers, [HEADER.timeout]: String(Math.round(timeoutMs * 1e6)) };
     const req = { service, endpoint, contentType: codec.contentType, headers, body };
     const retries = opts.retries ?? this.options.retries;
     const { signal } = opts;

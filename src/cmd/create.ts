@@ -63,7 +63,7 @@ export async function registryFor(o: ResolvedOptions): Promise<Registry> {
 
 /** A service's broker, given the service's registry (the http broker registers in it). */
 export async function brokerFor(o: ResolvedOptions, registry: Registry): Promise<Broker> {
-  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval) };
+  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth };
   if (typeof o.broker === "string") return createBroker(o.broker, { ...common, addresses: o.brokerAddress });
   await o.broker.init({ ...common, ...o.broker.options() });
   return o.broker;
@@ -79,5 +79,6 @@ export function clientFor(o: ResolvedOptions, registry: Registry): Client {
     requestTimeout: o.clientRequestTimeout,
     poolSize: o.clientPoolSize,
     maxMessageSize: o.maxMessageSize,
+    auth: o.auth,
   });
 }

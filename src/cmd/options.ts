@@ -7,6 +7,7 @@ import type { Broker } from "../broker/broker.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
 import type { ClientTransport } from "../transport/transport.ts";
+import type { Auth } from "../auth/auth.ts";
 
 export interface ServiceOptions {
   name?: string;
@@ -38,6 +39,8 @@ export interface ServiceOptions {
   drainTimeout?: Duration;
   /** Largest request or response body, in bytes. Default 4 MiB. */
   maxMessageSize?: number;
+  /** Who may call this service and post to its http broker subscriptions (e.g. sharedToken()); its client sends the same credentials. Off by default. */
+  auth?: Auth;
   /** How long a peer may stall mid-request before it is cut off. Default "30s". */
   readTimeout?: Duration;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */

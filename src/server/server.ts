@@ -18,6 +18,7 @@ import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
+import type { Auth } from "../auth/auth.ts";
 
 export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
@@ -28,6 +29,8 @@ interface Route extends HandlerOptions {
 export interface ServerOptions {
   /** The service name: error ids and the Micro-Service header. */
   name: string;
+  /** Checks every call's credentials before anything runs (off by default). */
+  auth?: Auth;
   /** host:port to bind; port 0 picks a free one. */
   address?: string;
   /** host:port to put in the registry instead of the bound address. */
@@ -55,7 +58,7 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe">> & Pick<ServerOptions, "advertise" | "describe">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth">> & Pick<ServerOptions, "advertise" | "describe" | "auth">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -119,6 +122,8 @@ export class Server {
   readonly dispatch = async (req: TransportRequest): Promise<TransportResponse | MicroError> => {
     const id = this.options.name;
     if (this.draining) return serviceUnavailable(id, "server is shutting down");
+    const denied = this.options.auth?.verify(req.headers, id);
+    if (denied) return denied;
     const route = this.routes.get(req.endpoint);
     if (!route) return notFound(id, `unknown endpoint ${req.endpoint || "(none)"}: this service serves ${[...this.routes.keys()].join(", ")}`);
     const codec = codecFor(req.contentType);

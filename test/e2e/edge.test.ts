@@ -12,6 +12,9 @@ import { Server, type CallContext } from "../../src/server/server.ts";
 import { FrameKind, encodeFrame } from "../../src/transport/frame.ts";
 import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
+import HttpBroker, { HTTP_BROKER_SERVICE } from "../../src/broker/http.ts";
+import { sharedToken } from "../../src/auth/auth.ts";
+import { Service } from "../../src/service.ts";
 import { assertServing, exchange, memoryMiB, startEdgeNode, type EdgeNode } from "../helpers/edge.ts";
 import { startTs, waitUntil, within } from "../helpers/net.ts";
 
@@ -318,6 +321,73 @@ describe("one deadline per call", () => {
       assert.deepEqual(await Promise.all(inFlight), [{ slept: 300 }, { slept: 300 }, { slept: 300 }]);
     } finally {
       await busy.close();
+    }
+  });
+});
+
+describe("auth", () => {
+  it("with a shared token, the RPC port (both protocols) and the http broker answer 401 without it and 403 with a wrong one, and run nothing", async () => {
+    const registry = new MemoryRegistry();
+    const server = new Server({ name: "guarded", auth: sharedToken("s3cret") });
+    let calls = 0;
+    server.handle("Guarded.Call", () => ({ calls: ++calls }));
+    const address = await server.start();
+    const broker = new HttpBroker({ registry, auth: sharedToken("s3cret") });
+    await broker.connect();
+    const received: string[] = [];
+    await broker.subscribe("guarded.topic", (e) => void received.push(Buffer.from(e.message.body).toString()));
+    const clients: Client[] = [];
+    const client = (transport: "tcp" | "http", token?: string) => {
+      const c = new Client({ registry, transport, retries: 0, auth: token === undefined ? undefined : sharedToken(token) });
+      clients.push(c);
+      return c;
+    };
+    try {
+      for (const transport of ["tcp", "http"] as const) {
+        const refused = async (c: Client) => ((await c.call("guarded", "Guarded.Call", {}, { address }).catch((e: MicroError) => e)) as MicroError).code;
+        assert.equal(await refused(client(transport)), 401, `${transport} without a token`);
+        assert.equal(await refused(client(transport, "guess")), 403, `${transport} with a wrong token`);
+        assert.deepEqual(await client(transport, "s3cret").call("guarded", "Guarded.Call", {}, { address }), { calls: 1 + (transport === "http" ? 1 : 0) });
+      }
+      assert.equal(calls, 2, "refused calls ran no handler");
+
+      // A forged event from someone who can read the registry: refused before its body is read.
+      const [sub] = await registry.getService(HTTP_BROKER_SERVICE);
+      const url = `http://${broker.address()}/?id=${encodeURIComponent(sub!.nodes[0]!.id)}`;
+      const forged = JSON.stringify({ Header: { "Micro-Topic": "guarded.topic" }, Body: Buffer.from("forged").toString("base64") });
+      for (const [authorization, status] of [[undefined, 401], ["Bearer guess", 403]] as const) {
+        const res = await fetch(url, { method: "POST", body: forged, headers: authorization ? { Authorization: authorization } : {}, signal: AbortSignal.timeout(5000) });
+        assert.equal(res.status, status);
+        assert.equal(((await res.json()) as { code: number }).code, status);
+      }
+      const publisher = new HttpBroker({ registry, auth: sharedToken("s3cret") });
+      await publisher.connect();
+      try {
+        await publisher.publish("guarded.topic", { header: {}, body: Buffer.from("signed") });
+      } finally {
+        await publisher.disconnect();
+      }
+      assert.deepEqual(received, ["signed"], "only the signed event reached the handler");
+    } finally {
+      for (const c of clients) await c.close();
+      await broker.disconnect();
+      await server.stop(100);
+    }
+  });
+
+  it("a Service's auth option guards its server, and its own client sends the credentials", async () => {
+    const registry = new MemoryRegistry();
+    const service = new Service({ name: "guarded_service", registry, broker: "memory", auth: sharedToken("s3cret"), handleSignals: false });
+    service.handle("Guarded.Call", () => ({ ok: true }));
+    await service.start();
+    const stranger = new Client({ registry, retries: 0 });
+    try {
+      assert.deepEqual(await service.call("guarded_service", "Guarded.Call", {}), { ok: true });
+      const refused = (await stranger.call("guarded_service", "Guarded.Call", {}).catch((e: MicroError) => e)) as MicroError;
+      assert.equal(refused.code, 401);
+    } finally {
+      await stranger.close();
+      await service.stop();
     }
   });
 });
