@@ -2,7 +2,8 @@
  * RPC between tsmicro and real go-micro (v4.11 with plugins v4, v5) on registries both share: a Go
  * client calls a tsmicro student_service and a tsmicro client calls a Go one, over go-micro's HTTP
  * transport, with JSON and protobuf bodies, a handler error whose code and detail survive, the
- * caller's Timeout header as the handler's deadline, and a killed node gone within its TTL.
+ * caller's Timeout header as the handler's deadline, a handler that overruns it (the caller gets a
+ * 408, the handler sees its deadline pass), and a killed node gone within its TTL.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -51,18 +52,39 @@ async function goCall(version: GoMicroVersion, shared: SharedRegistry, env: Reco
 const goLookup = (version: GoMicroVersion, shared: SharedRegistry, name: string) =>
   runPeer(version, { ...shared.goMicro, PEER_MODE: "client", PEER_SERVICE: name, PEER_TIMEOUT_MS: "500", MICRO_CLIENT_RETRIES: "0" }, ["student", "error"]);
 
+/** How a tsmicro handler's overrun ended: whether ctx.signal was aborted, and the ms from its start. */
+interface SlowEnd {
+  aborted: boolean;
+  tookMs: number;
+  /** The deadline the caller set, in ms from the handler's start. */
+  budgetMs: number;
+}
+
 /** The walkthrough's student_service in tsmicro, with the same cases as the Go one. */
-async function startTsStudentService(registry: string, name: string): Promise<Service> {
+async function startTsStudentService(registry: string, name: string, onSlowEnd?: (end: SlowEnd) => void): Promise<Service> {
   const service = new Service({ name, version: "v1.0.0", registry, broker: "memory", registerTTL: 10_000, registerInterval: 5_000, handleSignals: false });
   service.handle(StudentManager, {
     getStudent(req, ctx) {
       if (req.name === "davie") return DAVIE;
       if (req.name === "deadline") return { name: "deadline", grade: ctx.deadline === undefined ? -1 : ctx.deadline - Date.now() };
+      if (req.name === "slow") return overrun(ctx, onSlowEnd);
       throw notFound(name, `no student named "${req.name}"`);
     },
   });
   await service.start();
   return service;
+}
+
+/** Overruns the caller's deadline: waits for ctx.signal (at most 10 s) and reports how it ended. */
+async function overrun(ctx: { signal?: AbortSignal; deadline?: number }, onEnd?: (end: SlowEnd) => void) {
+  const started = Date.now();
+  const budgetMs = (ctx.deadline ?? Number.NaN) - started;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
+    ctx.signal?.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+  });
+  onEnd?.({ aborted: !!ctx.signal?.aborted, tookMs: Date.now() - started, budgetMs });
+  return { name: "slow" };
 }
 
 /** getService until the service is there (bounded): a nats lookup listens 100 ms for answers. */
@@ -140,6 +162,52 @@ for (const shared of REGISTRIES) {
           assert.deepEqual(err.toJSON(), { id: name, code: 404, detail: 'no student named "nobody"', status: "Not Found" }, "the Go handler's error keeps its id, code and detail");
           const left = await client.call<{ grade: number }>(name, ENDPOINT, { name: "deadline" }, { requestTimeout: 800 });
           assert.ok(left.grade > 0 && left.grade <= 800, `the Go handler's deadline is our 800ms Timeout: ${left.grade}ms left`);
+        } finally {
+          await client.close();
+          await peer.stop();
+        }
+      });
+
+      cell(shared.row, version, "go client → tsmicro handler overrunning its timeout: 408", async () => {
+        const name = uniqueName("slow");
+        let slowEnded!: (end: SlowEnd) => void;
+        const slowEnd = new Promise<SlowEnd>((resolve) => (slowEnded = resolve));
+        const service = await startTsStudentService(shared.tsmicro, name, slowEnded);
+        try {
+          const started = Date.now();
+          const { error } = await goCall(version, shared, { PEER_SERVICE: name, PEER_NAME: "slow", PEER_TIMEOUT_MS: "1000", MICRO_CLIENT_RETRIES: "0" });
+          assert.equal(error?.code, 408, `the Go client times out with go-micro's 408: ${JSON.stringify(error)}`);
+          // go-micro sends its dial timeout (5 s by default) as Timeout, not the request timeout.
+          const end = await within(slowEnd, 15_000, "the tsmicro handler's end");
+          assert.ok(end.aborted, "the tsmicro handler's ctx.signal is aborted");
+          assert.ok(end.budgetMs > 0 && end.budgetMs <= 5000, `the handler's deadline is the Go client's Timeout (≤ 5 s): ${end.budgetMs}ms`);
+          assert.ok(end.tookMs >= end.budgetMs - 50 && end.tookMs < end.budgetMs + 1000, `aborted at its deadline: after ${end.tookMs}ms of ${end.budgetMs}ms`);
+          assert.ok(Date.now() - started < 15_000);
+        } finally {
+          await service.stop();
+        }
+      });
+
+      cell(shared.row, version, "tsmicro client → go handler overrunning its timeout: 408", async () => {
+        const name = uniqueName("slow");
+        const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "server", PEER_SERVICE: name });
+        const client = new Client({ registry });
+        try {
+          await peer.next((l) => "ready" in l, 20_000, "ready line");
+          await eventuallyFound(registry, name);
+          const started = Date.now();
+          const err = await client.call(name, ENDPOINT, { name: "slow" }, { requestTimeout: 800, retries: 0 }).then(
+            () => assert.fail("the slow call should time out"),
+            (e: MicroError) => e,
+          );
+          const tookMs = Date.now() - started;
+          assert.ok(err instanceof MicroError, String(err));
+          assert.equal(err.code, 408, `tsmicro's client times out with 408: ${JSON.stringify(err)}`);
+          assert.ok(tookMs >= 750 && tookMs < 3000, `after the 800ms request timeout: ${tookMs}ms`);
+          const end = await peer.next((l) => "slow" in l, 5_000, "the Go handler's end");
+          // Its deadline (our Timeout header) passes, or the HTTP server cancels it as our client drops the request.
+          assert.match(end.ctxErr, /^context (deadline exceeded|canceled)$/, "the Go handler's ctx ends");
+          assert.ok(end.slow >= 700 && end.slow < 2000, `the Go handler's ctx ends at our 800ms timeout: after ${end.slow}ms`);
         } finally {
           await client.close();
           await peer.stop();

@@ -50,7 +50,8 @@ func fail(format string, args ...any) {
 }
 
 // StudentManager is the walkthrough's service: "davie" is found, "deadline" answers with the
-// milliseconds left before the deadline the caller's Timeout header set, anyone else is a 404.
+// milliseconds left before the deadline the caller's Timeout header set, "slow" overruns it,
+// anyone else is a 404.
 type StudentManager struct{ service string }
 
 func (h *StudentManager) GetStudent(ctx context.Context, req *pb.StudentRequest, rsp *pb.Student) error {
@@ -65,6 +66,15 @@ func (h *StudentManager) GetStudent(ctx context.Context, req *pb.StudentRequest,
 		}
 		rsp.Name, rsp.Grade = "deadline", int32(time.Until(deadline).Milliseconds())
 		return nil
+	case "slow":
+		// Overruns the caller's deadline: waits for ctx to end (at most 10 s) and reports how.
+		started := time.Now()
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
+		emit(map[string]any{"slow": time.Since(started).Milliseconds(), "ctxErr": fmt.Sprint(ctx.Err())})
+		return errors.Timeout(h.service, "slow: %v", ctx.Err())
 	}
 	return errors.NotFound(h.service, "no student named %q", req.Name)
 }
