@@ -280,7 +280,8 @@ describe("one deadline per call", () => {
   it("the call's timeout spans every retry: 5 retries of 300 ms attempts end at the 700 ms deadline with a 408", async () => {
     const { ms, err } = await timed({ requestTimeout: 300, retries: 5, timeout: 700 });
     assert.equal(err.code, 408);
-    assert.match(err.detail, /call timeout: the call's 700ms passed after [23] attempts: call timeout: no response/);
+    // The last attempt ends on the client's clock ("no response") or, given the few ms left, on the server's.
+    assert.match(err.detail, /call timeout: the call's 700ms passed after [23] attempts: (call timeout: no response|Slow\.Call exceeded the caller's \d+ms deadline)/);
     assert.ok(ms >= 650 && ms < 1200, `the call ended after ${ms.toFixed(0)} ms`);
   });
 
