@@ -53,9 +53,15 @@ async function startOwnServer(name: string, spec: ServerSpec): Promise<OwnServer
     }
     return proc;
   };
+  // A server that does not finish a graceful stop in time is killed, never left running.
   const shutdown = async (proc: Proc) => {
     proc.signal("SIGTERM");
-    await proc.exited(30_000);
+    try {
+      await proc.exited(30_000);
+    } catch {
+      proc.signal("SIGKILL");
+      await proc.exited(5_000);
+    }
   };
   let proc: Proc | undefined = await launch();
   return {
