@@ -181,7 +181,8 @@ for (const shared of REGISTRIES) {
           const end = await within(slowEnd, 15_000, "the tsmicro handler's end");
           assert.ok(end.aborted, "the tsmicro handler's ctx.signal is aborted");
           assert.ok(end.budgetMs > 0 && end.budgetMs <= 5000, `the handler's deadline is the Go client's Timeout (≤ 5 s): ${end.budgetMs}ms`);
-          assert.ok(end.tookMs >= end.budgetMs - 50 && end.tookMs < end.budgetMs + 1000, `aborted at its deadline: after ${end.tookMs}ms of ${end.budgetMs}ms`);
+          // Aborted when the Go client gives up (its 1 s request timeout closes the request), at the latest at that deadline.
+          assert.ok(end.tookMs >= 900 && end.tookMs < end.budgetMs + 1000, `aborted once the caller gave up: after ${end.tookMs}ms (deadline ${end.budgetMs}ms)`);
           assert.ok(Date.now() - started < 15_000);
         } finally {
           await service.stop();
@@ -205,9 +206,10 @@ for (const shared of REGISTRIES) {
           assert.equal(err.code, 408, `tsmicro's client times out with 408: ${JSON.stringify(err)}`);
           assert.ok(tookMs >= 750 && tookMs < 3000, `after the 800ms request timeout: ${tookMs}ms`);
           const end = await peer.next((l) => "slow" in l, 5_000, "the Go handler's end");
-          // Its deadline (our Timeout header) passes, or the HTTP server cancels it as our client drops the request.
+          // Its deadline (our Timeout header: what is left of the call's 800 ms once a node is selected)
+          // passes, or the HTTP server cancels it as our client drops the request.
           assert.match(end.ctxErr, /^context (deadline exceeded|canceled)$/, "the Go handler's ctx ends");
-          assert.ok(end.slow >= 700 && end.slow < 2000, `the Go handler's ctx ends at our 800ms timeout: after ${end.slow}ms`);
+          assert.ok(end.slow > 0 && end.slow < 2000, `the Go handler's ctx ends by our 800ms timeout: after ${end.slow}ms`);
         } finally {
           await client.close();
           await peer.stop();
