@@ -1,7 +1,11 @@
-// A go-micro v4.11 peer for tsmicro's interop suite: student_service, a client, a publisher and a
+// A go-micro peer for tsmicro's interop suite: student_service, a client, a publisher and a
 // subscriber of the walkthrough's Student, chosen by PEER_MODE. Registry, broker and their
 // addresses come from go-micro's own flags/environment (MICRO_REGISTRY, MICRO_BROKER, …), as in any
 // go-micro program. Every result is one JSON line on stdout.
+//
+// One source for every go-micro version: build.sh writes it into each version's module as main.go
+// with that version's import path (go-micro.dev/v5 here), so v4/ and v5/ hold only their go.mod and
+// what differs (v4/plugins.go: v4 keeps its registries and brokers in separate plugin modules).
 package main
 
 import (
@@ -15,19 +19,12 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/go-micro/plugins/v4/broker/kafka"
-	_ "github.com/go-micro/plugins/v4/broker/nats"
-	_ "github.com/go-micro/plugins/v4/broker/rabbitmq"
-	_ "github.com/go-micro/plugins/v4/broker/redis"
-	_ "github.com/go-micro/plugins/v4/registry/consul"
-	_ "github.com/go-micro/plugins/v4/registry/etcd"
-	_ "github.com/go-micro/plugins/v4/registry/nats"
-	"go-micro.dev/v4"
-	"go-micro.dev/v4/broker"
-	"go-micro.dev/v4/client"
-	"go-micro.dev/v4/errors"
-	"go-micro.dev/v4/metadata"
-	"go-micro.dev/v4/server"
+	micro "go-micro.dev/v5"
+	"go-micro.dev/v5/broker"
+	"go-micro.dev/v5/client"
+	"go-micro.dev/v5/errors"
+	"go-micro.dev/v5/metadata"
+	"go-micro.dev/v5/server"
 
 	pb "tsmicro.test/interop/studentpb"
 )
