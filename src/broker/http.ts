@@ -15,7 +15,7 @@ import { DEFAULT_MAX_MESSAGE_SIZE } from "../transport/transport.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { answerClientErrors, trickleProofTimeouts } from "../transport/http-guard.ts";
-import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
+import { checkMessage, checkQueue, checkTopic, decodeEnvelope, encodeEnvelope } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
 export const HTTP_BROKER_SERVICE = "micro.http.broker";
@@ -24,12 +24,6 @@ const ERROR_ID = "go.micro.broker";
 const BROADCAST_VERSION = "ff.http.broadcast";
 const HEADER_TOPIC = "Micro-Topic";
 const MAX_ATTEMPTS = 3;
-
-/** go-micro's broker.Message as its JSON codec writes it (no JSON tags: capitalised keys, body base64). */
-interface WireMessage {
-  Header?: Record<string, string> | null;
-  Body?: string | null;
-}
 
 /** The subscription a delivery is for (go-micro posts to /?id=<subscriber node id>); undefined for a URL that does not parse. */
 function subscriptionId(url: string | undefined): string | undefined {
@@ -155,21 +149,18 @@ export default class HttpBroker implements Broker {
     req.on("data", collect);
     req.on("end", async () => {
       if (size > limit) return;
-      let wire: WireMessage;
-      try {
-        wire = JSON.parse(Buffer.concat(chunks).toString()) as WireMessage;
-        if (wire?.Body != null && typeof wire.Body !== "string") throw new TypeError("Body is not base64"); // else a 500 from Buffer.from
-      } catch {
+      const { message, error } = decodeEnvelope(Buffer.concat(chunks));
+      if (error) {
         fail(res, badRequest(ERROR_ID, "Error parsing request body: not a broker message"));
         return;
       }
-      const { [HEADER_TOPIC]: topic, ...header } = wire?.Header ?? {};
+      const { [HEADER_TOPIC]: topic, ...header } = message.header;
       if (sub.topic !== topic) {
         fail(res, notFound(ERROR_ID, `no subscription ${id} to ${topic}`));
         return;
       }
       try {
-        await sub.handler({ topic: sub.topic, message: { header, body: Buffer.from(wire.Body ?? "", "base64") }, ack: noAck });
+        await sub.handler({ topic: sub.topic, message: { header, body: message.body }, ack: noAck });
         res.writeHead(200).end();
       } catch (err) {
         fail(res, MicroError.from(err, ERROR_ID));
@@ -230,8 +221,7 @@ export default class HttpBroker implements Broker {
       if (isNotFound(err)) return; // no subscriber anywhere: not a failure
       throw err;
     }
-    const wire: WireMessage = { Header: { ...message.header, [HEADER_TOPIC]: topic }, Body: Buffer.from(message.body).toString("base64") };
-    const body = Buffer.from(JSON.stringify(wire));
+    const body = encodeEnvelope({ header: { ...message.header, [HEADER_TOPIC]: topic }, body: message.body });
     const deliveries: Promise<Error | undefined>[] = [];
     for (const s of services) {
       const nodes = s.nodes.filter((n) => n.metadata?.broker === "http" && n.metadata.topic === topic);
