@@ -7,7 +7,7 @@ import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import { Client } from "../client/client.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
 import { toSeconds, type ResolvedOptions } from "./options.ts";
-import { BROKER_NAMES, REGISTRY_NAMES, UnknownPluginError, parsePluginRef, type PluginRef } from "./plugins.ts";
+import { BROKER_NAMES, REGISTRY_NAMES, UnknownPluginError, parsePluginRef } from "./plugins.ts";
 
 type Ctor<T, O> = new (opts?: O) => T;
 type Loader<T, O> = () => Promise<{ default: Ctor<T, O> }>;
@@ -37,22 +37,26 @@ const BROKERS: Record<(typeof BROKER_NAMES)[number], Loader<Broker, BrokerOption
   googlepubsub: () => import("../broker/googlepubsub.ts"),
 };
 
-async function load<T, O>(kind: "registry" | "broker", loaders: Record<string, Loader<T, O>>, ref: PluginRef): Promise<Ctor<T, O>> {
+/** Imports the named plugin and constructs it; a URI's addresses and query options join the options given. */
+async function create<T, O extends { addresses?: string[]; url?: string }>(
+  kind: "registry" | "broker",
+  loaders: Record<string, Loader<T, O>>,
+  value: string,
+  opts: O,
+): Promise<T> {
+  const ref = parsePluginRef(value);
   const loader = Object.hasOwn(loaders, ref.name) ? loaders[ref.name] : undefined;
   if (!loader) throw new UnknownPluginError(kind, ref.name, Object.keys(loaders));
-  return (await loader()).default;
+  const Plugin = (await loader()).default;
+  return new Plugin({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url } as O);
 }
 
-export async function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
-  const ref = parsePluginRef(value);
-  const RegistryClass = await load<Registry, RegistryOptions>("registry", REGISTRIES, ref);
-  return new RegistryClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
+export function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
+  return create("registry", REGISTRIES, value, opts);
 }
 
-export async function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
-  const ref = parsePluginRef(value);
-  const BrokerClass = await load<Broker, BrokerOptions>("broker", BROKERS, ref);
-  return new BrokerClass({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
+export function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
+  return create("broker", BROKERS, value, opts);
 }
 
 /** A service's registry: an instance given in code, or built from its name or URI. */
