@@ -54,7 +54,7 @@ export function encodeFrame(kind: FrameKind, id: number, headers: Headers | Buff
   return frame;
 }
 
-function decodeHeaderBlock(block: Buffer): Headers {
+export function decodeHeaderBlock(block: Buffer): Headers {
   const headers: Headers = {};
   let off = 0;
   while (off < block.length) {
