@@ -17,6 +17,13 @@ export interface Role {
   op?: () => unknown;
   /** Set by roles that measure what they receive (subscribers) instead of the ops they issue. */
   recorder?: Recorder;
+  /** Set by roles run by a program of their own (go-micro's): it generates the load and measures itself. */
+  external?: ExternalRole;
+}
+
+export interface ExternalRole {
+  load(concurrency: number): void;
+  mark(): Promise<{ cpuMicros: number; rss: number; stats: WindowStats }>;
 }
 
 export type RoleStart = (ctx: RoleContext) => Promise<Role>;

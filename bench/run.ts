@@ -11,6 +11,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { canConnect } from "../test/helpers/net.ts";
 import { codecBench, type CodecRow } from "./codec.ts";
+import { goMicroBinary } from "./go/build.ts";
 import { CONCURRENCY, runIdle, runLoad, type LoadResult, type Timing } from "./harness.ts";
 import { PUBSUB_WINDOW } from "./pubsub.ts";
 import { GOALS, IDLE_SCENARIOS, LOAD_SCENARIOS, type LoadScenario, type Measured } from "./scenarios.ts";
@@ -35,6 +36,17 @@ const timing: Timing = args.smoke
 const rounds = Number(args.rounds ?? (args.smoke ? 1 : 2));
 const selected = (id: string) => !args.only || args.only.split(",").some((part) => id.includes(part.trim()));
 
+/** Builds go-micro's program before anything is timed (minutes the first time); a reason to skip its rows if that fails. */
+function buildGoFixture(): string | undefined {
+  progress("[bench] go-micro fixture (bench/go)");
+  try {
+    goMicroBinary();
+    return undefined;
+  } catch (err) {
+    return `skipped: ${(err as Error).message}`;
+  }
+}
+
 type Row = { scenario: LoadScenario; result?: LoadResult; skipped?: string; failed?: string };
 
 const progress = (text: string) => process.stderr.write(`${text}\n`);
@@ -44,6 +56,8 @@ async function main(): Promise<void> {
   const loads = LOAD_SCENARIOS.filter((s) => selected(s.id));
   const rows = new Map<string, Row>(loads.map((s) => [s.id, { scenario: s }]));
   for (const s of loads) if (s.needsNats && !natsUp) rows.get(s.id)!.skipped = `skipped: NATS unreachable at 127.0.0.1:${NATS_PORT}`;
+  const goFixture = loads.some((s) => s.needsGo) ? buildGoFixture() : undefined;
+  if (goFixture) for (const s of loads) if (s.needsGo) rows.get(s.id)!.skipped = goFixture;
 
   // Rounds alternate the order, and each scenario keeps its best round: a burst of load from
   // elsewhere on the machine then costs one round of one scenario, not the comparison.

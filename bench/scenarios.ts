@@ -17,6 +17,8 @@ export interface LoadScenario {
   /** Whose operations count: the client's calls (RPC) or the subscriber's receipts (pub/sub). */
   measuredBy: "client" | "server";
   needsNats?: boolean;
+  /** Runs bench/go's go-micro program, built from the Go module proxy (needs go). */
+  needsGo?: boolean;
   /** Loopback ports to reserve up front (Moleculer TCP lists every node's port in its static urls). */
   ports?: number;
   /** Ids of the scenarios whose throughput this one is divided by. */
@@ -43,7 +45,7 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
     server: role("tsmicro", "server"),
     client: role("tsmicro", "tcp-client"),
     measuredBy: "client",
-    anchors: ["rpc.raw-tcp", "rpc.moleculer-tcp"],
+    anchors: ["rpc.raw-tcp", "rpc.moleculer-tcp", "rpc.gomicro"],
   },
   {
     id: "rpc.tsmicro-http",
@@ -83,6 +85,17 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
     client: role("moleculer", "tcp-client"),
     measuredBy: "client",
     ports: 2,
+    anchors: ["rpc.raw-tcp"],
+  },
+  {
+    id: "rpc.gomicro",
+    group: "rpc",
+    label: "go-micro v5, its default transport (http)",
+    short: "go-micro",
+    server: role("gomicro", "server"),
+    client: role("gomicro", "client"),
+    measuredBy: "client",
+    needsGo: true,
     anchors: ["rpc.raw-tcp"],
   },
   {
@@ -131,11 +144,22 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
   {
     id: "pubsub.tsmicro-http",
     group: "pubsub",
-    label: "tsmicro http broker (no NATS)",
+    label: "tsmicro http broker, the default (no NATS)",
     short: "tsmicro http broker",
     server: role("tsmicro", "http-broker-subscriber"),
     client: role("tsmicro", "http-broker-publisher"),
     measuredBy: "server",
+    anchors: ["pubsub.nats-raw", "pubsub.gomicro-http"],
+  },
+  {
+    id: "pubsub.gomicro-http",
+    group: "pubsub",
+    label: "go-micro v5 http broker, its default",
+    short: "go-micro http broker",
+    server: role("gomicro", "subscriber"),
+    client: role("gomicro", "publisher"),
+    measuredBy: "server",
+    needsGo: true,
     anchors: ["pubsub.nats-raw"],
   },
 ];
@@ -158,6 +182,7 @@ export interface Goal {
 
 export interface Measured {
   ops?: number;
+  p50?: number;
   p99?: number;
   rssBytes?: number;
 }
@@ -179,6 +204,8 @@ function atLeast(id: string, anchor: string, factor: number, text: string): Goal
 }
 
 export const GOALS: Goal[] = [
+  atLeast("rpc.tsmicro-tcp", "rpc.gomicro", 1.5, "tsmicro default RPC ≥ 1.5× go-micro default RPC"),
+  atLeast("pubsub.tsmicro-http", "pubsub.gomicro-http", 2, "tsmicro default broker ≥ 2× go-micro http broker"),
   atLeast("rpc.tsmicro-tcp", "rpc.moleculer-tcp", 1.5, "tsmicro default RPC ≥ 1.5× Moleculer TCP throughput"),
   {
     text: "tsmicro default RPC p99 no worse than Moleculer TCP's",
@@ -192,6 +219,18 @@ export const GOALS: Goal[] = [
   atLeast("rpc.tsmicro-tcp", "rpc.raw-tcp", 0.7, "tsmicro default RPC ≥ 0.7× the raw TCP floor"),
   atLeast("pubsub.tsmicro-nats", "pubsub.moleculer-nats", 1.2, "tsmicro over NATS ≥ 1.2× Moleculer over NATS"),
   atLeast("pubsub.tsmicro-nats", "pubsub.nats-raw", 0.8, "tsmicro NATS pub/sub ≥ 0.8× raw NATS client"),
+  {
+    text: "default (http) broker ≥ 50k events/s, p50 ≤ 5 ms, p99 ≤ 25 ms",
+    check(results) {
+      const r = results.get("pubsub.tsmicro-http");
+      if (r?.ops === undefined || r.p50 === undefined || r.p99 === undefined) return undefined;
+      return {
+        figure: `${Math.round(r.ops / 1000)}k/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
+        met: r.ops >= 50_000 && r.p50 <= 5 && r.p99 <= 25,
+      };
+    },
+  },
+  atLeast("pubsub.tsmicro-http", "pubsub.nats-raw", 0.4, "default (http) broker ≥ 0.4× raw NATS client"),
   {
     text: "idle tsmicro service ≤ 60 MB RSS",
     check(results) {
