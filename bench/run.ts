@@ -1,18 +1,19 @@
 /**
- * npm run bench [-- --smoke] [--only=id,…] [--rounds=N] [--window=ms] [--cpu-prof [--cpu-prof-dir=dir]]
+ * npm run bench [-- --smoke] [--only=id,…] [--rounds=N] [--window=ms] [--node=N] [--cpu-prof [--cpu-prof-dir=dir]]
  *
  * Runs every scenario of scenarios.ts with client and server in separate processes on 127.0.0.1
  * and prints one table: throughput, latency, CPU per process, ratios against the anchors of this
  * same run, idle RSS, and whether the goals hold. Progress goes to stderr, the table to stdout.
  */
 import os from "node:os";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { canConnect } from "../test/helpers/net.ts";
 import { codecBench, type CodecRow } from "./codec.ts";
 import { goMicroBinary } from "./go/build.ts";
-import { CONCURRENCY, runIdle, runLoad, type LoadResult, type Timing } from "./harness.ts";
+import { CONCURRENCY, nodeBinary, runIdle, runLoad, type LoadResult, type Timing } from "./harness.ts";
 import { PUBSUB_WINDOW } from "./pubsub.ts";
 import { GOALS, IDLE_SCENARIOS, LOAD_SCENARIOS, type LoadScenario, type Measured } from "./scenarios.ts";
 
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     window: { type: "string" },
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string", default: ".tmp/profiles" },
+    node: { type: "string" },
   },
 });
 const profileDir = args["cpu-prof"] ? args["cpu-prof-dir"] : undefined;
@@ -47,6 +49,10 @@ function buildGoFixture(): string | undefined {
   }
 }
 
+const ownMajor = Number(process.versions.node.split(".")[0]);
+const nodeMajor = (s: LoadScenario) => (args.node ? Number(args.node) : (s.node ?? ownMajor));
+const nodeFor = (s: LoadScenario) => nodeBinary(nodeMajor(s));
+
 type Row = { scenario: LoadScenario; result?: LoadResult; skipped?: string; failed?: string };
 
 const progress = (text: string) => process.stderr.write(`${text}\n`);
@@ -56,6 +62,7 @@ async function main(): Promise<void> {
   const loads = LOAD_SCENARIOS.filter((s) => selected(s.id));
   const rows = new Map<string, Row>(loads.map((s) => [s.id, { scenario: s }]));
   for (const s of loads) if (s.needsNats && !natsUp) rows.get(s.id)!.skipped = `skipped: NATS unreachable at 127.0.0.1:${NATS_PORT}`;
+  for (const s of loads) if (!nodeFor(s)) rows.get(s.id)!.skipped = `skipped: no Node ${nodeMajor(s)} (this one's, or one .ci/setup/node.sh put in the cache)`;
   const goFixture = loads.some((s) => s.needsGo) ? buildGoFixture() : undefined;
   if (goFixture) for (const s of loads) if (s.needsGo) rows.get(s.id)!.skipped = goFixture;
 
@@ -68,7 +75,7 @@ async function main(): Promise<void> {
       if (row.skipped) continue;
       progress(`[bench] round ${round}/${rounds} ${s.id}`);
       try {
-        const result = await runLoad(s, timing);
+        const result = await runLoad(s, timing, nodeFor(s)!);
         if (!row.result || result.ops > row.result.ops) row.result = result;
       } catch (err) {
         row.failed = `failed: ${(err as Error).message.split("\n")[0]}`;
@@ -81,7 +88,8 @@ async function main(): Promise<void> {
 
   const idle = IDLE_SCENARIOS.filter((s) => selected(s.id));
   progress(`[bench] idle RSS: ${idle.map((s) => s.id).join(", ")}`);
-  const rss = await Promise.all(idle.map((s) => runIdle(s, timing).catch((err: Error) => err)));
+  const idleNode = nodeBinary(args.node ? Number(args.node) : ownMajor) ?? process.execPath;
+  const rss = await Promise.all(idle.map((s) => runIdle(s, timing, idleNode).catch((err: Error) => err)));
 
   const measured = new Map<string, Measured>();
   for (const [id, row] of rows) if (row.result) measured.set(id, row.result);
@@ -103,11 +111,19 @@ async function header(): Promise<string> {
     ? "SMOKE run (no thresholds)"
     : `warm-up ${timing.warmupMs / 1000} s, window ${timing.windowMs / 1000} s, best of ${rounds} round(s)`;
   return [
-    `tsmicro benchmarks — ${cpus.length} cores (${cpus[0]?.model.trim()}), Node ${process.version}, ${os.platform()} ${os.release()}`,
-    `tsmicro ${version("tsmicro")}, moleculer ${version("moleculer")}, @nats-io/transport-node ${version("@nats-io/transport-node")}, nats ${version("nats")} (Moleculer's), nats-server ${await natsServerVersion()}`,
+    `tsmicro benchmarks — ${cpus.length} cores (${cpus[0]?.model.trim()}), ${nodeVersions()}, ${os.platform()} ${os.release()}`,
+    `tsmicro ${version("tsmicro")}, moleculer ${version("moleculer")} and ${version("moleculer-0.15")}, go-micro v5 (bench/go/go.mod), @nats-io/transport-node ${version("@nats-io/transport-node")}, nats ${version("nats")} (Moleculer's), nats-server ${await natsServerVersion()}`,
     `concurrency ${CONCURRENCY}, pub/sub window ${PUBSUB_WINDOW} events, ${shape}; all traffic on 127.0.0.1`,
     "",
   ].join("\n");
+}
+
+/** Which Node each row ran on. */
+function nodeVersions(): string {
+  const versionOf = (binary: string | undefined) => (binary ? execFileSync(binary, ["--version"], { encoding: "utf8" }).trim() : "missing");
+  if (args.node) return `Node ${versionOf(nodeBinary(Number(args.node)))} (every row: --node=${args.node})`;
+  const others = [...new Set(LOAD_SCENARIOS.map((s) => s.node).filter((n): n is number => n !== undefined && n !== ownMajor))];
+  return [`Node ${process.version}`, ...others.map((n) => `rows "on Node ${n}": ${versionOf(nodeBinary(n))}`)].join(", ");
 }
 
 async function natsServerVersion(): Promise<string> {

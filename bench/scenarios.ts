@@ -17,6 +17,8 @@ export interface LoadScenario {
   /** Whose operations count: the client's calls (RPC) or the subscriber's receipts (pub/sub). */
   measuredBy: "client" | "server";
   needsNats?: boolean;
+  /** The Node major both processes run on, when not the harness's own (Moleculer 0.15 needs ≥ 22); --node=N overrides every row's. */
+  node?: number;
   /** Runs bench/go's go-micro program, built from the Go module proxy (needs go). */
   needsGo?: boolean;
   /** Loopback ports to reserve up front (Moleculer TCP lists every node's port in its static urls). */
@@ -79,12 +81,35 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
   {
     id: "rpc.moleculer-tcp",
     group: "rpc",
-    label: "Moleculer, TCP transporter (loopback)",
+    label: "Moleculer 0.14, TCP transporter (loopback)",
     short: "moleculer tcp",
     server: role("moleculer", "tcp-server"),
     client: role("moleculer", "tcp-client"),
     measuredBy: "client",
     ports: 2,
+    anchors: ["rpc.raw-tcp"],
+  },
+  {
+    id: "rpc.tsmicro-tcp-node24",
+    group: "rpc",
+    label: "tsmicro, default transport, on Node 24",
+    short: "tsmicro tcp node 24",
+    server: role("tsmicro", "server"),
+    client: role("tsmicro", "tcp-client"),
+    measuredBy: "client",
+    node: 24,
+    anchors: ["rpc.moleculer15-tcp"],
+  },
+  {
+    id: "rpc.moleculer15-tcp",
+    group: "rpc",
+    label: "Moleculer 0.15, TCP transporter (loopback), on Node 24",
+    short: "moleculer 0.15 tcp",
+    server: role("moleculer-015", "tcp-server"),
+    client: role("moleculer-015", "tcp-client"),
+    measuredBy: "client",
+    ports: 2,
+    node: 24,
     anchors: ["rpc.raw-tcp"],
   },
   {
@@ -203,19 +228,25 @@ function atLeast(id: string, anchor: string, factor: number, text: string): Goal
   };
 }
 
-export const GOALS: Goal[] = [
-  atLeast("rpc.tsmicro-tcp", "rpc.gomicro", 1.5, "tsmicro default RPC ≥ 1.5× go-micro default RPC"),
-  atLeast("pubsub.tsmicro-http", "pubsub.gomicro-http", 2, "tsmicro default broker ≥ 2× go-micro http broker"),
-  atLeast("rpc.tsmicro-tcp", "rpc.moleculer-tcp", 1.5, "tsmicro default RPC ≥ 1.5× Moleculer TCP throughput"),
-  {
-    text: "tsmicro default RPC p99 no worse than Moleculer TCP's",
+function p99NoWorse(id: string, anchor: string, text: string): Goal {
+  return {
+    text,
     check(results) {
-      const ours = results.get("rpc.tsmicro-tcp")?.p99;
-      const theirs = results.get("rpc.moleculer-tcp")?.p99;
+      const ours = results.get(id)?.p99;
+      const theirs = results.get(anchor)?.p99;
       if (ours === undefined || theirs === undefined) return undefined;
       return { figure: `${ours.toFixed(2)} ms vs ${theirs.toFixed(2)} ms`, met: ours <= theirs };
     },
-  },
+  };
+}
+
+export const GOALS: Goal[] = [
+  atLeast("rpc.tsmicro-tcp", "rpc.gomicro", 1.5, "tsmicro default RPC ≥ 1.5× go-micro default RPC"),
+  atLeast("pubsub.tsmicro-http", "pubsub.gomicro-http", 2, "tsmicro default broker ≥ 2× go-micro http broker"),
+  atLeast("rpc.tsmicro-tcp", "rpc.moleculer-tcp", 2, "tsmicro default RPC ≥ 2× Moleculer 0.14 TCP throughput"),
+  atLeast("rpc.tsmicro-tcp-node24", "rpc.moleculer15-tcp", 2, "on Node 24: tsmicro default RPC ≥ 2× Moleculer 0.15 TCP"),
+  p99NoWorse("rpc.tsmicro-tcp", "rpc.moleculer-tcp", "tsmicro default RPC p99 no worse than Moleculer 0.14 TCP's"),
+  p99NoWorse("rpc.tsmicro-tcp-node24", "rpc.moleculer15-tcp", "on Node 24: tsmicro default RPC p99 no worse than Moleculer 0.15's"),
   atLeast("rpc.tsmicro-tcp", "rpc.raw-tcp", 0.7, "tsmicro default RPC ≥ 0.7× the raw TCP floor"),
   atLeast("pubsub.tsmicro-nats", "pubsub.moleculer-nats", 1.2, "tsmicro over NATS ≥ 1.2× Moleculer over NATS"),
   atLeast("pubsub.tsmicro-nats", "pubsub.nats-raw", 0.8, "tsmicro NATS pub/sub ≥ 0.8× raw NATS client"),
