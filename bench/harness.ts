@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { build } from "esbuild";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../test/helpers/net.ts";
-import type { FromWorker, RoleContext, ToWorker } from "./role.ts";
+import type { FromWorker, RoleContext, ScenarioParams, ToWorker } from "./role.ts";
 import type { WindowStats } from "./recorder.ts";
 import type { IdleScenario, LoadScenario, RoleRef } from "./scenarios.ts";
 
@@ -131,17 +131,17 @@ class Worker {
   }
 }
 
-async function context(ports = 0): Promise<RoleContext> {
+async function context(ports = 0, params: ScenarioParams = {}): Promise<RoleContext> {
   const reserved: number[] = [];
   for (let i = 0; i < ports; i++) reserved.push(await freePort());
-  return { namespace: `bench-${process.pid}-${++runs}`, ports: reserved, peer: null };
+  return { namespace: `bench-${process.pid}-${++runs}`, ports: reserved, peer: null, params };
 }
 
 const cpuPercent = (from: Mark, to: Mark, elapsedMs: number) => ((to.cpuMicros - from.cpuMicros) / (elapsedMs * 1000)) * 100;
 
 /** nodePath: the Node binary both processes run on. */
 export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string): Promise<LoadResult> {
-  const ctx = await context(s.ports);
+  const ctx = await context(s.ports, s.params);
   const tag = s.id.replace(/[^a-z0-9-]+/gi, "-");
   const server = new Worker(`${tag}-server`, timing.profileDir, nodePath);
   const client = new Worker(`${tag}-client`, timing.profileDir, nodePath);

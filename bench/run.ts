@@ -153,6 +153,7 @@ function table(
   const groups: Array<[LoadScenario["group"], string]> = [
     ["rpc", `RPC echo {"name":"davie"} → {"msg":"Hello davie"}`],
     ["pubsub", `Pub/sub, 200-byte events (client = publisher, server = subscriber)`],
+    ["scale", "How cost grows (tsmicro's defaults; MB/s = request + response bodies)"],
   ];
   for (const [group, title] of groups) {
     const inGroup = [...rows.values()].filter((r) => r.scenario.group === group);
@@ -164,14 +165,14 @@ function table(
         lines.push([label, "0", "-", "-", "-", "-", skipped ?? failed ?? "no result"]);
         continue;
       }
-      const ratios = (s.anchors ?? [])
-        .map((a) => {
-          const anchor = measured.get(a)?.ops;
-          const name = LOAD_SCENARIOS.find((x) => x.id === a)!.short;
-          return anchor ? `${(r.ops / anchor).toFixed(2)}× ${name}` : `– ${name}`;
-        })
-        .join(" · ");
-      lines.push([label, int(r.ops), ms(r.p50), ms(r.p99), pct(r.cpuClient), pct(r.cpuServer), ratios]);
+      const throughput = s.bytesPerOp ? [`${((r.ops * s.bytesPerOp) / 1e6).toFixed(1)} MB/s`] : [];
+      const ratios = (s.anchors ?? []).map((a) => {
+        const anchor = measured.get(a)?.ops;
+        const name = LOAD_SCENARIOS.find((x) => x.id === a)!.short;
+        return anchor ? `${(r.ops / anchor).toFixed(2)}× ${name}` : `– ${name}`;
+      });
+      const notes = [...throughput, ...ratios].join(" · ");
+      lines.push([label, int(r.ops), ms(r.p50), ms(r.p99), pct(r.cpuClient), pct(r.cpuServer), notes]);
     }
   }
   if (codecRows.length > 0) {

@@ -1,5 +1,7 @@
 /** Every benchmark scenario, the anchors each is compared with, and the goals of issue 6. */
 
+import type { ScenarioParams } from "./role.ts";
+
 /** A system file in bench/systems and one of its roles. */
 export interface RoleRef {
   system: string;
@@ -8,7 +10,7 @@ export interface RoleRef {
 
 export interface LoadScenario {
   id: string;
-  group: "rpc" | "pubsub";
+  group: "rpc" | "pubsub" | "scale";
   label: string;
   /** How the scenario is named in the ratios of others that compare with it. */
   short: string;
@@ -17,6 +19,10 @@ export interface LoadScenario {
   /** Whose operations count: the client's calls (RPC) or the subscriber's receipts (pub/sub). */
   measuredBy: "client" | "server";
   needsNats?: boolean;
+  /** Passed to both roles: what a row of the "how cost grows" table varies. */
+  params?: ScenarioParams;
+  /** Bytes on the wire per operation (request + response bodies), for MB/s. */
+  bytesPerOp?: number;
   /** The Node major both processes run on, when not the harness's own (Moleculer 0.15 needs ≥ 22); --node=N overrides every row's. */
   node?: number;
   /** Runs bench/go's go-micro program, built from the Go module proxy (needs go). */
@@ -188,6 +194,69 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
     anchors: ["pubsub.nats-raw"],
   },
 ];
+
+/** How cost grows: payload size against the floor at the same size, nodes in the registry, subscribers per topic. */
+const PAYLOADS: Array<[bytes: number, name: string]> = [
+  [100, "100 B"],
+  [10 * 1024, "10 KB"],
+  [1024 * 1024, "1 MB"],
+];
+// Request {"name":"…"} and response {"msg":"Hello …"}: the payload twice plus 27 bytes of JSON.
+const echoBytes = (payload: number) => 2 * payload + 27;
+
+LOAD_SCENARIOS.push(
+  ...PAYLOADS.flatMap(([bytes, name]): LoadScenario[] => [
+    {
+      id: `scale.rpc-${bytes}`,
+      group: "scale",
+      label: `RPC, ${name} payload, tsmicro default transport`,
+      short: `tsmicro ${name}`,
+      server: role("tsmicro", "server"),
+      client: role("tsmicro", "tcp-client"),
+      measuredBy: "client",
+      params: { payload: bytes },
+      bytesPerOp: echoBytes(bytes),
+      anchors: [`scale.floor-${bytes}`],
+    },
+    {
+      id: `scale.floor-${bytes}`,
+      group: "scale",
+      label: `RPC, ${name} payload, raw TCP echo (floor)`,
+      short: `floor ${name}`,
+      server: role("raw-tcp", "server"),
+      client: role("raw-tcp", "client"),
+      measuredBy: "client",
+      params: { payload: bytes },
+      bytesPerOp: echoBytes(bytes),
+    },
+  ]),
+  ...[1, 10, 100].map(
+    (nodes): LoadScenario => ({
+      id: `scale.nodes-${nodes}`,
+      group: "scale",
+      label: `RPC with ${nodes} node${nodes > 1 ? "s" : ""} of the service in the registry`,
+      short: `${nodes} node${nodes > 1 ? "s" : ""}`,
+      server: role("tsmicro", "server"),
+      client: role("tsmicro", "tcp-client"),
+      measuredBy: "client",
+      params: { nodes },
+      anchors: nodes > 1 ? ["scale.nodes-1"] : [],
+    }),
+  ),
+  ...[1, 10, 50].map(
+    (subscribers): LoadScenario => ({
+      id: `scale.subscribers-${subscribers}`,
+      group: "scale",
+      label: `default broker, ${subscribers} subscriber${subscribers > 1 ? "s" : ""} (ops = deliveries)`,
+      short: `${subscribers} subscriber${subscribers > 1 ? "s" : ""}`,
+      server: role("tsmicro", "http-broker-subscriber"),
+      client: role("tsmicro", "http-broker-publisher"),
+      measuredBy: "server",
+      params: { subscribers },
+      anchors: subscribers > 1 ? ["scale.subscribers-1"] : [],
+    }),
+  ),
+);
 
 // tsx's loader runs on a thread of its own (module.register hooks) and costs ~35 MB in every
 // process; the rows under tsx show it, the plain-node rows show what the frameworks cost.
