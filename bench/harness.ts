@@ -44,6 +44,9 @@ export interface LoadResult {
   /** Percent of one core, over the measuring window. */
   cpuClient: number;
   cpuServer: number;
+  /** Bytes of RSS each process gained over the window (after the warm-up). */
+  rssGrowthClient: number;
+  rssGrowthServer: number;
 }
 
 type Mark = Extract<FromWorker, { type: "mark" }>;
@@ -164,6 +167,8 @@ export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string)
       p99: stats.p99,
       cpuClient: cpuPercent(client0, client1, elapsedMs),
       cpuServer: cpuPercent(server0, server1, elapsedMs),
+      rssGrowthClient: client1.rss - client0.rss,
+      rssGrowthServer: server1.rss - server0.rss,
     };
   } finally {
     await Promise.all([client.stop(), server.stop()]);

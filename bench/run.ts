@@ -28,6 +28,7 @@ const { values: args } = parseArgs({
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string", default: ".tmp/profiles" },
     node: { type: "string" },
+    "soak-window": { type: "string" },
   },
 });
 const profileDir = args["cpu-prof"] ? args["cpu-prof-dir"] : undefined;
@@ -35,6 +36,8 @@ const profileDir = args["cpu-prof"] ? args["cpu-prof-dir"] : undefined;
 const timing: Timing = args.smoke
   ? { warmupMs: 300, windowMs: 700, idleSettleMs: 300, profileDir }
   : { warmupMs: 1000, windowMs: Number(args.window ?? 4000), idleSettleMs: 2000, profileDir };
+// The soak runs once, 10 s of warm-up then a minute (smoke: as short as the rest).
+const soakTiming: Timing = args.smoke ? timing : { ...timing, warmupMs: 10_000, windowMs: Number(args["soak-window"] ?? 60_000) };
 const rounds = Number(args.rounds ?? (args.smoke ? 1 : 2));
 const selected = (id: string) => !args.only || args.only.split(",").some((part) => id.includes(part.trim()));
 
@@ -72,10 +75,10 @@ async function main(): Promise<void> {
     const order = round % 2 === 1 ? loads : [...loads].reverse();
     for (const s of order) {
       const row = rows.get(s.id)!;
-      if (row.skipped) continue;
+      if (row.skipped || (s.group === "soak" && round > 1)) continue;
       progress(`[bench] round ${round}/${rounds} ${s.id}`);
       try {
-        const result = await runLoad(s, timing, nodeFor(s)!);
+        const result = await runLoad(s, s.group === "soak" ? soakTiming : timing, nodeFor(s)!);
         if (!row.result || result.ops > row.result.ops) row.result = result;
       } catch (err) {
         row.failed = `failed: ${(err as Error).message.split("\n")[0]}`;
@@ -154,6 +157,7 @@ function table(
     ["rpc", `RPC echo {"name":"davie"} → {"msg":"Hello davie"}`],
     ["pubsub", `Pub/sub, 200-byte events (client = publisher, server = subscriber)`],
     ["scale", "How cost grows (tsmicro's defaults; MB/s = request + response bodies)"],
+    ["soak", `Soak: tsmicro's defaults at full load, ${soakTiming.windowMs / 1000} s after ${soakTiming.warmupMs / 1000} s of warm-up`],
   ];
   for (const [group, title] of groups) {
     const inGroup = [...rows.values()].filter((r) => r.scenario.group === group);
@@ -166,6 +170,8 @@ function table(
         continue;
       }
       const throughput = s.bytesPerOp ? [`${((r.ops * s.bytesPerOp) / 1e6).toFixed(1)} MB/s`] : [];
+      const mb = (b: number) => `${b >= 0 ? "+" : ""}${(b / 2 ** 20).toFixed(1)} MB`;
+      if (s.group === "soak") throughput.push(`RSS ${mb(r.rssGrowthClient)} client, ${mb(r.rssGrowthServer)} server`);
       const ratios = (s.anchors ?? []).map((a) => {
         const anchor = measured.get(a)?.ops;
         const name = LOAD_SCENARIOS.find((x) => x.id === a)!.short;
