@@ -86,6 +86,7 @@ interface HttpSubscription extends Subscriber {
 export default class HttpBroker implements Broker {
   private opts: BrokerOptions;
   private server?: net.Server;
+  private httpServer?: http.Server;
   private readonly sockets = new Set<net.Socket>();
   private boundAddress = "";
   private _cache?: CacheRegistry;
@@ -140,6 +141,10 @@ export default class HttpBroker implements Broker {
     const readTimeoutMs = this.opts.readTimeoutMs ?? 30_000;
     const httpServer = http.createServer(trickleProofTimeouts(this.opts.headerTimeoutMs ?? 10_000, readTimeoutMs), (req, res) => this.receive(req, res));
     answerClientErrors(httpServer, HTTP_BROKER_SERVICE);
+    // Handed sockets rather than listening itself, the HTTP server starts checking its header and
+    // request timeouts on "listening": announce it, or a trickle would hold a socket forever.
+    httpServer.emit("listening");
+    this.httpServer = httpServer;
     const limit = this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     const frameOptions = {
       // A batch holds several messages; each of them is held to the limit on its own.
@@ -191,6 +196,8 @@ export default class HttpBroker implements Broker {
       for (const socket of this.sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+    this.httpServer?.close(); // stops its timeout checks
+    this.httpServer = undefined;
     this.dropCache();
     await this._frames?.close();
     this._frames = undefined;
