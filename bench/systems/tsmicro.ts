@@ -11,7 +11,6 @@ import type { Broker } from "../../src/broker/broker.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import type { Service as ServiceRecord } from "../../src/registry/registry.ts";
 import { Service } from "../../src/service.ts";
-import { logger } from "../../src/logger.ts";
 import { publishOp, receipts, sentAt, stampedBody, type SubscriberInfo } from "../pubsub.ts";
 import { Recorder } from "../recorder.ts";
 import type { RoleContext, Roles } from "../role.ts";
@@ -68,12 +67,6 @@ export const roles: Roles = {
   "http-client": (ctx) => rpcClient(ctx, "http"),
   /** A service as users start one: one endpoint, the default (http) broker, nothing else to do. */
   idle: async () => {
-    await startService("http");
-    return {};
-  },
-  /** The same at the default log level: its start-up lines load pino (the harness runs workers at warn). */
-  "idle-info": async () => {
-    logger.level = "info";
     await startService("http");
     return {};
   },
