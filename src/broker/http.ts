@@ -141,8 +141,7 @@ export default class HttpBroker implements Broker {
     const readTimeoutMs = this.opts.readTimeoutMs ?? 30_000;
     const httpServer = http.createServer(trickleProofTimeouts(this.opts.headerTimeoutMs ?? 10_000, readTimeoutMs), (req, res) => this.receive(req, res));
     answerClientErrors(httpServer, HTTP_BROKER_SERVICE);
-    // Handed sockets rather than listening itself, the HTTP server starts checking its header and
-    // request timeouts on "listening": announce it, or a trickle would hold a socket forever.
+    // Sockets are handed over, never listen()ed: announce it, or Node never checks the header timeout.
     httpServer.emit("listening");
     this.httpServer = httpServer;
     const limit = this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
@@ -197,7 +196,6 @@ export default class HttpBroker implements Broker {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     this.httpServer?.close(); // stops its timeout checks
-    this.httpServer = undefined;
     this.dropCache();
     await this._frames?.close();
     this._frames = undefined;
