@@ -3,8 +3,12 @@
  * server's defaults); the record value is go-micro's JSON broker.Message envelope (headers and
  * base64 body), as go-micro's kafka broker writes and reads it (a value that is no envelope
  * arrives as the body, with the record headers); publish() resolves once all in-sync
- * replicas have the record. A queue group is a consumer group "<group>:<topic>" that resumes from
- * its committed offsets; a subscriber without a queue gets a consumer group of its own that starts
+ * replicas have the record. A queue group is the consumer group "<group>", go-micro's name, that
+ * resumes from its committed offsets: tsmicro and go-micro members of a group share the topic's
+ * partitions (tsmicro joins with the "range" assignment go-micro's Sarama offers; a member gets
+ * whole partitions, so a topic is shared only as many ways as it has partitions). A member gets
+ * records of its own topic only, whatever other topics the group's members read. A subscriber
+ * without a queue gets a consumer group of its own that starts
  * at the end of the topic. An offset is committed after the handler returns (or calls ack(), with
  * autoAck: false); a handler that throws gets the same record again, after a growing pause,
  * before the subscriber moves on. Consumers that fail (server restart) are created again.
@@ -24,7 +28,6 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   keepRunning,
-  queueObjectName,
   retry,
   type NetworkBrokerOptions,
   type StopListening,
@@ -43,6 +46,32 @@ const TOPIC_RULE = /^[A-Za-z0-9._-]{1,249}$/;
  * A fetch waits at most half a second for records: closing a consumer waits for its fetch.
  */
 const GROUP_TIMINGS = { sessionTimeout: 10_000, rebalanceTimeout: 10_000, heartbeatInterval: 1_000, maxWaitTime: 500 };
+
+/**
+ * A group's members must offer a common assignment protocol: go-micro's Sarama offers only
+ * "range" (the client's own default is "roundrobin"). Metadata version 0 is what Sarama reads.
+ */
+const GROUP_PROTOCOLS = [{ name: "range", version: 0 }];
+
+/**
+ * Kafka's range assignment, for when a tsmicro member leads the group: each topic's partitions in
+ * contiguous runs over the members subscribed to it (sorted by id), the first ones one longer.
+ */
+const rangeAssigner: Kafka.GroupPartitionsAssigner = (_leader, members, topics, metadata) => {
+  const assignments = new Map([...members.keys()].map((memberId) => [memberId, new Map<string, Kafka.GroupAssignment>()]));
+  for (const topic of topics) {
+    const partitionsCount = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const subscribed = [...members.values()].filter((m) => m.topics?.includes(topic)).map((m) => m.memberId).sort();
+    let next = 0;
+    subscribed.forEach((memberId, i) => {
+      const count = Math.floor(partitionsCount / subscribed.length) + (i < partitionsCount % subscribed.length ? 1 : 0);
+      const partitions = Array.from({ length: count }, (_, k) => next + k);
+      next += count;
+      if (count) assignments.get(memberId)!.set(topic, { topic, partitions });
+    });
+  }
+  return [...assignments].map(([memberId, assigned]) => ({ memberId, assignments: assigned }));
+};
 
 export default class KafkaBroker extends NetworkBroker {
   private kafka?: typeof Kafka;
@@ -88,7 +117,7 @@ export default class KafkaBroker extends NetworkBroker {
 
   protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
     const kafka = this.kafka!;
-    const groupId = opts.queue ? queueObjectName(topic, opts.queue) : `tsmicro-${randomUUID()}`;
+    const groupId = opts.queue || `tsmicro-${randomUUID()}`;
     const stopped = new AbortController();
     let consumer: Consumer | undefined;
     let stream: Kafka.MessagesStream<Buffer, Buffer, string, string> | undefined;
@@ -100,6 +129,8 @@ export default class KafkaBroker extends NetworkBroker {
         groupId,
         autocreateTopics: true,
         ...GROUP_TIMINGS,
+        protocols: GROUP_PROTOCOLS,
+        partitionAssigner: rangeAssigner,
         deserializers: { headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
       });
       stream = await consumer.consume({

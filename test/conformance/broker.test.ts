@@ -12,7 +12,6 @@ import { after, describe, it, type TestContext } from "node:test";
 import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/broker.ts";
 import { subscriptionName } from "../../src/broker/googlepubsub.ts";
 import { streamKey } from "../../src/broker/redis.ts";
-import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/create.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import {
@@ -37,8 +36,13 @@ const DELIVERY_TIMEOUT_MS = 15_000;
 const RESTART_AFTER_ACKED = 100;
 const PUBLISH_BATCH = 10;
 const ONE_MIB = 1024 * 1024;
-/** Queue-group names the cases use (durable objects on shared servers are removed afterwards). */
-const QUEUES = ["workers", "retry", "restart"] as const;
+/**
+ * Queue-group names the cases use, per broker and run: a rabbitmq queue and a kafka consumer group
+ * are named after the group alone (go-micro's names), and other runs share the servers. Durable
+ * objects on shared servers are removed afterwards.
+ */
+const RUN = randomUUID().slice(0, 8);
+const queueNames = (setup: string) => ({ workers: `workers-${setup}-${RUN}`, retry: `retry-${setup}-${RUN}`, restart: `restart-${setup}-${RUN}` });
 /** The Pub/Sub emulator's project the cases use (it takes any). */
 const PUBSUB_PROJECT = "tsmicro-conformance";
 
@@ -65,7 +69,7 @@ interface BrokerSetup {
   /** Starts a server of the test's own, for the restart case. */
   ownServer?: { start: () => Promise<OwnServer>; command: string };
   /** Removes what the cases left on the shared server (durable queues, streams). */
-  cleanup?(topics: string[]): Promise<void>;
+  cleanup?(topics: string[], queues: string[]): Promise<void>;
 }
 
 const listening = (port: number, what: string, setup = "brokers") => async () =>
@@ -111,6 +115,19 @@ const mqttSetup = (name: string, opts: BrokerOptions, durable: boolean): BrokerS
   ownServer: { start: startMosquitto, command: "mosquitto" },
 });
 
+/** go-micro's queue declaration (not durable, auto-deleted) by default; durableQueues keeps groups' messages across a restart. */
+const rabbitSetup = (name: string, opts: BrokerOptions, durable: boolean): BrokerSetup => ({
+  name,
+  create: networkBroker("amqp", "127.0.0.1:5672", opts),
+  unavailable: listening(5672, "RabbitMQ"),
+  ciProvides: true,
+  invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(256), "a.*.b", "a.#"],
+  redeliversFailed: true,
+  atLeastOnce: durable,
+  ownServer: { start: startRabbitMQ, command: RABBITMQ_SERVER_SCRIPT },
+  cleanup: durable ? deleteRabbitQueues : undefined,
+});
+
 const redisSetup = (name: string, opts: BrokerOptions): BrokerSetup => ({
   name,
   create: networkBroker("redis", "127.0.0.1:6379", opts),
@@ -151,17 +168,8 @@ const setups: BrokerSetup[] = [
   natsSetup("nats-jetstream", { jetstream: true }, true),
   mqttSetup("mqtt", {}, false),
   mqttSetup("mqtt-durable", { durable: true }, true),
-  {
-    name: "rabbitmq",
-    create: networkBroker("amqp", "127.0.0.1:5672"),
-    unavailable: listening(5672, "RabbitMQ"),
-    ciProvides: true,
-    invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(256), "a.*.b", "a.#"],
-    redeliversFailed: true,
-    atLeastOnce: true,
-    ownServer: { start: startRabbitMQ, command: RABBITMQ_SERVER_SCRIPT },
-    cleanup: deleteRabbitQueues,
-  },
+  rabbitSetup("rabbitmq", {}, false),
+  rabbitSetup("rabbitmq-durable", { durableQueues: true }, true),
   redisSetup("redis", {}),
   redisSetup("redis-streams", { streams: true }),
   {
@@ -318,7 +326,8 @@ describe("broker conformance", { concurrency: true }, () => {
         }
         return brokers;
       };
-      after(() => setup.cleanup?.(topics));
+      const queue = queueNames(setup.name);
+      after(() => setup.cleanup?.(topics, Object.values(queue)));
 
       it(`${setup.name}: fan-out delivers every message to each of 3 subscribers`, async (t) => {
         if (await skipped(t)) return;
@@ -343,9 +352,9 @@ describe("broker conformance", { concurrency: true }, () => {
         const topic = topicFor("queue");
         const group = new Inbox();
         const control = new Inbox();
-        await first!.subscribe(topic, group.handler, { queue: "workers" });
-        await first!.subscribe(topic, group.handler, { queue: "workers" });
-        await second!.subscribe(topic, group.handler, { queue: "workers" });
+        await first!.subscribe(topic, group.handler, { queue: queue.workers });
+        await first!.subscribe(topic, group.handler, { queue: queue.workers });
+        await second!.subscribe(topic, group.handler, { queue: queue.workers });
         await publisher!.subscribe(topic, control.handler);
         for (const id of range(30)) await publisher!.publish(topic, message(id));
         await control.until(() => control.events.length >= 30, "the control subscriber to get all 30");
@@ -465,7 +474,7 @@ describe("broker conformance", { concurrency: true }, () => {
               if (id !== "marker") throw new Error(`delivery of ${id} fails on purpose`);
               handled.handler(event);
             },
-            { queue: "retry" },
+            { queue: queue.retry },
           );
           // The http broker reports the handler's failure to the publisher; the others cannot.
           for (const id of range(3)) await publisher!.publish(topic, message(id)).catch(() => {});
@@ -490,7 +499,7 @@ describe("broker conformance", { concurrency: true }, () => {
               await event.ack();
               handled.handler(event);
             },
-            { queue: "retry", autoAck: false },
+            { queue: queue.retry, autoAck: false },
           );
           for (const id of range(3)) await publisher!.publish(topic, message(id));
           await handled.until(() => new Set(handled.ids()).size === 3, "all 3 messages handled after failing once", 30_000);
@@ -517,7 +526,7 @@ describe("broker conformance", { concurrency: true }, () => {
           const topic = topicFor("restart");
           const group = new Inbox();
           const fanout = new Inbox();
-          await subscriber!.subscribe(topic, group.handler, { queue: "restart" });
+          await subscriber!.subscribe(topic, group.handler, { queue: queue.restart });
           await subscriber!.subscribe(topic, fanout.handler);
 
           const acked: string[] = [];
@@ -588,12 +597,12 @@ describe("broker conformance", { concurrency: true }, () => {
   }
 });
 
-async function deleteRabbitQueues(topics: string[]): Promise<void> {
+async function deleteRabbitQueues(_topics: string[], queues: string[]): Promise<void> {
   const amqp = await import("amqplib");
   const connection = await amqp.connect("amqp://127.0.0.1:5672");
   try {
     const channel = await connection.createChannel();
-    for (const topic of topics) for (const queue of QUEUES) await channel.deleteQueue(queueObjectName(topic, queue));
+    for (const queue of queues) await channel.deleteQueue(queue);
   } finally {
     await connection.close();
   }
@@ -650,7 +659,7 @@ async function deleteNsqTopics(topics: string[]): Promise<void> {
 }
 
 /** The queue groups' subscriptions and the topics on the shared emulator (subscribers' own subscriptions go when they do). */
-async function deletePubSubObjects(topics: string[]): Promise<void> {
+async function deletePubSubObjects(topics: string[], queues: string[]): Promise<void> {
   const { PubSub } = await import("@google-cloud/pubsub");
   const client = new PubSub({ projectId: PUBSUB_PROJECT, apiEndpoint: "127.0.0.1:8085", emulatorMode: true, universeDomain: "googleapis.com" });
   const gone = (err: { code?: number }) => {
@@ -658,7 +667,7 @@ async function deletePubSubObjects(topics: string[]): Promise<void> {
   };
   try {
     for (const topic of topics) {
-      for (const queue of QUEUES) await client.subscription(subscriptionName(topic, queue)).delete().catch(gone);
+      for (const queue of queues) await client.subscription(subscriptionName(topic, queue)).delete().catch(gone);
       await client.topic(topic).delete().catch(gone);
     }
   } finally {

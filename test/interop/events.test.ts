@@ -33,6 +33,8 @@ interface SharedBroker {
   versions?: GoMicroVersion[];
   /** Why a queue group cannot be shared with go-micro's broker, when it cannot. */
   noSharedQueue?: string;
+  /** Prepares the engine for a queue group shared with a go-micro subscriber; returns its cleanup. */
+  sharedQueueSetup?: (topic: string) => Promise<() => Promise<void>>;
 }
 
 const BROKERS: SharedBroker[] = [
@@ -59,7 +61,6 @@ const BROKERS: SharedBroker[] = [
     // go-micro's rabbitmq subscriber adds the routing key as Micro-Topic.
     goAddsHeader: (topic) => ({ "Micro-Topic": topic }),
     goLingerMs: 300,
-    noSharedQueue: "tsmicro's queue group is the durable queue <group>:<topic>, go-micro's the queue <group>",
   },
   {
     row: "redis broker",
@@ -79,7 +80,8 @@ const BROKERS: SharedBroker[] = [
     goAddsHeader: (topic) => ({ "Micro-Topic": topic, "Content-Type": "application/json" }),
     goLingerMs: 0,
     versions: ["v4"],
-    noSharedQueue: "tsmicro's consumer group is <queue>:<topic>, go-micro's is <queue>",
+    // A consumer group shares a topic by partitions: an auto-created topic would have one.
+    sharedQueueSetup: createKafkaTopic,
   },
 ];
 
@@ -214,33 +216,104 @@ for (const shared of BROKERS) {
       if (sharedQueue) cell(shared.row, version, sharedQueue, async () => {
         const topic = uniqueTopic("queue");
         const queue = `q-${randomUUID().slice(0, 8)}`;
+        const cleanup = await shared.sharedQueueSetup?.(topic);
         const peer: Peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "subscribe", PEER_TOPIC: topic, PEER_QUEUE: queue });
         const inbox = new Inbox();
         const sub = await broker.subscribe(topic, inbox.handler, { queue });
         try {
           await peer.next((l) => "ready" in l, 20_000, "ready line");
+          await warmUp(peer, inbox, () => broker.publish(topic, { header: { seq: "warm" }, body: Buffer.from("warm-up") }));
           const count = 20;
           for (let i = 0; i < count; i++) await broker.publish(topic, { header: { seq: String(i) }, body: Buffer.from(`message ${i}`) });
-          // Each message goes to one member: wait until the two inboxes add up to every message.
-          const seen: string[] = [];
-          const deadline = Date.now() + 10_000;
-          let goCount = 0;
-          while (inbox.events.length + goCount < count && Date.now() < deadline) {
-            const line = await peer.next((l) => "body" in l, Math.max(1, deadline - Date.now()), "message").catch(() => undefined);
-            if (!line) break;
-            goCount++;
-            seen.push(line.header.seq);
-          }
-          seen.push(...inbox.events.map((e) => e.message.header.seq!));
-          assert.deepEqual(seen.map(Number).sort((a, b) => a - b), Array.from({ length: count }, (_, i) => i), "every message once, across both languages");
-          assert.ok(goCount > 0 && inbox.events.length > 0, `both members got messages (go ${goCount}, tsmicro ${inbox.events.length})`);
+          const { go, tsmicro } = await collect(peer, [inbox], count);
+          assert.deepEqual(sortedSeqs([...go, ...tsmicro]), seqs(count), "every message once, across both languages");
+          assert.ok(go.length > 0 && tsmicro.length > 0, `both members got messages (go ${go.length}, tsmicro ${tsmicro.length})`);
         } finally {
           await sub.unsubscribe();
+          await peer.stop();
+          await cleanup?.();
+        }
+      });
+
+      // go-micro names a rabbitmq group's queue after the group alone: one group on two topics is one
+      // queue bound to both, whose members get both topics' messages. tsmicro hands each delivery to
+      // its subscriber of that topic, so a tsmicro handler never sees another topic's message.
+      if (shared.tsmicro.startsWith("amqp:")) cell(shared.row, version, "one queue group on two topics", async () => {
+        const [first, second] = [uniqueTopic("group.first"), uniqueTopic("group.second")];
+        const queue = `q-${randomUUID().slice(0, 8)}`;
+        const peer: Peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "subscribe", PEER_TOPIC: first, PEER_QUEUE: queue });
+        const [firstInbox, secondInbox] = [new Inbox(), new Inbox()];
+        const subs = [await broker.subscribe(first, firstInbox.handler, { queue }), await broker.subscribe(second, secondInbox.handler, { queue })];
+        try {
+          await peer.next((l) => "ready" in l, 20_000, "ready line");
+          await warmUp(peer, firstInbox, () => broker.publish(first, { header: { seq: "warm" }, body: Buffer.from("warm-up") }));
+          const count = 10;
+          for (let i = 0; i < count; i++) {
+            await broker.publish(first, { header: { seq: String(i) }, body: Buffer.from(`first ${i}`) });
+            await broker.publish(second, { header: { seq: String(count + i) }, body: Buffer.from(`second ${i}`) });
+          }
+          const { go, tsmicro, goTopics } = await collect(peer, [firstInbox, secondInbox], 2 * count);
+          assert.deepEqual(sortedSeqs([...go, ...tsmicro]), seqs(2 * count), "every message of both topics once, across both languages");
+          assert.ok(firstInbox.events.every((e) => e.topic === first && !(Number(e.message.header.seq) >= count)), "the first topic's handler got only its messages");
+          assert.ok(secondInbox.events.every((e) => e.topic === second && Number(e.message.header.seq) >= count), "the second topic's handler got only its messages");
+          // The go-micro subscriber of the first topic gets the second's too: that is go-micro's own behaviour.
+          for (const [i, seq] of go.entries()) assert.equal(goTopics[i], Number(seq) < count ? first : second, "go-micro reports each message's own topic");
+        } finally {
+          for (const sub of subs) await sub.unsubscribe();
           await peer.stop();
         }
       });
     });
   }
+}
+
+/**
+ * Until both members of a queue group have had a message (a go-micro rabbitmq subscriber declares its
+ * queue after Subscribe returns, Kafka members join and rebalance in the background), warm-up
+ * messages; then each counted message must go to exactly one member.
+ */
+async function warmUp(peer: Peer, inbox: Inbox, publishWarm: () => Promise<void>) {
+  let goWarm = false;
+  for (let attempt = 1; !(goWarm && inbox.events.length > 0); attempt++) {
+    if (attempt > 30) assert.fail(`both members did not get warm-up messages (go: ${goWarm}, tsmicro: ${inbox.events.length})`);
+    await publishWarm();
+    goWarm ||= !!(await peer.next((l) => "body" in l, 500, "warm-up").catch(() => undefined));
+    await inbox.atLeast(1, 500).catch(() => {});
+  }
+}
+
+/** The counted (non-warm-up) sequence numbers the Go peer and the tsmicro inboxes got, once count add up (bounded). */
+async function collect(peer: Peer, inboxes: Inbox[], count: number) {
+  const counted = (seq: string | undefined) => seq !== undefined && seq !== "warm";
+  const tsmicroSeqs = () => inboxes.flatMap((inbox) => inbox.events.map((e) => e.message.header.seq)).filter(counted) as string[];
+  const go: string[] = [];
+  const goTopics: string[] = [];
+  const deadline = Date.now() + 15_000;
+  while (tsmicroSeqs().length + go.length < count && Date.now() < deadline) {
+    const line = await peer.next((l) => "body" in l, Math.max(1, deadline - Date.now()), "message").catch(() => undefined);
+    if (!line) break;
+    if (!counted(line.header.seq)) continue;
+    go.push(line.header.seq);
+    goTopics.push(line.topic);
+  }
+  // A message handled twice would come on top: give it half a second to show.
+  const extra = await peer.next((l) => "body" in l && counted(l.header.seq), 500, "extra message").catch(() => undefined);
+  if (extra) go.push(extra.header.seq), goTopics.push(extra.topic);
+  return { go, goTopics, tsmicro: tsmicroSeqs() };
+}
+
+const seqs = (count: number) => Array.from({ length: count }, (_, i) => i);
+const sortedSeqs = (list: string[]) => list.map(Number).sort((a, b) => a - b);
+
+/** Creates the topic with 4 partitions on the shared Kafka; the cleanup deletes it. */
+async function createKafkaTopic(topic: string): Promise<() => Promise<void>> {
+  const { Admin } = await import("@platformatic/kafka");
+  const admin = new Admin({ clientId: "tsmicro-interop", bootstrapBrokers: ["127.0.0.1:9092"] });
+  await admin.createTopics({ topics: [topic], partitions: 4, replicas: 1 });
+  return async () => {
+    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    await admin.close();
+  };
 }
 
 describe("rabbitmq: an exchange go-micro declared first", () => {
