@@ -168,6 +168,8 @@ const setups: BrokerSetup[] = [
   natsSetup("nats-jetstream", { jetstream: true }, true),
   mqttSetup("mqtt", {}, false),
   mqttSetup("mqtt-durable", { durable: true }, true),
+  // Not go-micro's wire: dots as topic levels, the raw body with headers as MQTT 5 user properties.
+  mqttSetup("mqtt-levels", { topicLevels: true, envelope: false }, false),
   rabbitSetup("rabbitmq", {}, false),
   rabbitSetup("rabbitmq-durable", { durableQueues: true }, true),
   redisSetup("redis", {}),
