@@ -63,6 +63,16 @@ const BROKERS: SharedBroker[] = [
     goLingerMs: 300,
   },
   {
+    row: "mqtt broker",
+    tsmicro: "mqtt://127.0.0.1:1883",
+    goMicro: { MICRO_BROKER: "mqtt", MICRO_BROKER_ADDRESS: "tcp://127.0.0.1:1883" },
+    goAddsHeader: () => ({}),
+    // go-micro's mqtt Publish returns before the server has the message: the publisher waits for it.
+    goLingerMs: 500,
+    versions: ["v4"],
+    noSharedQueue: "go-micro's mqtt broker ignores queue groups (a plain subscription)",
+  },
+  {
     row: "redis broker",
     tsmicro: "redis://127.0.0.1:6379",
     // The v4 plugin checks the redis:// prefix the wrong way round: a bare host:port works.
