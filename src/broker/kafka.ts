@@ -55,10 +55,13 @@ const GROUP_PROTOCOLS = [{ name: "range", version: 0 }];
 
 /**
  * Kafka's range assignment, for when a tsmicro member leads the group: each topic's partitions in
- * contiguous runs over the members subscribed to it (sorted by id), the first ones one longer.
+ * contiguous runs over the members subscribed to it (sorted by id), the first ones one longer. Every
+ * member's topics are assigned: the client passes only the leader's own, but a group's members
+ * may read different topics (one group name on several topics, as go-micro names groups).
  */
-const rangeAssigner: Kafka.GroupPartitionsAssigner = (_leader, members, topics, metadata) => {
+const rangeAssigner: Kafka.GroupPartitionsAssigner = (_leader, members, _leaderTopics, metadata) => {
   const assignments = new Map([...members.keys()].map((memberId) => [memberId, new Map<string, Kafka.GroupAssignment>()]));
+  const topics = new Set([...members.values()].flatMap((m) => m.topics ?? []));
   for (const topic of topics) {
     const partitionsCount = metadata.topics.get(topic)?.partitionsCount ?? 0;
     const subscribed = [...members.values()].filter((m) => m.topics?.includes(topic)).map((m) => m.memberId).sort();
@@ -139,8 +142,13 @@ export default class KafkaBroker extends NetworkBroker {
         mode: kafka.MessagesStreamModes.COMMITTED,
         fallbackMode: kafka.MessagesStreamFallbackModes.LATEST, // a new group starts at the end
       });
-      // The stream looks its offsets up after consume() returns: until then "the end" is not fixed,
-      // and a message published right after subscribe() could count as before it.
+      // After each (re)assignment the stream looks up where its partitions start: the group's
+      // committed offset or, where the group has none yet, the partition's end. That start is
+      // committed at once, so a member that takes a partition over in a later rebalance (members of
+      // all the group's topics join one group) resumes there, not at a later end.
+      const started = stream;
+      started.on("offsets", () => void commitStarts(consumer!, started, topic).catch((err) => this.warn(`committing where ${topic} starts`, err)));
+      // Until then "the end" is not fixed, and a message published right after subscribe() could count as before it.
       await once(stream, "offsets");
     };
     const stop = async () => {
@@ -198,6 +206,16 @@ export default class KafkaBroker extends NetworkBroker {
       () => {}, // deliver() has logged the handler's error
     );
   }
+}
+
+/** Commits the offsets the stream starts its assigned partitions of the topic at (the next record to read, Kafka's convention). */
+async function commitStarts(consumer: Consumer, stream: Kafka.MessagesStream<Buffer, Buffer, string, string>, topic: string): Promise<void> {
+  const partitions = consumer.assignments?.find((a) => a.topic === topic)?.partitions ?? [];
+  const offsets = partitions.flatMap((partition) => {
+    const offset = stream.offsetsToFetch.get(`${topic}:${partition}`);
+    return offset === undefined ? [] : [{ topic, partition, offset, leaderEpoch: -1 }];
+  });
+  if (offsets.length) await consumer.commit({ offsets });
 }
 
 /** A publish failure as the caller should see it, with Kafka's reasons: a message over the size limit is bad input. */
