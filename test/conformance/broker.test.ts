@@ -42,7 +42,12 @@ const ONE_MIB = 1024 * 1024;
  * objects on shared servers are removed afterwards.
  */
 const RUN = randomUUID().slice(0, 8);
-const queueNames = (setup: string) => ({ workers: `workers-${setup}-${RUN}`, retry: `retry-${setup}-${RUN}`, restart: `restart-${setup}-${RUN}` });
+const queueNames = (setup: string) => ({
+  workers: `workers-${setup}-${RUN}`,
+  twoTopics: `two-topics-${setup}-${RUN}`,
+  retry: `retry-${setup}-${RUN}`,
+  restart: `restart-${setup}-${RUN}`,
+});
 /** The Pub/Sub emulator's project the cases use (it takes any). */
 const PUBSUB_PROJECT = "tsmicro-conformance";
 
@@ -364,6 +369,22 @@ describe("broker conformance", { concurrency: true }, () => {
         assert.deepEqual(sorted(group.ids()), range(30), "each message once in the group, none twice");
       });
 
+      it(`${setup.name}: one queue group name on two topics gets each topic's messages once, to that topic's subscribers only`, async (t) => {
+        if (await skipped(t)) return;
+        const [first, second, publisher] = await connect(t, 3);
+        const topics = [topicFor("group-a"), topicFor("group-b")];
+        const inboxes = [new Inbox(), new Inbox()];
+        // go-micro names a rabbitmq queue and a Pub/Sub subscription after the group alone: one group on two topics shares them.
+        for (const broker of [first!, second!]) for (const i of [0, 1]) await broker.subscribe(topics[i]!, inboxes[i]!.handler, { queue: queue.twoTopics });
+        for (const id of range(10)) for (const i of [0, 1]) await publisher!.publish(topics[i]!, message(`${i}-${id}`));
+        for (const i of [0, 1]) {
+          const inbox = inboxes[i]!;
+          await inbox.until(() => new Set(inbox.ids()).size >= 10, `the group on topic ${i} to get its 10`);
+          assert.ok(inbox.events.every((e) => e.topic === topics[i]), `topic ${i}'s subscribers got only its messages`);
+          assert.deepEqual([...inbox.ids()].sort(), range(10).map((id) => `${i}-${id}`).sort(), `each of topic ${i}'s messages once`);
+        }
+      });
+
       it(`${setup.name}: headers and binary bodies arrive byte-exact (empty, every byte value, ${setup.largeBody ? `${Math.round(setup.largeBody / 1024)} KiB` : "1 MiB"})`, async (t) => {
         if (await skipped(t)) return;
         const [subscriber, publisher] = await connect(t, 2);
@@ -668,8 +689,10 @@ async function deletePubSubObjects(topics: string[], queues: string[]): Promise<
     if (err.code !== 5) throw err; // NOT_FOUND: never created
   };
   try {
+    // A group's subscription is named after the group, or after group and topic where the group's belonged to another topic.
+    for (const queue of queues) await client.subscription(subscriptionName(queue)).delete().catch(gone);
     for (const topic of topics) {
-      for (const queue of queues) await client.subscription(subscriptionName(topic, queue)).delete().catch(gone);
+      for (const queue of queues) await client.subscription(subscriptionName(`${queue}:${topic}`)).delete().catch(gone);
       await client.topic(topic).delete().catch(gone);
     }
   } finally {
