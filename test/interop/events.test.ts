@@ -245,6 +245,45 @@ for (const shared of BROKERS) {
         }
       });
 
+      // A Kafka group resumes from its committed offsets, whoever committed them. Kafka's convention
+      // (Sarama's) is "the next offset to read": a Go member taking over must neither skip nor repeat.
+      // The other way round cannot be checked here: go-micro v4's kafka broker never commits on Kafka
+      // 4 (its Sarama speaks 0.10.2 by default, whose commits Kafka 4 refuses; with 2.1 they do not
+      // show either), so a Go member's group restarts at its last tsmicro commit.
+      if (shared.tsmicro.startsWith("kafka:")) cell(shared.row, version, "queue group handed over tsmicro → go at the committed offset", async () => {
+        const topic = uniqueTopic("handover");
+        const queue = `q-${randomUUID().slice(0, 8)}`;
+        const cleanup = await createKafkaTopic(topic, 1);
+        const publishRange = async (from: number, to: number) => {
+          for (let i = from; i < to; i++) await broker.publish(topic, { header: { seq: String(i) }, body: Buffer.from(`message ${i}`) });
+        };
+        try {
+          // tsmicro starts the group and handles 0-4; 5-9 wait for the next member.
+          const first = new Inbox();
+          const sub = await broker.subscribe(topic, first.handler, { queue });
+          await publishRange(0, 5);
+          await first.atLeast(5);
+          await sub.unsubscribe();
+          assert.deepEqual(first.events.map((e) => e.message.header.seq), ["0", "1", "2", "3", "4"]);
+          assert.equal(await committedOffset(queue, topic), 5n, "tsmicro committed the next offset to read, Kafka's convention");
+          await publishRange(5, 10);
+          // go-micro takes over at tsmicro's committed offset.
+          const peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "subscribe", PEER_TOPIC: topic, PEER_QUEUE: queue });
+          const goSeqs: string[] = [];
+          try {
+            await peer.next((l) => "ready" in l, 20_000, "ready line");
+            for (let i = 0; i < 5; i++) goSeqs.push((await peer.next((l) => "body" in l, 20_000, `message ${5 + i}`)).header.seq);
+            await publishRange(10, 11);
+            goSeqs.push((await peer.next((l) => "body" in l, 10_000, "message 10")).header.seq);
+          } finally {
+            await peer.stop();
+          }
+          assert.deepEqual(goSeqs, ["5", "6", "7", "8", "9", "10"], "go-micro resumed where tsmicro left, nothing skipped or twice");
+        } finally {
+          await cleanup();
+        }
+      });
+
       // go-micro names a rabbitmq group's queue after the group alone: one group on two topics is one
       // queue bound to both, whose members get both topics' messages. tsmicro hands each delivery to
       // its subscriber of that topic, so a tsmicro handler never sees another topic's message.
@@ -315,11 +354,23 @@ async function collect(peer: Peer, inboxes: Inbox[], count: number) {
 const seqs = (count: number) => Array.from({ length: count }, (_, i) => i);
 const sortedSeqs = (list: string[]) => list.map(Number).sort((a, b) => a - b);
 
-/** Creates the topic with 4 partitions on the shared Kafka; the cleanup deletes it. */
-async function createKafkaTopic(topic: string): Promise<() => Promise<void>> {
+/** The group's committed offset of the topic's partition 0 on the shared Kafka (-1 for none). */
+async function committedOffset(group: string, topic: string): Promise<bigint> {
   const { Admin } = await import("@platformatic/kafka");
   const admin = new Admin({ clientId: "tsmicro-interop", bootstrapBrokers: ["127.0.0.1:9092"] });
-  await admin.createTopics({ topics: [topic], partitions: 4, replicas: 1 });
+  try {
+    const [listed] = await admin.listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: [0] }] }] });
+    return listed?.topics.find((t) => t.name === topic)?.partitions.find((p) => p.partitionIndex === 0)?.committedOffset ?? -1n;
+  } finally {
+    await admin.close();
+  }
+}
+
+/** Creates the topic on the shared Kafka (4 partitions: a group shares a topic by partitions); the cleanup deletes it. */
+async function createKafkaTopic(topic: string, partitions = 4): Promise<() => Promise<void>> {
+  const { Admin } = await import("@platformatic/kafka");
+  const admin = new Admin({ clientId: "tsmicro-interop", bootstrapBrokers: ["127.0.0.1:9092"] });
+  await admin.createTopics({ topics: [topic], partitions, replicas: 1 });
   return async () => {
     await admin.deleteTopics({ topics: [topic] }).catch(() => {});
     await admin.close();
