@@ -245,6 +245,43 @@ for (const shared of BROKERS) {
         }
       });
 
+      // With durable queue groups on both sides (tsmicro's durableQueues, go-micro's DurableQueue()) the
+      // declarations match, whoever comes first, and the group's messages wait while it is away.
+      if (shared.tsmicro.startsWith("amqp:")) cell(shared.row, version, "durable queue group shared by go and tsmicro", async () => {
+        const topic = uniqueTopic("durable");
+        const queue = `q-${randomUUID().slice(0, 8)}`;
+        const durable = await createBroker(shared.tsmicro, { durableQueues: true });
+        await durable.connect();
+        const amqp = await import("amqplib");
+        const admin = await amqp.connect(shared.tsmicro);
+        try {
+          // tsmicro declares the queue first; go-micro's durable declaration matches it.
+          const inbox = new Inbox();
+          const sub = await durable.subscribe(topic, inbox.handler, { queue });
+          const peer: Peer = startPeer(version, { ...shared.goMicro, PEER_MODE: "subscribe", PEER_TOPIC: topic, PEER_QUEUE: queue, PEER_DURABLE_QUEUE: "1" });
+          try {
+            await peer.next((l) => "ready" in l, 20_000, "ready line");
+            await warmUp(peer, inbox, () => durable.publish(topic, { header: { seq: "warm" }, body: Buffer.from("warm-up") }));
+            for (let i = 0; i < 20; i++) await durable.publish(topic, { header: { seq: String(i) }, body: Buffer.from(`message ${i}`) });
+            const { go, tsmicro } = await collect(peer, [inbox], 20);
+            assert.deepEqual(sortedSeqs([...go, ...tsmicro]), seqs(20), "every message once, across both languages");
+            assert.ok(go.length > 0 && tsmicro.length > 0, `both members got messages (go ${go.length}, tsmicro ${tsmicro.length})`);
+          } finally {
+            await peer.stop();
+          }
+          // With every member gone, the durable queue keeps what comes meanwhile.
+          await sub.unsubscribe();
+          await durable.publish(topic, { header: { seq: "kept" }, body: Buffer.from("kept") });
+          const channel = await admin.createChannel();
+          assert.equal((await channel.checkQueue(queue)).messageCount, 1, "the durable queue kept the message while the group was away");
+        } finally {
+          const channel = await admin.createChannel();
+          await channel.deleteQueue(queue);
+          await admin.close();
+          await durable.disconnect();
+        }
+      });
+
       // A Kafka group resumes from its committed offsets, whoever committed them. Kafka's convention
       // (Sarama's) is "the next offset to read": a Go member taking over must neither skip nor repeat.
       // The other way round cannot be checked here: go-micro v4's kafka broker never commits on Kafka
