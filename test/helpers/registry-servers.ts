@@ -4,6 +4,7 @@
  */
 import { execFileSync } from "node:child_process";
 import dgram from "node:dgram";
+import net from "node:net";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -138,9 +139,23 @@ export async function startZookeeper(): Promise<OwnedServer> {
     startupMs: 30_000,
     // JMXDISABLE: JMX would listen on every interface.
     spawn: () => startProcess(script, ["start-foreground", config], { env: { ...process.env, JMXDISABLE: "true", ZOO_LOG_DIR: dataDir } }),
+    // The port opens before the database is loaded; "srvr" names the mode once it serves.
+    ready: (deadline) => waitUntil(async () => (await fourLetterWord(port, "srvr")).includes("Mode:"), Math.max(0, deadline - Date.now()), "zookeeper to serve", 100),
   });
   await server.start();
   return server;
+}
+
+/** ZooKeeper's answer to a four-letter command ("" if the connection fails). */
+function fourLetterWord(port: number, word: string): Promise<string> {
+  return new Promise((resolve) => {
+    let answer = "";
+    const socket = net.connect(port, "127.0.0.1", () => socket.end(word));
+    socket.setTimeout(2000, () => socket.destroy());
+    socket.on("data", (chunk: Buffer) => (answer += chunk.toString()));
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve(answer));
+  });
 }
 
 export async function startNatsServer(): Promise<OwnedServer> {

@@ -145,6 +145,44 @@ describe("cache registry", () => {
     await cache.close();
   });
 
+  it("cache: a node whose registration lapsed during an outage is kept until it re-registers", async () => {
+    const { registry, cache } = setup();
+    await registry.register(svc("n1"));
+    await cache.getService("greeter");
+    // The registry goes away and, meanwhile, reports the node's lease as lapsed.
+    registry.unreachable = true;
+    await registry.deregister(svc("n1"));
+    await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
+    assert.deepEqual(nodeIds(await cache.getService("greeter")), ["n1"], "kept while the registry cannot confirm");
+    // Back, without the node yet: not found means "not re-registered yet".
+    registry.unreachable = false;
+    const lookupsBefore = registry.lookups;
+    await waitUntil(async () => (await cache.getService("greeter"), registry.lookups > lookupsBefore), 3000, "a lookup after the outage");
+    assert.deepEqual(nodeIds(await cache.getService("greeter")), ["n1"], "kept while it re-registers");
+    await registry.register(svc("n1", "v1", { back: "yes" }));
+    await waitUntil(async () => (await cache.getService("greeter"))[0]!.metadata?.back === "yes", 3000, "the re-registered node");
+    await cache.close();
+  });
+
+  it("cache: a service still missing once the resync grace has passed is not found", async () => {
+    const registry = new ProbeRegistry();
+    const cache = new CacheRegistry(registry, { resyncGrace: 0.3, log: () => {} });
+    await registry.register(svc("n1"));
+    await cache.getService("greeter");
+    registry.unreachable = true;
+    await registry.deregister(svc("n1"));
+    await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
+    registry.unreachable = false;
+    const started = Date.now();
+    await waitUntil(
+      () => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError),
+      5000,
+      "not found after the grace",
+    );
+    assert.ok(Date.now() - started >= 200, "not before the grace passed");
+    await cache.close();
+  });
+
   it("cache: a registry error on a miss (nothing cached) reaches the caller", async () => {
     const { registry, cache } = setup();
     registry.unreachable = true;
