@@ -30,7 +30,7 @@ const fixture = fileURLToPath(new URL("./fixtures/echo-service.ts", import.meta.
 const TTL_S = 4;
 const INTERVAL_S = 2;
 /** Longer than the TTL: every lease, session and check outlives its TTL while the server is away. */
-const OUTAGE_MS = (TTL_S + 2) * 1000;
+const OUTAGE_MS = Number(process.env.OUTAGE_MS ?? (TTL_S + 2) * 1000);
 /** Calls keep going this long after the server is back: past a full TTL, so a lapse would show. */
 const AFTER_MS = (TTL_S + INTERVAL_S + 2) * 1000;
 /** A renewal is due within one interval; the register round-trip and timer jitter get this much on top. */
