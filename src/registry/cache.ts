@@ -8,8 +8,9 @@
  * An outage must not cost a client the nodes that stayed alive through it. So a removal that would
  * leave a service with no node at all (a watch delete, a re-fetch that finds nothing) is checked
  * with the registry first: while it cannot be reached, or for `resyncGrace` seconds after it could
- * not be, "not there" means "not re-registered yet" (a lease or session that lapsed while the server
- * was away; every live node registers again within its interval), and the last known nodes stay.
+ * not be (a failed lookup here, or the registry's own lastOutage(): a lost watch or session), "not
+ * there" means "not re-registered yet" (a lease, session or check that lapsed while the server was
+ * away; every live node registers again within its interval), and the last known nodes stay.
  */
 import { logger } from "../logger.ts";
 import {
@@ -152,7 +153,14 @@ export class CacheRegistry implements Registry {
 
   /** The registry was unreachable within the resync grace: a missing node may still be re-registering. */
   private resyncing(): boolean {
-    return this.unreachableAt !== undefined && Date.now() - this.unreachableAt < this.resyncGraceMs;
+    const outage = this.lastOutage();
+    return outage !== undefined && Date.now() - outage < this.resyncGraceMs;
+  }
+
+  /** The later of this cache's last failed lookup and the registry's own last outage. */
+  lastOutage(): number | undefined {
+    const times = [this.unreachableAt, this.registry.lastOutage?.()].filter((t) => t !== undefined);
+    return times.length ? Math.max(...times) : undefined;
   }
 
   private startWatch(): void {

@@ -91,6 +91,7 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       return await fn(client);
     } catch (err) {
       if (err instanceof etcd.EtcdLeaseInvalidError) throw err;
+      this.noteOutage();
       throw new RegistryUnavailableError(`etcd (${what})`, err);
     }
   }
@@ -188,6 +189,16 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       // The deleted kv carries no value; the previous one holds the node that went away.
       w.on("delete", (_kv, previous) => emitFrom(previous, "delete"));
       w.on("error", (err) => logger.warn({ err }, "etcd registry: watch error"));
+      // The stream's loss and its return mark an outage (the watch resumes by revision meanwhile).
+      let lost = false;
+      w.on("disconnected", () => {
+        lost = true;
+        this.noteOutage();
+      });
+      w.on("connected", () => {
+        if (lost) this.noteOutage();
+        lost = false;
+      });
       this.prefixWatch = w;
     } catch (err) {
       if (this.closed) return;

@@ -95,9 +95,11 @@ export default class NatsRegistry extends RegistryBase implements Registry {
         if (status.type === "disconnect") {
           this.connected = false;
           this.disconnects++;
+          this.noteOutage();
           this.announcements?.pause();
         } else if (status.type === "reconnect") {
           this.connected = true;
+          this.noteOutage();
           this.announcements?.resume();
         }
       }

@@ -47,7 +47,8 @@ const subjects: Subject[] = [
   { name: "etcd", start: startEtcd, installed: () => !!ETCD_BIN() },
   { name: "zookeeper", start: startZookeeper, installed: () => !!ZK_SERVER_SCRIPT() },
   { name: "nats", start: startNatsServer, installed: () => !!NATS_SERVER_BIN() },
-  { name: "consul", start: startConsul, installed: () => !!CONSUL_BIN() },
+  // A Consul server that keeps its state on disk, as a production one does (dev mode would restart empty).
+  { name: "consul", start: () => startConsul({ persistent: true }), installed: () => !!CONSUL_BIN() },
 ];
 
 const measurements: string[] = [];

@@ -169,10 +169,12 @@ export async function startNatsServer(): Promise<OwnedServer> {
 }
 
 /**
- * A Consul agent in dev mode (a single server, state in memory) with its HTTP API, server RPC and
- * Serf ports on free loopback ports, DNS and gRPC off; start() resolves once it has elected itself leader.
+ * A Consul agent with its HTTP API, server RPC and Serf ports on free loopback ports, DNS and gRPC
+ * off; start() resolves once it has elected itself leader. By default in dev mode (a single server,
+ * state in memory); `persistent` makes it a single server that keeps its catalog and its agent's
+ * services and checks in the data directory, so a restart comes back with them.
  */
-export async function startConsul(): Promise<OwnedServer> {
+export async function startConsul({ persistent = false } = {}): Promise<OwnedServer> {
   const bin = CONSUL_BIN();
   if (!bin) throw new Error("consul is not installed (.ci/setup/consul.sh builds it)");
   const [port, serverPort, serfLan, serfWan] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -185,7 +187,7 @@ export async function startConsul(): Promise<OwnedServer> {
     spawn: () =>
       startProcess(bin, [
         "agent",
-        "-dev",
+        ...(persistent ? ["-server", "-bootstrap-expect=1"] : ["-dev"]),
         "-node=tsmicro-test",
         `-data-dir=${dataDir}`,
         "-bind=127.0.0.1",

@@ -164,6 +164,31 @@ describe("cache registry", () => {
     await cache.close();
   });
 
+  it("cache: after an outage the registry itself noticed (lastOutage), a lapsed last node is kept while it re-registers", async () => {
+    const registry = new ProbeRegistry();
+    let outage: number | undefined;
+    registry.lastOutage = () => outage;
+    const cache = new CacheRegistry(registry, { log: () => {} });
+    await registry.register(svc("n1"));
+    await cache.getService("greeter");
+    // The cache never failed a lookup; the registry's watch saw its server go and come back, empty.
+    outage = Date.now();
+    await registry.deregister(svc("n1"));
+    await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
+    assert.deepEqual(nodeIds(await cache.getService("greeter")), ["n1"], "kept while it re-registers");
+    // Without an outage the same delete is final.
+    outage = undefined;
+    await registry.register(svc("n2"));
+    await waitUntil(async () => nodeIds(await cache.getService("greeter")).includes("n2"), 2000, "n2");
+    await registry.deregister(svc("n2"));
+    await waitUntil(
+      () => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError),
+      3000,
+      "not found once nothing is left and there was no outage",
+    );
+    await cache.close();
+  });
+
   it("cache: a service still missing once the resync grace has passed is not found", async () => {
     const registry = new ProbeRegistry();
     const cache = new CacheRegistry(registry, { resyncGrace: 0.3, log: () => {} });
