@@ -11,7 +11,6 @@ import { after, describe, test, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Client, MicroError, createRegistry, type Registry } from "../../src/index.ts";
 import { CacheRegistry } from "../../src/registry/cache.ts";
-import { isNotFound } from "../../src/registry/registry.ts";
 import { skipOrFail, startTs, waitUntil, type Proc } from "../helpers/net.ts";
 import {
   CONSUL_BIN,
@@ -29,7 +28,10 @@ const fixture = fileURLToPath(new URL("./fixtures/echo-service.ts", import.meta.
 
 const TTL_S = 4;
 const INTERVAL_S = 2;
-/** Longer than the TTL: every lease, session and check outlives its TTL while the server is away. */
+/**
+ * Longer than the TTL: every lease, session and check outlives its TTL while the server is away.
+ * OUTAGE_MS lengthens it for a run by hand (e.g. the issue's 20 s etcd outage).
+ */
 const OUTAGE_MS = Number(process.env.OUTAGE_MS ?? (TTL_S + 2) * 1000);
 /** Calls keep going this long after the server is back: past a full TTL, so a lapse would show. */
 const AFTER_MS = (TTL_S + INTERVAL_S + 2) * 1000;
@@ -106,12 +108,12 @@ function registeredAt(proc: Proc): number[] {
 
 const summary = (t: Tally) => `${t.ok} ok, ${t.notFound} not found, other failures: ${JSON.stringify([...t.other])}`;
 
+/** Whether the registry lists the node; false too while it cannot be reached yet. */
 async function inRegistry(registry: Registry, service: string, nodeId: string): Promise<boolean> {
   try {
     return (await registry.getService(service)).some((s) => s.nodes.some((n) => n.id === nodeId));
-  } catch (err) {
-    if (isNotFound(err)) return false;
-    return false; // still reconnecting
+  } catch {
+    return false;
   }
 }
 
@@ -164,6 +166,7 @@ describe("registry outage under load", { concurrency: 1 }, () => {
           assert.ok(tally.ok > 100, `calls went through: ${summary(tally)}`);
         }
         assert.ok(reregisteredMs <= INTERVAL_S * 1000 + REREGISTER_SLACK_MS, `re-registered within one interval (${reregisteredMs} ms)`);
+        assert.ok(visibleMs <= INTERVAL_S * 1000 + REREGISTER_SLACK_MS, `listed by a new client within one interval (${visibleMs} ms)`);
         // Still there a full TTL later: the registration is renewed, not merely restored.
         const last = await createRegistry(`${s.name}://${server.address}`, { timeout: 1000 });
         try {
