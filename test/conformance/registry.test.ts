@@ -414,6 +414,25 @@ describe("registry conformance", { concurrency: true }, () => {
           }),
         );
 
+      // A node cut off from etcd (the server up) stops renewing: its lease lapses. Its next register,
+      // with the registry's client still holding the lapsed lease, must grant a new one and list it again.
+      if (s.name === "etcd")
+        it("etcd: a registration whose lease lapsed is listed again by its next register (a new lease)", { timeout: 30_000 }, () =>
+          withRegistry(s.uri, async (r) => {
+            const name = uniqueName(s.name, "lapse");
+            const service = makeService(name, "v1", [makeNode(name, 10052)]);
+            const ttl = 2;
+            await r.register(service, { ttl });
+            await withRegistry(s.uri, async (other) => {
+              await eventually(other, name, (x) => nodeIds(x).length === 1, "the node listed");
+              await eventually(other, name, (x) => x.length === 0, "the node to drop out once its TTL lapsed", { timeoutMs: ttl * 1000 + 3000 });
+              await r.register(service, { ttl });
+              await eventually(other, name, (x) => nodeIds(x).length === 1, "the node listed again after its register", { timeoutMs: 2000 });
+            });
+            await r.deregister(service);
+          }),
+        );
+
       if (s.name === "consul")
         it("consul: stored as go-micro stores it; a node whose TTL lapsed is listed again by its next register", { timeout: 30_000 }, () =>
           withRegistry(s.uri, async (r) => {
