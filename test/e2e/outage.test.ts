@@ -12,17 +12,7 @@ import { fileURLToPath } from "node:url";
 import { Client, MicroError, createRegistry, type Registry } from "../../src/index.ts";
 import { CacheRegistry } from "../../src/registry/cache.ts";
 import { skipOrFail, startTs, waitUntil, type Proc } from "../helpers/net.ts";
-import {
-  CONSUL_BIN,
-  ETCD_BIN,
-  NATS_SERVER_BIN,
-  ZK_SERVER_SCRIPT,
-  startConsul,
-  startEtcd,
-  startNatsServer,
-  startZookeeper,
-  type OwnedServer,
-} from "../helpers/registry-servers.ts";
+import { OWNABLE_REGISTRY_SERVERS, startConsul, type OwnedServer } from "../helpers/registry-servers.ts";
 
 const fixture = fileURLToPath(new URL("./fixtures/echo-service.ts", import.meta.url));
 
@@ -46,11 +36,11 @@ interface Subject {
 }
 
 const subjects: Subject[] = [
-  { name: "etcd", start: startEtcd, installed: () => !!ETCD_BIN() },
-  { name: "zookeeper", start: startZookeeper, installed: () => !!ZK_SERVER_SCRIPT() },
-  { name: "nats", start: startNatsServer, installed: () => !!NATS_SERVER_BIN() },
+  { name: "etcd", ...OWNABLE_REGISTRY_SERVERS.etcd },
+  { name: "zookeeper", ...OWNABLE_REGISTRY_SERVERS.zookeeper },
+  { name: "nats", ...OWNABLE_REGISTRY_SERVERS.nats },
   // A Consul server that keeps its state on disk, as a production one does (dev mode would restart empty).
-  { name: "consul", start: () => startConsul({ persistent: true }), installed: () => !!CONSUL_BIN() },
+  { name: "consul", ...OWNABLE_REGISTRY_SERVERS.consul, start: () => startConsul({ persistent: true }) },
 ];
 
 const measurements: string[] = [];

@@ -215,6 +215,14 @@ export async function startConsul({ persistent = false } = {}): Promise<OwnedSer
   return server;
 }
 
+/** The registry servers a test can own, by registry name: how to start one, and whether its binary is here. */
+export const OWNABLE_REGISTRY_SERVERS: Record<"etcd" | "zookeeper" | "nats" | "consul", { start: () => Promise<OwnedServer>; installed: () => boolean }> = {
+  etcd: { start: startEtcd, installed: () => !!ETCD_BIN() },
+  zookeeper: { start: startZookeeper, installed: () => !!ZK_SERVER_SCRIPT() },
+  nats: { start: startNatsServer, installed: () => !!NATS_SERVER_BIN() },
+  consul: { start: startConsul, installed: () => !!CONSUL_BIN() },
+};
+
 export interface SrvTarget {
   target: string;
   port: number;

@@ -34,6 +34,10 @@ class ProbeRegistry extends MemoryRegistry {
 
 const nodeIds = (services: Service[]) => services.flatMap((s) => s.nodes.map((n) => n.id)).sort();
 
+/** Waits until the cache answers ServiceNotFoundError for greeter. */
+const notFoundWithin = (cache: CacheRegistry, timeoutMs: number, what: string) =>
+  waitUntil(() => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError), timeoutMs, what);
+
 function setup(ttl?: number) {
   const registry = new ProbeRegistry();
   const lines: string[] = [];
@@ -110,11 +114,7 @@ describe("cache registry", () => {
     await registry.register(svc("n1"));
     await cache.getService("greeter");
     await registry.deregister(svc("n1"));
-    await waitUntil(
-      () => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError),
-      2000,
-      "not found after the delete event",
-    );
+    await notFoundWithin(cache, 2000, "not found after the delete event");
     await cache.close();
   });
 
@@ -181,11 +181,7 @@ describe("cache registry", () => {
     await registry.register(svc("n2"));
     await waitUntil(async () => nodeIds(await cache.getService("greeter")).includes("n2"), 2000, "n2");
     await registry.deregister(svc("n2"));
-    await waitUntil(
-      () => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError),
-      3000,
-      "not found once nothing is left and there was no outage",
-    );
+    await notFoundWithin(cache, 3000, "not found once nothing is left and there was no outage");
     await cache.close();
   });
 
@@ -199,11 +195,7 @@ describe("cache registry", () => {
     await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
     registry.unreachable = false;
     const started = Date.now();
-    await waitUntil(
-      () => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError),
-      5000,
-      "not found after the grace",
-    );
+    await notFoundWithin(cache, 5000, "not found after the grace");
     assert.ok(Date.now() - started >= 200, "not before the grace passed");
     await cache.close();
   });
