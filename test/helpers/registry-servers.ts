@@ -108,6 +108,17 @@ export async function startEtcd(): Promise<OwnedServer> {
         `--initial-advertise-peer-urls=${peer}`,
         `--initial-cluster=test=${peer}`,
       ]),
+    // The port opens before etcd has elected itself leader (after a restart, too): /health says when it serves.
+    ready: (deadline) =>
+      waitUntil(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+          return !!res?.ok && ((await res.json()) as { health?: string }).health === "true";
+        },
+        Math.max(0, deadline - Date.now()),
+        "etcd to serve",
+        100,
+      ),
   });
   await server.start();
   return server;
