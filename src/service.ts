@@ -17,6 +17,9 @@ import type { ServiceImpl } from "./proto/service.ts";
 import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
 
+/** How soon a failed re-register is tried again (at most the register interval). */
+const RENEW_RETRY_MS = 1000;
+
 interface Subscription {
   topic: string;
   handler: EventHandler<unknown>;
@@ -43,6 +46,8 @@ export class Service {
   private readonly handlers: Array<(s: Server) => void> = [];
   private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
+  /** The re-register in progress, if any. */
+  private renewal?: Promise<void>;
   private running?: Promise<void>;
   private stopping?: Promise<void>;
   private resolveRun?: () => void;
@@ -187,12 +192,28 @@ export class Service {
       sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts));
     }
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
-    const interval = this.opts.registerInterval;
-    if (interval > 0) {
-      this.renewTimer = setInterval(() => {
-        this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
-      }, interval);
-    }
+    this.renewAfter(this.opts.registerInterval);
+  }
+
+  /**
+   * Re-registers every registerInterval, one register at a time. While the registry cannot be
+   * reached it tries every RENEW_RETRY_MS instead, so a node is back within about a second of the
+   * registry's return, however long its interval (its lease or check may have lapsed meanwhile).
+   */
+  private renewAfter(delayMs: number): void {
+    this.renewTimer = setTimeout(() => {
+      this.renewal = this.register().then(
+        () => this.opts.registerInterval,
+        (err: Error) => {
+          const retry = Math.min(this.opts.registerInterval, RENEW_RETRY_MS);
+          logger.error({ err: err.message }, `re-register failed; retrying in ${retry} ms`);
+          return retry;
+        },
+      ).then((next) => {
+        this.renewal = undefined;
+        if (this.running && !this.stopping) this.renewAfter(next);
+      });
+    }, delayMs);
   }
 
   /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
@@ -257,7 +278,8 @@ export class Service {
   }
 
   private async shutdown(): Promise<void> {
-    clearInterval(this.renewTimer);
+    clearTimeout(this.renewTimer);
+    await this.renewal; // a renewal that lands after the deregister would list this node again
     const registry = this._registry;
     if (this.record && registry && this.registered) {
       await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));

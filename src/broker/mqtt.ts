@@ -16,6 +16,8 @@
  * subscription carries a subscription identifier, and an incoming message goes to the local
  * subscribers of the identifiers it names (all of them, or one in turn for a queue group).
  * The client reconnects and resubscribes by itself; publish() waits up to `reconnectWait` ms meanwhile.
+ * publish() resolves on the server's PUBACK (QoS 1; PUBCOMP for 2, once written for 0): accepted
+ * and routed. Without `durable` the sessions are clean, so a restart loses what the server held.
  *
  * With `durable: true` the connection keeps a persistent session (clean start off, session expiry
  * `sessionExpiry` s): the server holds the session's subscriptions and its unacknowledged QoS 1

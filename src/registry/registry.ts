@@ -70,6 +70,12 @@ export interface Registry {
   /** Releases sockets, sessions and timers. */
   close(): Promise<void>;
   toString(): string;
+  /**
+   * Optional: when this registry last lost or regained its server (epoch ms), undefined if it never
+   * lost it. A cache uses it to tell a registration that lapsed during an outage (the node is still
+   * re-registering) from a node that went away.
+   */
+  lastOutage?(): number | undefined;
 }
 
 export class ServiceNotFoundError extends Error {
@@ -268,6 +274,7 @@ export { splitHostPort, joinHostPort } from "../address.ts";
 /** What every server-backed registry shares: its options, their merging, timeout and addresses. */
 export abstract class RegistryBase {
   protected opts: RegistryOptions;
+  private outageAt?: number;
 
   constructor(opts: RegistryOptions = {}) {
     this.opts = opts;
@@ -279,6 +286,15 @@ export abstract class RegistryBase {
 
   options(): RegistryOptions {
     return this.opts;
+  }
+
+  lastOutage(): number | undefined {
+    return this.outageAt;
+  }
+
+  /** The server could not be reached, or came back after that: see Registry.lastOutage. */
+  protected noteOutage(): void {
+    this.outageAt = Date.now();
   }
 
   /** Milliseconds one server round-trip may take. */
