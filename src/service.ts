@@ -14,7 +14,8 @@ import { StartupError } from "./errors.ts";
 import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
 import type { ServiceImpl } from "./proto/service.ts";
-import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
+import { describeMessage } from "./proto/describe.ts";
+import type { Endpoint, Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
 
 interface Subscription {
@@ -107,12 +108,15 @@ export class Service {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
     this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
-    if (this.registered) {
-      // Advertise the new endpoints now rather than at the next renewal.
-      this.record = undefined;
-      this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
-    }
+    this.readvertise();
     return this;
+  }
+
+  /** Advertises changed endpoints (handlers, subscriptions) now rather than at the next renewal. */
+  private readvertise(): void {
+    if (!this.registered) return;
+    this.record = undefined;
+    this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
   }
 
   async publish(topic: string, message: unknown, opts?: PublishEventOptions): Promise<void> {
@@ -127,6 +131,7 @@ export class Service {
     const forget = () => {
       const index = this.subscriptions.indexOf(sub);
       if (index >= 0) this.subscriptions.splice(index, 1);
+      this.readvertise();
     };
     this.subscriptions.push(sub);
     if (this.running) {
@@ -136,6 +141,7 @@ export class Service {
         forget();
         throw err;
       }
+      this.readvertise();
     }
     return {
       topic,
@@ -213,7 +219,7 @@ export class Service {
       name: this.opts.name,
       version: this.opts.version,
       metadata: {},
-      endpoints: this.server.endpoints(),
+      endpoints: [...this.server.endpoints(), ...this.subscriptions.map(subscriberEndpoint)],
       nodes: [
         {
           id: `${this.opts.name}-${this.id}`,
@@ -274,6 +280,19 @@ export class Service {
     if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
     this.resolveRun?.();
   }
+}
+
+/**
+ * A subscription as go-micro advertises a function subscriber: endpoint "Func" with metadata
+ * {topic, subscriber: "true"} and the message's shape, so the registry tells who listens to a topic.
+ */
+function subscriberEndpoint(sub: Subscription): Endpoint {
+  return {
+    name: "Func",
+    request: sub.opts.schema ? describeMessage(sub.opts.schema) : null,
+    response: null,
+    metadata: { topic: sub.topic, subscriber: "true" },
+  };
 }
 
 export type { Duration, InitOptions, ServiceOptions } from "./cmd/options.ts";

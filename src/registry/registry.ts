@@ -4,6 +4,11 @@ export interface Value {
   name: string;
   type: string;
   values?: Value[] | null;
+  /**
+   * The protobuf field number, for fields of shapes derived from protobuf schemas: what lets a
+   * dashboard name the fields of a protobuf event. A tsmicro addition that go-micro peers ignore.
+   */
+  number?: number;
 }
 
 export interface Endpoint {

@@ -106,37 +106,37 @@ describe("describeMessage: registry shapes", () => {
       name: "Student",
       type: "student.Student",
       values: [
-        { name: "name", type: "string" },
-        { name: "classes", type: "string" },
-        { name: "grade", type: "int32" },
-        { name: "phone", type: "string" },
+        { name: "name", type: "string", number: 1 },
+        { name: "classes", type: "string", number: 2 },
+        { name: "grade", type: "int32", number: 3 },
+        { name: "phone", type: "string", number: 4 },
       ],
     });
   });
 
-  test("every kind of field, by its JSON name and proto type", () => {
+  test("every kind of field, by its JSON name, proto type and field number", () => {
     const shape = describeMessage(EverythingSchema);
     const field = (name: string) => shape.values!.find((v) => v.name === name);
-    const address = { type: "tsmicro.test.Address", values: [{ name: "street", type: "string" }, { name: "zip", type: "uint32" }] };
+    const address = { type: "tsmicro.test.Address", values: [{ name: "street", type: "string", number: 1 }, { name: "zip", type: "uint32", number: 2 }] };
     assert.deepEqual(
       shape.values!.slice(0, 15).map((v) => v.type),
       ["double", "float", "int64", "uint64", "int32", "fixed64", "fixed32", "bool", "string", "bytes", "uint32", "sfixed32", "sfixed64", "sint32", "sint64"],
     );
-    assert.deepEqual(field("fInt64"), { name: "fInt64", type: "int64" });
-    assert.deepEqual(field("color"), { name: "color", type: "tsmicro.test.Color" });
-    assert.deepEqual(field("address"), { name: "address", ...address });
-    assert.deepEqual(field("numbers"), { name: "numbers", type: "[]int32" });
-    assert.deepEqual(field("addresses"), { name: "addresses", ...address, type: "[]tsmicro.test.Address" });
-    assert.deepEqual(field("colors"), { name: "colors", type: "[]tsmicro.test.Color" });
-    assert.deepEqual(field("counts"), { name: "counts", type: "map<string,int32>" });
-    assert.deepEqual(field("addressById"), { name: "addressById", ...address, type: "map<int64,tsmicro.test.Address>" });
+    assert.deepEqual(field("fInt64"), { name: "fInt64", type: "int64", number: 3 });
+    assert.deepEqual(field("color"), { name: "color", type: "tsmicro.test.Color", number: 16 });
+    assert.deepEqual(field("address"), { name: "address", number: 17, ...address });
+    assert.deepEqual(field("numbers"), { name: "numbers", type: "[]int32", number: 18 });
+    assert.deepEqual(field("addresses"), { name: "addresses", number: 20, ...address, type: "[]tsmicro.test.Address" });
+    assert.deepEqual(field("colors"), { name: "colors", type: "[]tsmicro.test.Color", number: 21 });
+    assert.deepEqual(field("counts"), { name: "counts", type: "map<string,int32>", number: 22 });
+    assert.deepEqual(field("addressById"), { name: "addressById", number: 23, ...address, type: "map<int64,tsmicro.test.Address>" });
     // oneof members are flat, as in the JSON form.
-    assert.deepEqual(field("email"), { name: "email", type: "string" });
-    assert.deepEqual(field("postal"), { name: "postal", ...address });
-    assert.deepEqual(field("nickname"), { name: "nickname", type: "string" });
+    assert.deepEqual(field("email"), { name: "email", type: "string", number: 24 });
+    assert.deepEqual(field("postal"), { name: "postal", number: 25, ...address });
+    assert.deepEqual(field("nickname"), { name: "nickname", type: "string", number: 26 });
     // Well-known types have their own JSON (a Timestamp is a string): no fields listed.
-    assert.deepEqual(field("created"), { name: "created", type: "google.protobuf.Timestamp" });
-    assert.deepEqual(field("note"), { name: "note", type: "tsmicro.test.Everything.Note", values: [{ name: "text", type: "string" }] });
+    assert.deepEqual(field("created"), { name: "created", type: "google.protobuf.Timestamp", number: 27 });
+    assert.deepEqual(field("note"), { name: "note", type: "tsmicro.test.Everything.Note", number: 28, values: [{ name: "text", type: "string", number: 1 }] });
     assert.equal(shape.values!.length, 28);
   });
 
@@ -145,8 +145,8 @@ describe("describeMessage: registry shapes", () => {
       name: "Tree",
       type: "tsmicro.test.Tree",
       values: [
-        { name: "label", type: "string" },
-        { name: "children", type: "[]tsmicro.test.Tree" },
+        { name: "label", type: "string", number: 1 },
+        { name: "children", type: "[]tsmicro.test.Tree", number: 2 },
       ],
     });
   });
