@@ -74,7 +74,7 @@ export async function startWeb(service: Service, address: string): Promise<Dashb
     try {
       const broker = await service.broker();
       await broker.connect();
-      subscriber = await broker.subscribe(topic, (event) => send("event", showEvent(event)));
+      subscriber = await broker.subscribe(topic, (event) => send("event", showEvent(event, catalog.shapeOf)));
       if (closed) await subscriber.unsubscribe(); // the page left while subscribing
       else send("subscribed", { topic, broker: String(broker) });
     } catch (err) {

@@ -20,6 +20,7 @@ import {
 import { StudentRequestSchema, StudentSchema, type Student, type StudentRequest } from "../../examples/student/gen/student_pb.ts";
 import { Color, EverythingSchema, Kitchen, TreeSchema, type Everything } from "../proto/gen/kitchen_pb.ts";
 import { within } from "../helpers/net.ts";
+import { decodeShapedProto } from "../../src/cli/shaped-proto.ts";
 
 const CODECS = [PROTOBUF_TYPE, JSON_TYPE] as const;
 
@@ -149,6 +150,46 @@ describe("describeMessage: registry shapes", () => {
         { name: "children", type: "[]tsmicro.test.Tree", number: 2 },
       ],
     });
+  });
+});
+
+describe("protobuf bodies named by their registry shape (what the dashboard holds)", () => {
+  test("the walkthrough's Student", () => {
+    const body = toBinary(StudentSchema, create(StudentSchema, { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" }));
+    assert.deepEqual(decodeShapedProto(body, describeMessage(StudentSchema).values!), { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" });
+  });
+
+  test("a recursive type: the shape's own fields, found by type name where the shape stops", () => {
+    const tree = describeMessage(TreeSchema);
+    const body = toBinary(TreeSchema, create(TreeSchema, { label: "root", children: [{ label: "a", children: [{ label: "a1" }] }, { label: "b" }] }));
+    const decoded = decodeShapedProto(body, tree.values!, (type) => (type === tree.type ? tree.values! : undefined));
+    assert.deepEqual(decoded, { label: "root", children: [{ label: "a", children: [{ label: "a1" }] }, { label: "b" }] });
+  });
+
+  test("every kind of field: scalars, 64-bit, nested, packed, repeated messages, maps, enums; unknown fields by number", () => {
+    const body = toBinary(EverythingSchema, create(EverythingSchema, everything));
+    const shape = describeMessage(EverythingSchema).values!;
+    const decoded = decodeShapedProto(body, shape);
+    assert.equal(decoded.fString, everything.fString);
+    assert.equal(decoded.fInt32, -2147483648);
+    assert.equal(decoded.fUint64, "18446744073709551615");
+    assert.equal(decoded.fSint32, -1);
+    assert.equal(decoded.fBool, true);
+    assert.equal(decoded.fBytes, "AAF/gP8=");
+    assert.equal(decoded.color, Color.GREEN);
+    assert.deepEqual(decoded.address, { street: "Main St", zip: 10001 });
+    assert.deepEqual(decoded.numbers, [0, -1, 2147483647]);
+    assert.deepEqual(decoded.words, ["", "a", "β"]);
+    assert.deepEqual(decoded.addresses, [{ street: "A" }, { zip: 2 }]);
+    assert.deepEqual(decoded.counts, { a: 1, "": -3 });
+    assert.deepEqual(decoded.addressById, { "-5": { street: "neg" }, "9007199254740993": { zip: 1 } });
+    assert.deepEqual(decoded.postal, { street: "PO Box 1" });
+    assert.deepEqual(decoded.note, { text: "nested type" });
+    assert.deepEqual(decoded.colors, [Color.RED, Color.UNSPECIFIED, Color.GREEN]);
+    // A shape that lacks a field (an older schema) keeps it under its number.
+    const older = decodeShapedProto(body, shape.filter((f) => f.name !== "fString"));
+    assert.equal(older["9"], everything.fString);
+    assert.equal(older.fString, undefined);
   });
 });
 
