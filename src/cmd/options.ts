@@ -8,12 +8,14 @@ import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
 import type { ClientTransport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../logger.ts";
+import type { ObservabilityOptions } from "../observability/observability.ts";
 import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
 
 /** A lifecycle hook; a rejection of a start hook fails start() with a StartupError. */
 export type Hook = () => void | Promise<void>;
 
-export interface ServiceOptions {
+export interface ServiceOptions extends ObservabilityOptions {
   name?: string;
   version?: string;
   metadata?: Record<string, string>;
@@ -49,6 +51,8 @@ export interface ServiceOptions {
   readTimeout?: Duration;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
+  /** The service's logger (pino); lines made in its calls and events carry trace_id/span_id when it has traceMixin (createLogger() does). Default: the shared default logger. */
+  logger?: Logger;
   /** go-micro's wrappers; in each list the first is the outermost. Around each attempt of a client call on a node. */
   wrapCall?: CallWrapper[];
   /** Around every handler of this service's server, given the decoded request. */
@@ -136,6 +140,7 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     clientRequestTimeout: f.clientRequestTimeout,
     clientPoolSize: f.clientPoolSize,
     mdnsInterface: f.mdnsInterface,
+    metrics: f.metrics,
   };
   return withoutUndefined(o);
 }
