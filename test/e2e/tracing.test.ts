@@ -131,3 +131,51 @@ describe("one trace across processes: client → A → publish → subscriber B 
     });
   }
 });
+
+/** Every broker carries the trace context in the event's headers (in this process: publisher and subscriber are two services). */
+const BROKERS: Array<{ uri: string; port?: number }> = [
+  { uri: "memory" },
+  { uri: "http" },
+  { uri: "nats://127.0.0.1:4222", port: 4222 },
+  { uri: "mqtt://127.0.0.1:1883", port: 1883 },
+  { uri: "amqp://127.0.0.1:5672", port: 5672 },
+  { uri: "redis://127.0.0.1:6379", port: 6379 },
+  { uri: "kafka://127.0.0.1:9092", port: 9092 },
+  { uri: "nsq://127.0.0.1:4150", port: 4150 },
+  { uri: "googlepubsub://127.0.0.1:8085", port: 8085 },
+];
+
+describe("the delivered event's span is a child of the publish span on every broker", () => {
+  for (const { uri, port } of BROKERS) {
+    test(uri, async (t) => {
+      if (port && !(await canConnect(port))) return skipOrFail(t, `nothing listens on 127.0.0.1:${port} for ${uri}`, true);
+      const topic = unique("trace.broker").replace(/_/g, "-");
+      const opts = { registry: "memory", broker: uri, handleSignals: false };
+      const subscriber = new Service({ ...opts, name: unique("trace_sub") });
+      const publisher = new Service({ ...opts, name: unique("trace_pub") });
+      services.push(subscriber, publisher);
+      const received: string[] = [];
+      await subscriber.subscribe(topic, (msg: { n: number }) => void received.push(String(msg.n)));
+      await subscriber.start();
+      await publisher.start();
+      exporter.reset();
+      // Some brokers deliver only what is published after the subscription has settled: publish until one arrives.
+      await trace.getTracer("test").startActiveSpan("publisher root", async (root) => {
+        for (let n = 0; received.length === 0; n++) {
+          if (n >= 60) throw new Error(`no event arrived through ${uri} after ${n} publishes`);
+          await publisher.publish(topic, { n });
+          await waitUntil(() => received.length > 0, 500, "a delivery").catch(() => {});
+        }
+        root.end();
+      });
+      const spans = exporter.getFinishedSpans();
+      const traceId = spans.find((s) => s.name === "publisher root")!.spanContext().traceId;
+      const consumed = spans.find((s) => s.kind === SpanKind.CONSUMER && s.name === `Sub from ${topic}`);
+      assert.ok(consumed, `a consumer span among ${JSON.stringify(spans.map((s) => s.name))}`);
+      assert.equal(consumed.spanContext().traceId, traceId);
+      const producer = spans.find((s) => s.kind === SpanKind.PRODUCER && s.spanContext().spanId === consumed.parentSpanContext?.spanId);
+      assert.ok(producer, "the consumer span's parent is one of the publish spans");
+      assert.equal(producer.name, `Pub to ${topic}`);
+    });
+  }
+});
