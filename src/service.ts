@@ -8,15 +8,18 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
 import { brokerFor, clientFor, registryFor } from "./cmd/create.ts";
-import { applyProcessOptions, resolveOptions, toSeconds, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
+import { applyProcessOptions, resolveOptions, toSeconds, type Hook, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
 import { MissingPackageError } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
-import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
-import { logger } from "./logger.ts";
+import { encodeEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
+import { defaultLogger, type Logger } from "./logger.ts";
+import { NodeObservability } from "./observability/observability.ts";
 import type { ServiceImpl } from "./proto/service.ts";
 import { describeMessage } from "./proto/describe.ts";
 import type { Endpoint, Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
+import type { MetricsSource } from "./transport/http.ts";
+import { wrap, type PublishFunc } from "./wrapper/wrapper.ts";
 
 interface Subscription {
   topic: string;
@@ -41,6 +44,8 @@ export class Service {
   private _client?: Client;
   private _registry?: Registry;
   private _broker?: Broker;
+  /** The broker's publish behind the service's publish wrappers, made with the broker. */
+  private publisher?: PublishFunc;
   private readonly handlers: Array<(s: Server) => void> = [];
   private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
@@ -50,6 +55,10 @@ export class Service {
   private record?: ServiceRecord;
   /** Whether the registry accepted this node, so a failed start() does not deregister it. */
   private registered = false;
+  /** This node's tracing and metrics, made on first use (after init() named the node). */
+  private observability?: NodeObservability;
+  /** The options with the node's tracing and metrics wrappers in front of the program's. */
+  private observed?: ResolvedOptions;
 
   constructor(opts: ServiceOptions = {}) {
     this.opts = resolveOptions(opts);
@@ -64,6 +73,25 @@ export class Service {
     return this.opts.name;
   }
 
+  /** This service's logger: ServiceOptions.logger, or the default one. */
+  get logger(): Logger {
+    return this.opts.logger ?? defaultLogger();
+  }
+
+  /** The registry id of this node. */
+  get nodeId(): string {
+    return `${this.opts.name}-${this.id}`;
+  }
+
+  /** The options the service builds its parts with: its own tracing and metrics wrappers first. */
+  private wired(): ResolvedOptions {
+    if (!this.observed) {
+      this.observability = new NodeObservability(this.opts, { service: this.opts.name, nodeId: this.nodeId }, () => String(this._broker ?? ""));
+      this.observed = this.observability.wrap(this.opts);
+    }
+    return this.observed;
+  }
+
   /**
    * Applies MICRO_* environment and flags over the code's options (flag > env > code > default).
    * Nothing is read from the process unless the program calls this. A bad flag or variable throws
@@ -73,6 +101,7 @@ export class Service {
    */
   init(argv: string[] = process.argv.slice(2), opts: InitOptions = {}): this {
     ({ options: this.opts, args: this.args } = applyProcessOptions(this.opts, argv, opts));
+    this.observed = undefined; // the node's name or switches may have changed
     return this;
   }
 
@@ -83,12 +112,16 @@ export class Service {
   }
 
   async broker(): Promise<Broker> {
-    this._broker ??= await brokerFor(this.opts, await this.registry());
+    if (!this._broker) {
+      const broker = await brokerFor(this.opts, await this.registry());
+      this._broker ??= broker;
+      this.publisher = wrap<PublishFunc>((p) => this._broker!.publish(p.topic, p.message), this.wired().wrapPublish);
+    }
     return this._broker;
   }
 
   async client(): Promise<Client> {
-    this._client ??= clientFor(this.opts, await this.registry());
+    this._client ??= clientFor(this.wired(), await this.registry());
     return this._client;
   }
 
@@ -116,13 +149,13 @@ export class Service {
   private readvertise(): void {
     if (!this.registered) return;
     this.record = undefined;
-    this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
+    this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
   }
 
   async publish(topic: string, message: unknown, opts?: PublishEventOptions): Promise<void> {
     const broker = await this.broker();
     if (!this.running) await broker.connect(); // publishing before (or without) run()
-    await publishEvent(broker, topic, message, opts);
+    await this.publisher!({ topic, message: encodeEvent(topic, message, opts) });
   }
 
   /** Subscribes a typed handler; before start() the subscription starts with the service. */
@@ -136,7 +169,7 @@ export class Service {
     this.subscriptions.push(sub);
     if (this.running) {
       try {
-        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+        sub.active = await subscribeEvent(await this.broker(), topic, handler, { logger: this.logger, ...opts }, this.wired().wrapSubscriber);
       } catch (err) {
         forget();
         throw err;
@@ -173,6 +206,7 @@ export class Service {
   }
 
   private async startParts(): Promise<void> {
+    await this.step("a beforeStart hook failed", () => runHooks(this.opts.beforeStart));
     const server = new Server({
       name: this.opts.name,
       address: this.opts.address,
@@ -180,25 +214,36 @@ export class Service {
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
       auth: this.opts.auth,
+      wrapHandler: this.wired().wrapHandler,
+      metrics: this.metricsSource(),
+      logger: this.logger,
     });
     for (const add of this.handlers) add(server);
     this.server = server;
-    logger.info(`Starting [service] ${this.opts.name}`);
+    this.logger.info(`Starting [service] ${this.opts.name}`);
     await this.step(`cannot listen on ${this.opts.address ?? "127.0.0.1:0"}`, () => server.start());
     const registry = await this.step(`cannot create the registry "${String(this.opts.registry)}"`, () => this.registry());
     const broker = await this.step(`cannot create the broker "${String(this.opts.broker)}"`, () => this.broker());
     await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
-    logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
+    this.observability?.metrics?.brokerConnected(true);
+    this.logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
     for (const sub of this.subscriptions) {
-      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts));
+      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, { logger: this.logger, ...sub.opts }, this.wired().wrapSubscriber));
     }
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
     const interval = this.opts.registerInterval;
     if (interval > 0) {
       this.renewTimer = setInterval(() => {
-        this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
+        this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register failed; will retry next interval"));
       }, interval);
     }
+    await this.step("an afterStart hook failed", () => runHooks(this.opts.afterStart));
+  }
+
+  /** What GET /metrics on the node's port answers, unless metrics are off. */
+  private metricsSource(): MetricsSource | undefined {
+    const metrics = (this.wired(), this.observability?.metrics);
+    return metrics && (() => metrics.exposition());
   }
 
   /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
@@ -222,7 +267,7 @@ export class Service {
       endpoints: [...this.server.endpoints(), ...this.subscriptions.map(subscriberEndpoint)],
       nodes: [
         {
-          id: `${this.opts.name}-${this.id}`,
+          id: this.nodeId,
           address: this.server.advertisedAddress(),
           metadata: { ...this.opts.metadata, transport: "tcp", protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
@@ -233,19 +278,25 @@ export class Service {
 
   private async register(): Promise<void> {
     const [record, registry] = [await this.describe(), await this.registry()];
-    await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    try {
+      await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    } catch (err) {
+      this.observability?.metrics?.registered(false);
+      throw err;
+    }
+    this.observability?.metrics?.registered(true);
     this.registered = true;
-    logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
+    this.logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
 
   /** start(), then wait until SIGINT/SIGTERM or stop(). */
   async run(): Promise<void> {
     await this.start();
     const node = this.record!.nodes[0]!;
-    logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
+    this.logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
     const onSignal = (sig: NodeJS.Signals) => {
-      logger.info(`Received signal ${sig}`);
-      this.stop().catch((err: Error) => logger.error({ err: err.message }, "stop failed"));
+      this.logger.info(`Received signal ${sig}`);
+      this.stop().catch((err: Error) => this.logger.error({ err: err.message }, "stop failed"));
     };
     if (this.opts.handleSignals !== false) {
       process.once("SIGINT", onSignal);
@@ -256,18 +307,32 @@ export class Service {
     process.off("SIGTERM", onSignal);
   }
 
-  /** Deregisters at once, drains in-flight calls, unsubscribes and disconnects. */
+  /**
+   * Runs the beforeStop hooks, deregisters at once, drains in-flight calls, unsubscribes,
+   * disconnects, then runs the afterStop hooks. A hook's failure does not stop the rest: it is
+   * stop()'s rejection at the end, as in go-micro.
+   */
   stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
+    this.stopping ??= this.stopWithHooks();
     return this.stopping;
+  }
+
+  private async stopWithHooks(): Promise<void> {
+    const started = this.running !== undefined;
+    const failures: unknown[] = [];
+    if (started) await runHooks(this.opts.beforeStop, failures);
+    await this.shutdown();
+    if (started) await runHooks(this.opts.afterStop, failures);
+    this.resolveRun?.();
+    if (failures.length > 0) throw failures[0];
   }
 
   private async shutdown(): Promise<void> {
     clearInterval(this.renewTimer);
     const registry = this._registry;
     if (this.record && registry && this.registered) {
-      await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));
-      logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
+      await registry.deregister(this.record).catch((err: Error) => this.logger.error({ err: err.message }, "deregister failed"));
+      this.logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
     await this.server?.stop(this.opts.drainTimeout ?? 10_000);
     for (const sub of this.subscriptions) {
@@ -275,10 +340,10 @@ export class Service {
       sub.active = undefined;
     }
     await this._broker?.disconnect().catch(() => {});
+    this.observability?.metrics?.brokerConnected(false);
     await this._client?.close();
     await registry?.close();
-    if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
-    this.resolveRun?.();
+    if (this.server) this.logger.info(`Stopped [service] ${this.opts.name}`);
   }
 }
 
@@ -295,7 +360,19 @@ function subscriberEndpoint(sub: Subscription): Endpoint {
   };
 }
 
-export type { Duration, InitOptions, ServiceOptions } from "./cmd/options.ts";
+/** Runs hooks in order. With `failures`, a failing hook is recorded there and the rest still run; without, the first failure throws. */
+async function runHooks(hooks: readonly Hook[] | undefined, failures?: unknown[]): Promise<void> {
+  for (const hook of hooks ?? []) {
+    try {
+      await hook();
+    } catch (err) {
+      if (!failures) throw err;
+      failures.push(err);
+    }
+  }
+}
+
+export type { Duration, Hook, InitOptions, ServiceOptions } from "./cmd/options.ts";
 
 /** go-micro's micro.NewService. */
 export function newService(opts?: ServiceOptions): Service {

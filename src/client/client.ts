@@ -11,6 +11,7 @@ import { HttpClientTransport } from "../transport/http.ts";
 import { TcpClientTransport } from "../transport/tcp.ts";
 import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import { wrap, type CallFunc, type CallWrapper } from "../wrapper/wrapper.ts";
 
 const CLIENT_ID = "go.micro.client";
 
@@ -38,6 +39,8 @@ export interface ClientOptions {
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
+  /** Wrappers around each attempt on a node; the first is the outermost. */
+  wrapCall?: CallWrapper[];
 }
 
 export interface CallOptions {
@@ -61,6 +64,8 @@ export interface CallOptions {
   address?: string;
   filters?: Filter[];
   strategy?: Strategy;
+  /** Wrappers around each attempt of this call, inside the client's own. */
+  wrapCall?: CallWrapper[];
 }
 
 /** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
@@ -92,6 +97,9 @@ export class Client {
   private readonly tcp?: ClientTransport;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
+  /** The client's call wrappers around an attempt; undefined without wrappers, so a call then goes straight to the transport. */
+  private readonly wrapped?: CallFunc;
+  private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
@@ -107,6 +115,17 @@ export class Client {
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+    if (opts.wrapCall?.length) {
+      this.wrapCall = opts.wrapCall;
+      this.wrapped = wrap(this.attempt, opts.wrapCall);
+    }
+  }
+
+  /** One attempt on one node, as call wrappers see it. */
+  private readonly attempt: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
+
+  private transportFor(node: Node): ClientTransport {
+    return this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -128,6 +147,8 @@ export class Client {
     const { signal } = opts;
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
+    // Per-call wrappers sit inside the client's; only a call that brings its own builds a chain.
+    const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
     // A node called by address alone is taken to speak the preferred transport.
     const next = opts.address
@@ -150,10 +171,12 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
-        res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
+        const sent = wrapped
+          ? wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt })
+          : this.transportFor(node).request(node.address, req, attemptMs);
+        res = await unlessAborted(sent, signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried

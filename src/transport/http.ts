@@ -11,7 +11,7 @@
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
-import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
 import { answerClientErrors, decodePath, trickleProofTimeouts } from "./http-guard.ts";
 import {
@@ -112,6 +112,9 @@ export class HttpClientTransport implements ClientTransport {
   }
 }
 
+/** What GET /metrics answers: a scrape of the node's metrics. */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
 export interface HttpServeOptions {
   maxMessageSize: number;
   readTimeoutMs: number;
@@ -120,6 +123,8 @@ export interface HttpServeOptions {
   serverId: string;
   /** Answers GET /health. */
   health(): { status: string };
+  /** Answers GET /metrics (Prometheus text); without it /metrics is a 404. */
+  metrics?: MetricsSource;
   track<T>(work: Promise<T>): Promise<T>;
   /** True while the server drains: responses close their connection. */
   draining(): boolean;
@@ -140,6 +145,20 @@ function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = f
   res.end(body);
 }
 
+function serveMetrics(res: http.ServerResponse, metrics: MetricsSource | undefined, serverId: string): void {
+  if (!metrics) {
+    writeError(res, notFound(serverId, "metrics are off on this node"));
+    return;
+  }
+  metrics().then(
+    ({ contentType, body }) => {
+      res.writeHead(200, { [HEADER.contentType]: contentType, "Content-Length": Buffer.byteLength(body) });
+      res.end(body);
+    },
+    (err: Error) => writeError(res, internalServerError(serverId, `cannot collect metrics: ${err.message}`)),
+  );
+}
+
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
 export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
   const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
@@ -148,6 +167,10 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       const body = JSON.stringify(opts.health());
       res.writeHead(200, { [HEADER.contentType]: "application/json", "Content-Length": Buffer.byteLength(body) });
       res.end(body);
+      return;
+    }
+    if (req.method === "GET" && req.url === "/metrics") {
+      serveMetrics(res, opts.metrics, opts.serverId);
       return;
     }
     if (req.method !== "POST") {

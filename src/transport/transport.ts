@@ -1,7 +1,21 @@
 /** How request bytes move between a client and a server node. */
 import type { MicroError } from "../errors.ts";
 
+/**
+ * Call metadata. Keys are compared case-insensitively (as HTTP and go-micro's metadata do); every
+ * transport hands servers, handlers and wrappers their keys canonicalised ("micro-id" → "Micro-Id"),
+ * and getHeader() finds a key however it was written.
+ */
 export type Headers = Record<string, string>;
+
+/** The value of header `name`, whatever the case of its key. */
+export function getHeader(headers: Headers, name: string): string | undefined {
+  const exact = headers[name];
+  if (exact !== undefined) return exact;
+  const lower = name.toLowerCase();
+  for (const key in headers) if (key.toLowerCase() === lower) return headers[key];
+  return undefined;
+}
 
 export interface TransportRequest {
   service: string;

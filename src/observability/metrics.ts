@@ -1,0 +1,224 @@
+/**
+ * Prometheus metrics of one node, as go-micro's prometheus wrappers: server handlers, client call
+ * attempts, publishes and deliveries per endpoint or topic, plus registry and broker state and
+ * prom-client's process metrics. The names are the contract the dashboard reads (CONTRACT.md).
+ *
+ * prom-client rather than the OTel metrics API: the exposition format is the product here (one
+ * GET /metrics on the node's port, scraped as is), prom-client writes it directly with no SDK,
+ * meter provider or exporter to configure, and it is what Node services that already run
+ * Prometheus have, so their own Registry can be passed in.
+ *
+ * The call path is kept cheap: each endpoint's or topic's label children are made once and kept,
+ * so a call costs a few hash lookups and no label objects.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { MicroError } from "../errors.ts";
+import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
+
+/** The code label of a success; failures carry their go-micro error code. */
+const OK = "200";
+
+/** The go-micro error code of a failure, as a label value ("500" for anything that is not a MicroError). */
+export const errorCode = (err: unknown): string => String(err instanceof MicroError ? err.code : 500);
+
+export interface NodeIdentity {
+  /** This node's service name. */
+  service: string;
+  /** This node's registry id. */
+  nodeId: string;
+}
+
+/** A request's label children for one service and endpoint, made once. */
+class EndpointSeries {
+  private readonly codes = new Map<string, Counter.Internal>();
+  readonly inFlight?: Gauge.Internal<"service" | "endpoint">;
+  readonly duration: Histogram.Internal<"service" | "endpoint">;
+
+  constructor(
+    private readonly requests: Counter<"service" | "endpoint" | "code">,
+    duration: Histogram<"service" | "endpoint">,
+    inFlight: Gauge<"service" | "endpoint"> | undefined,
+    private readonly service: string,
+    private readonly endpoint: string,
+  ) {
+    this.duration = duration.labels(service, endpoint);
+    this.inFlight = inFlight?.labels(service, endpoint);
+  }
+
+  /** Counts one request ending with code after started (performance.now()). */
+  done(started: number, code: string): void {
+    this.duration.observe((performance.now() - started) / 1000);
+    let counter = this.codes.get(code);
+    if (!counter) this.codes.set(code, (counter = this.requests.labels(this.service, this.endpoint, code)));
+    counter.inc();
+  }
+}
+
+/** A topic's label children, made once. */
+interface TopicSeries {
+  published: Counter.Internal;
+  publishErrors: Counter.Internal;
+  delivered: Counter.Internal;
+  deliveryErrors: Counter.Internal;
+  handlerDuration: Histogram.Internal<"topic">;
+}
+
+/** Seconds: RPC answers from sub-millisecond to the default 5 s timeout and beyond. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class NodeMetrics {
+  readonly registry: Registry;
+  private readonly serverRequests: Counter<"service" | "endpoint" | "code">;
+  private readonly serverDuration: Histogram<"service" | "endpoint">;
+  private readonly serverInFlight: Gauge<"service" | "endpoint">;
+  private readonly clientRequests: Counter<"service" | "endpoint" | "code">;
+  private readonly clientDuration: Histogram<"service" | "endpoint">;
+  private readonly published: Counter<"topic">;
+  private readonly publishErrors: Counter<"topic">;
+  private readonly delivered: Counter<"topic">;
+  private readonly deliveryErrors: Counter<"topic">;
+  private readonly handlerDuration: Histogram<"topic">;
+  private readonly registrations: Counter;
+  private readonly registrationErrors: Counter;
+  private readonly registryUp: Gauge;
+  private readonly brokerUp: Gauge;
+  private readonly server = new Map<string, EndpointSeries>();
+  private readonly client = new Map<string, Map<string, EndpointSeries>>();
+  private readonly topics = new Map<string, TopicSeries>();
+
+  /**
+   * With no registry, the node gets its own, whose series all carry node_service and node_id.
+   * A registry passed in keeps its own default labels, and may be shared: the metrics are
+   * created in it once and then found there.
+   */
+  constructor(
+    private readonly node: NodeIdentity,
+    registry?: Registry,
+  ) {
+    this.registry = registry ?? new Registry();
+    if (!registry) this.registry.setDefaultLabels({ node_service: node.service, node_id: node.nodeId });
+    if (!this.registry.getSingleMetric("process_cpu_user_seconds_total")) collectDefaultMetrics({ register: this.registry });
+
+    const reg = [this.registry];
+    const endpointLabels = ["service", "endpoint"] as const;
+    const codeLabels = ["service", "endpoint", "code"] as const;
+    this.serverRequests = this.once("micro_server_requests_total", (name) => new Counter({ name, help: "Requests handled, by endpoint and code (200, or the go-micro error code)", labelNames: codeLabels, registers: reg }));
+    this.serverDuration = this.once("micro_server_request_duration_seconds", (name) => new Histogram({ name, help: "Time the handler took, in seconds", labelNames: endpointLabels, buckets: LATENCY_BUCKETS, registers: reg }));
+    this.serverInFlight = this.once("micro_server_requests_in_flight", (name) => new Gauge({ name, help: "Requests being handled now", labelNames: endpointLabels, registers: reg }));
+    this.clientRequests = this.once("micro_client_requests_total", (name) => new Counter({ name, help: "Call attempts made, by called service, endpoint and code", labelNames: codeLabels, registers: reg }));
+    this.clientDuration = this.once("micro_client_request_duration_seconds", (name) => new Histogram({ name, help: "Time a call attempt took, in seconds", labelNames: endpointLabels, buckets: LATENCY_BUCKETS, registers: reg }));
+    this.published = this.once("micro_broker_published_total", (name) => new Counter({ name, help: "Events published, by topic", labelNames: ["topic"], registers: reg }));
+    this.publishErrors = this.once("micro_broker_publish_errors_total", (name) => new Counter({ name, help: "Publishes that failed, by topic", labelNames: ["topic"], registers: reg }));
+    this.delivered = this.once("micro_broker_delivered_total", (name) => new Counter({ name, help: "Events delivered to a handler, by topic", labelNames: ["topic"], registers: reg }));
+    this.deliveryErrors = this.once("micro_broker_delivery_errors_total", (name) => new Counter({ name, help: "Deliveries whose handler failed, by topic", labelNames: ["topic"], registers: reg }));
+    this.handlerDuration = this.once("micro_broker_handler_duration_seconds", (name) => new Histogram({ name, help: "Time an event handler took, in seconds", labelNames: ["topic"], buckets: LATENCY_BUCKETS, registers: reg }));
+    this.registrations = this.once("micro_registry_registrations_total", (name) => new Counter({ name, help: "Registrations and re-registrations of this node", registers: reg }));
+    this.registrationErrors = this.once("micro_registry_registration_errors_total", (name) => new Counter({ name, help: "Registrations that failed", registers: reg }));
+    this.registryUp = this.once("micro_registry_up", (name) => new Gauge({ name, help: "1 while the last registration succeeded, else 0", registers: reg }));
+    this.brokerUp = this.once("micro_broker_up", (name) => new Gauge({ name, help: "1 while the broker is connected, else 0", registers: reg }));
+  }
+
+  /** The metric of that name in the registry, made by make the first time. */
+  private once<M>(name: string, make: (name: string) => M): M {
+    return (this.registry.getSingleMetric(name) as M | undefined) ?? make(name);
+  }
+
+  private serverSeries(endpoint: string): EndpointSeries {
+    let series = this.server.get(endpoint);
+    if (!series) this.server.set(endpoint, (series = new EndpointSeries(this.serverRequests, this.serverDuration, this.serverInFlight, this.node.service, endpoint)));
+    return series;
+  }
+
+  private clientSeries(service: string, endpoint: string): EndpointSeries {
+    let byEndpoint = this.client.get(service);
+    if (!byEndpoint) this.client.set(service, (byEndpoint = new Map()));
+    let series = byEndpoint.get(endpoint);
+    if (!series) byEndpoint.set(endpoint, (series = new EndpointSeries(this.clientRequests, this.clientDuration, undefined, service, endpoint)));
+    return series;
+  }
+
+  private topicSeries(topic: string): TopicSeries {
+    let series = this.topics.get(topic);
+    if (!series) {
+      series = {
+        published: this.published.labels(topic),
+        publishErrors: this.publishErrors.labels(topic),
+        delivered: this.delivered.labels(topic),
+        deliveryErrors: this.deliveryErrors.labels(topic),
+        handlerDuration: this.handlerDuration.labels(topic),
+      };
+      this.topics.set(topic, series);
+    }
+    return series;
+  }
+
+  readonly wrapHandler: HandlerWrapper = (next) => async (request, ctx) => {
+    const series = this.serverSeries(ctx.endpoint);
+    series.inFlight!.inc();
+    const started = performance.now();
+    try {
+      const output = await next(request, ctx);
+      series.done(started, OK);
+      return output;
+    } catch (err) {
+      series.done(started, errorCode(err));
+      throw err;
+    } finally {
+      series.inFlight!.dec();
+    }
+  };
+
+  readonly wrapCall: CallWrapper = (next) => async (call) => {
+    const series = this.clientSeries(call.service, call.endpoint);
+    const started = performance.now();
+    try {
+      const response = await next(call);
+      series.done(started, OK);
+      return response;
+    } catch (err) {
+      series.done(started, errorCode(err));
+      throw err;
+    }
+  };
+
+  readonly wrapPublish: PublishWrapper = (next) => async (publication) => {
+    const series = this.topicSeries(publication.topic);
+    try {
+      await next(publication);
+    } catch (err) {
+      series.publishErrors.inc();
+      throw err;
+    }
+    series.published.inc();
+  };
+
+  readonly wrapSubscriber: SubscriberWrapper = (next) => async (event) => {
+    const series = this.topicSeries(event.topic);
+    series.delivered.inc();
+    const started = performance.now();
+    try {
+      await next(event);
+    } catch (err) {
+      series.deliveryErrors.inc();
+      throw err;
+    } finally {
+      series.handlerDuration.observe((performance.now() - started) / 1000);
+    }
+  };
+
+  /** Counts one registration (or renewal) of this node and whether the registry took it. */
+  registered(ok: boolean): void {
+    if (ok) this.registrations.inc();
+    else this.registrationErrors.inc();
+    this.registryUp.set(ok ? 1 : 0);
+  }
+
+  brokerConnected(up: boolean): void {
+    this.brokerUp.set(up ? 1 : 0);
+  }
+
+  /** The Prometheus text exposition of the registry. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
