@@ -74,7 +74,7 @@ export function topicTable(topics) {
         h(
           "tr",
           { "data-topic": t.topic },
-          h("td", { class: "mono" }, h("a", { href: `#/topic/${encodeURIComponent(t.topic)}` }, t.topic)),
+          h("td", { class: "mono nowrap" }, h("a", { href: `#/topic/${encodeURIComponent(t.topic)}` }, t.topic)),
           h("td", { "data-stat": "publishers" }, serviceLinks(t.publishers)),
           h(
             "td",
@@ -85,7 +85,7 @@ export function topicTable(topics) {
           statCell("published", t.published, formatRate(t.published), sparkline(t.history, `${t.topic} events per second`)),
           statCell("delivered", t.delivered, formatRate(t.delivered)),
           statCell("failed", t.failed, formatRate(t.failed)),
-          h("td", { class: "mono" }, t.messageTypes.join(", ") || "–"),
+          h("td", { class: "mono nowrap" }, t.messageTypes.join(", ") || "–"),
         ),
       ),
     ),
