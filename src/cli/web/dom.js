@@ -68,7 +68,7 @@ const SVG = "http://www.w3.org/2000/svg";
  * @param {string} label what the line shows, for screen readers
  */
 export function sparkline(values, label) {
-  const width = 96;
+  const width = 72;
   const height = 22;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "sparkline");

@@ -80,7 +80,7 @@ export function topicTable(topics) {
             "td",
             { "data-stat": "subscribers" },
             serviceLinks(t.subscribers),
-            t.brokerSubscriptions ? h("small", { class: "muted" }, ` (${t.brokerSubscriptions} http broker ${t.brokerSubscriptions === 1 ? "subscription" : "subscriptions"})`) : undefined,
+            t.brokerSubscriptions ? h("small", { class: "muted", title: "subscriptions of the http broker in the registry (micro.http.broker)" }, ` · ${t.brokerSubscriptions} via http broker`) : undefined,
           ),
           statCell("published", t.published, formatRate(t.published), sparkline(t.history, `${t.topic} events per second`)),
           statCell("delivered", t.delivered, formatRate(t.delivered)),
