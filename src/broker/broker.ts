@@ -1,6 +1,7 @@
 /** Broker contract: the seed's go-micro method set, in TypeScript. */
 import type { Registry } from "../registry/registry.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../logger.ts";
 
 export interface Message {
   header: Record<string, string>;
@@ -57,6 +58,8 @@ export interface BrokerOptions {
   auth?: Auth;
   /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
   maxMessageSize?: number;
+  /** Where the broker logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
   /** Plugin-specific. */
   [key: string]: unknown;
 }

@@ -9,6 +9,7 @@ import { test } from "node:test";
 import { trace } from "@opentelemetry/api";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { Service, createLogger, type Logger } from "../../src/index.ts";
+import { canConnect, skipOrFail, waitUntil } from "../helpers/net.ts";
 
 new NodeTracerProvider().register();
 
@@ -58,6 +59,23 @@ test("a service logs through ServiceOptions.logger, and its handler's lines join
   const inHandler = all.find((l) => l.msg === "in the handler")!;
   assert.match(String(inHandler.trace_id), /^[0-9a-f]{32}$/);
   assert.match(String(inHandler.span_id), /^[0-9a-f]{16}$/);
+});
+
+test("the broker a service creates logs through the service's logger", async (t) => {
+  if (!(await canConnect(4222))) return skipOrFail(t, "NATS is not listening on 127.0.0.1:4222", true);
+  const { logger, lines } = capture();
+  const topic = `logger.test.${process.pid}.${Date.now()}`;
+  const service = new Service({ name: "logger_broker_test", registry: "memory", broker: "nats://127.0.0.1:4222", handleSignals: false, logger });
+  await service.subscribe(topic, () => {
+    throw new Error("refused");
+  });
+  await service.start();
+  try {
+    await service.publish(topic, { n: 1 });
+    await waitUntil(() => lines().some((l) => l.msg === "subscriber handler failed" && l.topic === topic), 10_000, "the broker's line in the service's logger");
+  } finally {
+    await service.stop();
+  }
 });
 
 test("the default logger reads MICRO_LOG_LEVEL when first used, not when imported", () => {
