@@ -42,10 +42,34 @@ export {
   type SubscriberFunc,
   type SubscriberWrapper,
 } from "./wrapper/wrapper.ts";
-export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
-export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
+export {
+  Selector,
+  selectors,
+  filterMetadata,
+  filterVersion,
+  type Strategy,
+  type SelectionStrategy,
+  type StrategyFactory,
+  type Filter,
+  type SelectOptions,
+} from "./selector/selector.ts";
+export { codecs, codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";
-export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
+export {
+  registries,
+  brokers,
+  transports,
+  PluginKind,
+  parsePluginRef,
+  importOptional,
+  MissingPackageError,
+  UnknownPluginError,
+  type PluginRef,
+  type PluginFactory,
+  type RegistryFactory,
+  type BrokerFactory,
+  type TransportFactory,
+} from "./cmd/plugins.ts";
 export { OptionError } from "./cmd/options.ts";
 export { sharedToken, type Auth } from "./auth/auth.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";

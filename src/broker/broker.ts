@@ -1,6 +1,7 @@
 /** Broker contract: the seed's go-micro method set, in TypeScript. */
 import type { Registry } from "../registry/registry.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../logger.ts";
 
 export interface Message {
   header: Record<string, string>;
@@ -41,6 +42,8 @@ export interface Subscriber {
 export interface BrokerOptions {
   /** Server addresses (host:port or URLs). */
   addresses?: string[];
+  /** The URI the broker was chosen by, without its query (it may carry credentials or a vhost). */
+  url?: string;
   /** Used by brokers that find subscribers through the registry (http). */
   registry?: Registry;
   /** Seconds; how long registry entries of subscribers live (http broker). */
@@ -55,6 +58,8 @@ export interface BrokerOptions {
   auth?: Auth;
   /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
   maxMessageSize?: number;
+  /** Where the broker logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
   /** Plugin-specific. */
   [key: string]: unknown;
 }

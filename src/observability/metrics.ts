@@ -8,12 +8,13 @@
  * meter provider or exporter to configure, and it is what Node services that already run
  * Prometheus have, so their own Registry can be passed in.
  *
- * The call path is kept cheap: each endpoint's or topic's label children are made once and kept,
- * so a call costs a few hash lookups and no label objects.
+ * The call path is kept cheap: each endpoint's or topic's series are found with one map lookup and
+ * updated as plain numbers (families.ts); prom-client renders them when /metrics is scraped.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Registry, collectDefaultMetrics } from "prom-client";
 import { MicroError } from "../errors.ts";
 import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
+import { Family, type CounterSeries, type GaugeSeries, type HistogramSeries } from "./families.ts";
 
 /** The code label of a success; failures carry their go-micro error code. */
 const OK = "200";
@@ -28,39 +29,39 @@ export interface NodeIdentity {
   nodeId: string;
 }
 
-/** A request's label children for one service and endpoint, made once. */
+/** A request's series for one service and endpoint, looked up once per call by endpoint. */
 class EndpointSeries {
-  private readonly codes = new Map<string, Counter.Internal>();
-  readonly inFlight?: Gauge.Internal<"service" | "endpoint">;
-  readonly duration: Histogram.Internal<"service" | "endpoint">;
+  private readonly codes = new Map<string, CounterSeries>();
+  readonly inFlight?: GaugeSeries;
+  private readonly duration: HistogramSeries;
 
   constructor(
-    private readonly requests: Counter<"service" | "endpoint" | "code">,
-    duration: Histogram<"service" | "endpoint">,
-    inFlight: Gauge<"service" | "endpoint"> | undefined,
+    private readonly requests: Family<"counter">,
+    duration: Family<"histogram">,
+    inFlight: Family<"gauge"> | undefined,
     private readonly service: string,
     private readonly endpoint: string,
   ) {
-    this.duration = duration.labels(service, endpoint);
-    this.inFlight = inFlight?.labels(service, endpoint);
+    this.duration = duration.labels({ service, endpoint });
+    this.inFlight = inFlight?.labels({ service, endpoint });
   }
 
   /** Counts one request ending with code after started (performance.now()). */
   done(started: number, code: string): void {
     this.duration.observe((performance.now() - started) / 1000);
     let counter = this.codes.get(code);
-    if (!counter) this.codes.set(code, (counter = this.requests.labels(this.service, this.endpoint, code)));
+    if (!counter) this.codes.set(code, (counter = this.requests.labels({ service: this.service, endpoint: this.endpoint, code })));
     counter.inc();
   }
 }
 
-/** A topic's label children, made once. */
+/** A topic's series, made once. */
 interface TopicSeries {
-  published: Counter.Internal;
-  publishErrors: Counter.Internal;
-  delivered: Counter.Internal;
-  deliveryErrors: Counter.Internal;
-  handlerDuration: Histogram.Internal<"topic">;
+  published: CounterSeries;
+  publishErrors: CounterSeries;
+  delivered: CounterSeries;
+  deliveryErrors: CounterSeries;
+  handlerDuration: HistogramSeries;
 }
 
 /** Seconds: RPC answers from sub-millisecond to the default 5 s timeout and beyond. */
@@ -68,20 +69,20 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 export class NodeMetrics {
   readonly registry: Registry;
-  private readonly serverRequests: Counter<"service" | "endpoint" | "code">;
-  private readonly serverDuration: Histogram<"service" | "endpoint">;
-  private readonly serverInFlight: Gauge<"service" | "endpoint">;
-  private readonly clientRequests: Counter<"service" | "endpoint" | "code">;
-  private readonly clientDuration: Histogram<"service" | "endpoint">;
-  private readonly published: Counter<"topic">;
-  private readonly publishErrors: Counter<"topic">;
-  private readonly delivered: Counter<"topic">;
-  private readonly deliveryErrors: Counter<"topic">;
-  private readonly handlerDuration: Histogram<"topic">;
-  private readonly registrations: Counter;
-  private readonly registrationErrors: Counter;
-  private readonly registryUp: Gauge;
-  private readonly brokerUp: Gauge;
+  private readonly serverRequests: Family<"counter">;
+  private readonly serverDuration: Family<"histogram">;
+  private readonly serverInFlight: Family<"gauge">;
+  private readonly clientRequests: Family<"counter">;
+  private readonly clientDuration: Family<"histogram">;
+  private readonly published: Family<"counter">;
+  private readonly publishErrors: Family<"counter">;
+  private readonly delivered: Family<"counter">;
+  private readonly deliveryErrors: Family<"counter">;
+  private readonly handlerDuration: Family<"histogram">;
+  private readonly registrations: CounterSeries;
+  private readonly registrationErrors: CounterSeries;
+  private readonly registryUp: GaugeSeries;
+  private readonly brokerUp: GaugeSeries;
   private readonly server = new Map<string, EndpointSeries>();
   private readonly client = new Map<string, Map<string, EndpointSeries>>();
   private readonly topics = new Map<string, TopicSeries>();
@@ -95,32 +96,24 @@ export class NodeMetrics {
     private readonly node: NodeIdentity,
     registry?: Registry,
   ) {
-    this.registry = registry ?? new Registry();
-    if (!registry) this.registry.setDefaultLabels({ node_service: node.service, node_id: node.nodeId });
-    if (!this.registry.getSingleMetric("process_cpu_user_seconds_total")) collectDefaultMetrics({ register: this.registry });
+    const reg = (this.registry = registry ?? new Registry());
+    if (!registry) reg.setDefaultLabels({ node_service: node.service, node_id: node.nodeId });
+    if (!reg.getSingleMetric("process_cpu_user_seconds_total")) collectDefaultMetrics({ register: reg });
 
-    const reg = [this.registry];
-    const endpointLabels = ["service", "endpoint"] as const;
-    const codeLabels = ["service", "endpoint", "code"] as const;
-    this.serverRequests = this.once("micro_server_requests_total", (name) => new Counter({ name, help: "Requests handled, by endpoint and code (200, or the go-micro error code)", labelNames: codeLabels, registers: reg }));
-    this.serverDuration = this.once("micro_server_request_duration_seconds", (name) => new Histogram({ name, help: "Time the handler took, in seconds", labelNames: endpointLabels, buckets: LATENCY_BUCKETS, registers: reg }));
-    this.serverInFlight = this.once("micro_server_requests_in_flight", (name) => new Gauge({ name, help: "Requests being handled now", labelNames: endpointLabels, registers: reg }));
-    this.clientRequests = this.once("micro_client_requests_total", (name) => new Counter({ name, help: "Call attempts made, by called service, endpoint and code", labelNames: codeLabels, registers: reg }));
-    this.clientDuration = this.once("micro_client_request_duration_seconds", (name) => new Histogram({ name, help: "Time a call attempt took, in seconds", labelNames: endpointLabels, buckets: LATENCY_BUCKETS, registers: reg }));
-    this.published = this.once("micro_broker_published_total", (name) => new Counter({ name, help: "Events published, by topic", labelNames: ["topic"], registers: reg }));
-    this.publishErrors = this.once("micro_broker_publish_errors_total", (name) => new Counter({ name, help: "Publishes that failed, by topic", labelNames: ["topic"], registers: reg }));
-    this.delivered = this.once("micro_broker_delivered_total", (name) => new Counter({ name, help: "Events delivered to a handler, by topic", labelNames: ["topic"], registers: reg }));
-    this.deliveryErrors = this.once("micro_broker_delivery_errors_total", (name) => new Counter({ name, help: "Deliveries whose handler failed, by topic", labelNames: ["topic"], registers: reg }));
-    this.handlerDuration = this.once("micro_broker_handler_duration_seconds", (name) => new Histogram({ name, help: "Time an event handler took, in seconds", labelNames: ["topic"], buckets: LATENCY_BUCKETS, registers: reg }));
-    this.registrations = this.once("micro_registry_registrations_total", (name) => new Counter({ name, help: "Registrations and re-registrations of this node", registers: reg }));
-    this.registrationErrors = this.once("micro_registry_registration_errors_total", (name) => new Counter({ name, help: "Registrations that failed", registers: reg }));
-    this.registryUp = this.once("micro_registry_up", (name) => new Gauge({ name, help: "1 while the last registration succeeded, else 0", registers: reg }));
-    this.brokerUp = this.once("micro_broker_up", (name) => new Gauge({ name, help: "1 while the broker is connected, else 0", registers: reg }));
-  }
-
-  /** The metric of that name in the registry, made by make the first time. */
-  private once<M>(name: string, make: (name: string) => M): M {
-    return (this.registry.getSingleMetric(name) as M | undefined) ?? make(name);
+    this.serverRequests = Family.in(reg, "counter", "micro_server_requests_total", "Requests handled, by endpoint and code (200, or the go-micro error code)");
+    this.serverDuration = Family.in(reg, "histogram", "micro_server_request_duration_seconds", "Time the handler took, in seconds", LATENCY_BUCKETS);
+    this.serverInFlight = Family.in(reg, "gauge", "micro_server_requests_in_flight", "Requests being handled now");
+    this.clientRequests = Family.in(reg, "counter", "micro_client_requests_total", "Call attempts made, by called service, endpoint and code");
+    this.clientDuration = Family.in(reg, "histogram", "micro_client_request_duration_seconds", "Time a call attempt took, in seconds", LATENCY_BUCKETS);
+    this.published = Family.in(reg, "counter", "micro_broker_published_total", "Events published, by topic");
+    this.publishErrors = Family.in(reg, "counter", "micro_broker_publish_errors_total", "Publishes that failed, by topic");
+    this.delivered = Family.in(reg, "counter", "micro_broker_delivered_total", "Events delivered to a handler, by topic");
+    this.deliveryErrors = Family.in(reg, "counter", "micro_broker_delivery_errors_total", "Deliveries whose handler failed, by topic");
+    this.handlerDuration = Family.in(reg, "histogram", "micro_broker_handler_duration_seconds", "Time an event handler took, in seconds", LATENCY_BUCKETS);
+    this.registrations = Family.in(reg, "counter", "micro_registry_registrations_total", "Registrations and re-registrations of this node").labels();
+    this.registrationErrors = Family.in(reg, "counter", "micro_registry_registration_errors_total", "Registrations that failed").labels();
+    this.registryUp = Family.in(reg, "gauge", "micro_registry_up", "1 while the last registration succeeded, else 0").labels();
+    this.brokerUp = Family.in(reg, "gauge", "micro_broker_up", "1 while the broker is connected, else 0").labels();
   }
 
   private serverSeries(endpoint: string): EndpointSeries {
@@ -141,11 +134,11 @@ export class NodeMetrics {
     let series = this.topics.get(topic);
     if (!series) {
       series = {
-        published: this.published.labels(topic),
-        publishErrors: this.publishErrors.labels(topic),
-        delivered: this.delivered.labels(topic),
-        deliveryErrors: this.deliveryErrors.labels(topic),
-        handlerDuration: this.handlerDuration.labels(topic),
+        published: this.published.labels({ topic }),
+        publishErrors: this.publishErrors.labels({ topic }),
+        delivered: this.delivered.labels({ topic }),
+        deliveryErrors: this.deliveryErrors.labels({ topic }),
+        handlerDuration: this.handlerDuration.labels({ topic }),
       };
       this.topics.set(topic, series);
     }

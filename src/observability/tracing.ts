@@ -2,10 +2,12 @@
  * OpenTelemetry tracing as go-micro's opentelemetry wrappers: a span per client call attempt,
  * server handler, publish and delivered event, named as go-micro names them, with W3C trace
  * context carried in the call's metadata and the event's headers, so one trace crosses services
- * and brokers. Only @opentelemetry/api is used: without an SDK registered every span is a no-op;
- * the SDK, its sampler, exporter and propagator (W3C by default) are the program's choice.
+ * and brokers. Only @opentelemetry/api is used: the SDK, its sampler, exporter and propagator
+ * (W3C by default) are the program's choice. Until a tracer provider is registered (or given in
+ * the options) the wrappers step aside, so a node without an SDK pays one check per call.
  */
 import {
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -35,6 +37,15 @@ const headerSetter: TextMapSetter<Headers> = {
     headers[key] = value;
   },
 };
+
+/** What the global tracer provider delegates to while no SDK is registered. */
+const NO_SDK = new ProxyTracerProvider().getDelegate();
+
+/** Whether a tracer provider (an SDK) is registered globally: until one is, spans and propagation would all be no-ops. */
+function sdkRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NO_SDK;
+}
 
 export interface TracingOptions {
   /** This node's service name. */
@@ -73,12 +84,17 @@ async function traced<T>(span: Span, work: () => Promise<T>): Promise<T> {
 export class NodeTracing {
   private readonly tracer;
 
+  /** True with a tracer provider of the program's; else whether the SDK is registered, asked on each call (it may come later). */
+  private readonly on: () => boolean;
+
   constructor(private readonly opts: TracingOptions) {
     this.tracer = (opts.tracerProvider ?? trace).getTracer(TRACER_NAME);
+    this.on = opts.tracerProvider ? () => true : sdkRegistered;
   }
 
   /** A client span per attempt, its context injected into the attempt's metadata. */
   readonly wrapCall: CallWrapper = (next) => (call) => {
+    if (!this.on()) return next(call);
     const parent = context.active();
     const span = this.tracer.startSpan(`${call.service}.${call.endpoint}`, { kind: SpanKind.CLIENT }, parent);
     if (span.isRecording()) {
@@ -99,6 +115,7 @@ export class NodeTracing {
 
   /** A server span per handled request, a child of the caller's span; the handler runs inside it. */
   readonly wrapHandler: HandlerWrapper = (next) => (request, ctx) => {
+    if (!this.on()) return next(request, ctx);
     const parent = propagation.extract(ROOT_CONTEXT, ctx.headers, headerGetter);
     const span = this.tracer.startSpan(`${this.opts.service}.${ctx.endpoint}`, { kind: SpanKind.SERVER }, parent);
     if (span.isRecording()) {
@@ -116,6 +133,7 @@ export class NodeTracing {
 
   /** A producer span per publish, its context injected into the event's headers. */
   readonly wrapPublish: PublishWrapper = (next) => (publication) => {
+    if (!this.on()) return next(publication);
     const parent = context.active();
     const span = this.tracer.startSpan(`Pub to ${publication.topic}`, { kind: SpanKind.PRODUCER }, parent);
     if (span.isRecording()) span.setAttributes(this.eventAttributes(publication.topic, "publish"));
@@ -125,6 +143,7 @@ export class NodeTracing {
 
   /** A consumer span per delivered event, a child of the publisher's span; the handler runs inside it. */
   readonly wrapSubscriber: SubscriberWrapper = (next) => (event) => {
+    if (!this.on()) return next(event);
     const parent = propagation.extract(ROOT_CONTEXT, event.message.header, headerGetter);
     const span = this.tracer.startSpan(`Sub from ${event.topic}`, { kind: SpanKind.CONSUMER }, parent);
     if (span.isRecording()) span.setAttributes(this.eventAttributes(event.topic, "process"));

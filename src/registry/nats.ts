@@ -9,7 +9,6 @@
  */
 import type { NatsConnection, Msg } from "@nats-io/transport-node";
 import { importOptional } from "../cmd/plugins.ts";
-import { logger } from "../logger.ts";
 import {
   RegistryBase,
   RegistryUnavailableError,
@@ -183,7 +182,7 @@ export default class NatsRegistry extends RegistryBase implements Registry {
       this.connect().then(
         (nc) => announcements.listen(nc),
         (err: unknown) => {
-          logger.warn({ err }, "nats registry: could not start the watch");
+          this.log.warn({ err }, "nats registry: could not start the watch");
           this.watchers.stopAll();
           this.announcements = undefined;
         },

@@ -1,4 +1,5 @@
 /** Registry contract, with go-micro's types and JSON field names. */
+import { defaultLogger, type Logger } from "../logger.ts";
 
 export interface Value {
   name: string;
@@ -59,6 +60,10 @@ export interface RegistryOptions {
   addresses?: string[];
   /** Milliseconds a lookup or a server round-trip may take. */
   timeout?: number;
+  /** The URI the registry was chosen by, without its query (for plugins that read credentials or a path from it). */
+  url?: string;
+  /** Where the registry logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
   /** Anything plugin-specific (e.g. mdns interface). */
   [key: string]: unknown;
 }
@@ -284,6 +289,10 @@ export abstract class RegistryBase {
 
   options(): RegistryOptions {
     return this.opts;
+  }
+
+  protected get log(): Logger {
+    return this.opts.logger ?? defaultLogger();
   }
 
   /** Milliseconds one server round-trip may take. */

@@ -96,7 +96,7 @@ describe("metrics at GET /metrics", () => {
     assert.equal(sampleValue(callerSamples, "micro_client_requests_total", { ...clientLabels("Echo.Fail"), code: "400" }), 2);
     assert.equal(sampleValue(callerSamples, "micro_client_request_duration_seconds_count", clientLabels("Echo.Call")), 3);
     assert.equal(sampleValue(callerSamples, "micro_broker_published_total", { topic }), 4);
-    assert.equal(sampleValue(callerSamples, "micro_broker_publish_errors_total", { topic }), undefined);
+    assert.equal(sampleValue(callerSamples, "micro_broker_publish_errors_total", { topic }), 0);
     assert.equal(sampleValue(callerSamples, "micro_server_requests_total", { service: name }), undefined, "a node counts only its own handlers");
   });
 
