@@ -24,6 +24,10 @@ export const isInternal = (service) => INTERNAL.test(service);
  */
 const statCell = (stat, value, text, extra) => h("td", { class: "num nowrap", "data-stat": stat, "data-value": value === null ? "" : String(value) }, text, extra);
 
+/** @param {string} id @param {string[]} headings @param {HTMLElement[]} rows */
+const statsTable = (id, headings, rows) =>
+  h("table", { class: "stats", id }, h("thead", {}, h("tr", {}, headings.map((t) => h("th", {}, t)))), h("tbody", {}, rows));
+
 /**
  * @param {EndpointStats[]} endpoints
  * @param {number} intervalMs
@@ -32,25 +36,20 @@ export function endpointTable(endpoints, intervalMs) {
   if (endpoints.length === 0) {
     return h("p", { class: "muted", id: "no-endpoint-stats" }, `No requests measured yet: rates appear once nodes serving /metrics have been read twice (every ${intervalMs / 1000} s).`);
   }
-  return h(
-    "table",
-    { class: "stats", id: "endpoint-stats" },
-    h("thead", {}, h("tr", {}, ["Service", "Endpoint", "Requests/s", "Errors", "p50", "p99", "In flight"].map((t) => h("th", {}, t)))),
-    h(
-      "tbody",
-      {},
-      endpoints.map((e) =>
-        h(
-          "tr",
-          { "data-endpoint-stats": `${e.service} ${e.endpoint}` },
-          h("td", {}, h("a", { href: `#/service/${encodeURIComponent(e.service)}` }, e.service)),
-          h("td", { class: "mono" }, e.endpoint),
-          statCell("rate", e.rate, formatRate(e.rate), sparkline(e.history, `${e.endpoint} requests per second`)),
-          statCell("error-ratio", e.errorRatio, formatPercent(e.errorRatio)),
-          statCell("p50", e.p50, formatLatency(e.p50)),
-          statCell("p99", e.p99, formatLatency(e.p99)),
-          statCell("in-flight", e.inFlight, String(e.inFlight)),
-        ),
+  return statsTable(
+    "endpoint-stats",
+    ["Service", "Endpoint", "Requests/s", "Errors", "p50", "p99", "In flight"],
+    endpoints.map((e) =>
+      h(
+        "tr",
+        { "data-endpoint-stats": `${e.service} ${e.endpoint}` },
+        h("td", {}, h("a", { href: `#/service/${encodeURIComponent(e.service)}` }, e.service)),
+        h("td", { class: "mono" }, e.endpoint),
+        statCell("rate", e.rate, formatRate(e.rate), sparkline(e.history, `${e.endpoint} requests per second`)),
+        statCell("error-ratio", e.errorRatio, formatPercent(e.errorRatio)),
+        statCell("p50", e.p50, formatLatency(e.p50)),
+        statCell("p99", e.p99, formatLatency(e.p99)),
+        statCell("in-flight", e.inFlight, String(e.inFlight)),
       ),
     ),
   );
@@ -63,30 +62,25 @@ const serviceLinks = (names) =>
 /** @param {TopicStats[]} topics */
 export function topicTable(topics) {
   if (topics.length === 0) return h("p", { class: "muted", id: "no-topics" }, "No topics yet: they appear when a service subscribes or publishes.");
-  return h(
-    "table",
-    { class: "stats", id: "topic-stats" },
-    h("thead", {}, h("tr", {}, ["Topic", "Publishers", "Subscribers", "Published/s", "Delivered/s", "Failed/s", "Message"].map((t) => h("th", {}, t)))),
-    h(
-      "tbody",
-      {},
-      topics.map((t) =>
+  return statsTable(
+    "topic-stats",
+    ["Topic", "Publishers", "Subscribers", "Published/s", "Delivered/s", "Failed/s", "Message"],
+    topics.map((t) =>
+      h(
+        "tr",
+        { "data-topic": t.topic },
+        h("td", { class: "mono nowrap" }, h("a", { href: `#/topic/${encodeURIComponent(t.topic)}` }, t.topic)),
+        h("td", { "data-stat": "publishers" }, serviceLinks(t.publishers)),
         h(
-          "tr",
-          { "data-topic": t.topic },
-          h("td", { class: "mono nowrap" }, h("a", { href: `#/topic/${encodeURIComponent(t.topic)}` }, t.topic)),
-          h("td", { "data-stat": "publishers" }, serviceLinks(t.publishers)),
-          h(
-            "td",
-            { "data-stat": "subscribers" },
-            serviceLinks(t.subscribers),
-            t.brokerSubscriptions ? h("small", { class: "muted", title: "subscriptions of the http broker in the registry (micro.http.broker)" }, ` · ${t.brokerSubscriptions} via http broker`) : undefined,
-          ),
-          statCell("published", t.published, formatRate(t.published), sparkline(t.history, `${t.topic} events per second`)),
-          statCell("delivered", t.delivered, formatRate(t.delivered)),
-          statCell("failed", t.failed, formatRate(t.failed)),
-          h("td", { class: "mono nowrap" }, t.messageTypes.join(", ") || "–"),
+          "td",
+          { "data-stat": "subscribers" },
+          serviceLinks(t.subscribers),
+          t.brokerSubscriptions ? h("small", { class: "muted", title: "subscriptions of the http broker in the registry (micro.http.broker)" }, ` · ${t.brokerSubscriptions} via http broker`) : undefined,
         ),
+        statCell("published", t.published, formatRate(t.published), sparkline(t.history, `${t.topic} events per second`)),
+        statCell("delivered", t.delivered, formatRate(t.delivered)),
+        statCell("failed", t.failed, formatRate(t.failed)),
+        h("td", { class: "mono nowrap" }, t.messageTypes.join(", ") || "–"),
       ),
     ),
   );
