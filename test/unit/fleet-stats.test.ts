@@ -1,8 +1,14 @@
-/** The dashboard's reading of /metrics: the exposition parser and the rates, error ratios and quantiles built on it. */
+/** The dashboard's reading of /metrics: the exposition parser, the rates, error ratios and quantiles built on it, and the scraper. */
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, test } from "node:test";
 import { parseExposition } from "../../src/cli/fleet/exposition.ts";
+import { Fleet } from "../../src/cli/fleet/fleet.ts";
+import type { FleetSnapshot } from "../../src/cli/fleet/snapshot.ts";
 import { endpointRates, nodeWindow, quantile, topicRates } from "../../src/cli/fleet/stats.ts";
+import type { Service } from "../../src/registry/registry.ts";
+import { within } from "../helpers/net.ts";
 
 const node = `node_service="student_service",node_id="student_service-1"`;
 
@@ -89,5 +95,67 @@ describe("rates from two scrapes", () => {
   test("quantiles: +Inf bucket and empty histograms", () => {
     assert.equal(quantile(0.99, [{ le: 0.1, count: 1 }, { le: Infinity, count: 100 }]), 0.1);
     assert.equal(quantile(0.5, [{ le: 1, count: 0 }, { le: Infinity, count: 0 }]), null);
+  });
+});
+
+describe("the fleet scraper", () => {
+  test("reads each node's /health and /metrics, and merges topics from the registry and the metrics", async (t) => {
+    // A tsmicro node whose counters grow by 10 requests (2 failing) and 4 events per scrape, and a go-micro node without either path.
+    let scrapes = 0;
+    const tsmicroNode = http.createServer((req, res) => {
+      if (req.url === "/health") return void res.end('{"status":"ok"}');
+      scrapes++;
+      const published = `micro_broker_published_total{topic="go.micro.srv.message",${node}} ${4 * scrapes}`;
+      res.end(`${metrics(8 * scrapes, 2 * scrapes, [["0.005", 10 * scrapes], ["+Inf", 10 * scrapes]], 0)}${published}\n`);
+    });
+    const goMicroNode = http.createServer((req, res) => {
+      res.writeHead(req.url === "/metrics" ? 405 : 404).end();
+    });
+    const listen = async (server: http.Server) => {
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      t.after(() => server.close());
+      return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const services: Service[] = [
+      {
+        name: "student_service",
+        version: "v1",
+        endpoints: [],
+        nodes: [{ id: "student_service-1", address: await listen(tsmicroNode), metadata: {} }],
+      },
+      {
+        name: "go.micro.srv",
+        version: "latest",
+        endpoints: [
+          { name: "Func", request: { name: "Student", type: "student.Student", values: [] }, response: null, metadata: { topic: "go.micro.srv.message", subscriber: "true" } },
+        ],
+        nodes: [{ id: "go.micro.srv-1", address: await listen(goMicroNode), metadata: {} }],
+      },
+      // The http broker's subscription: a registry node with the topic, not a service to scrape.
+      { name: "micro.http.broker", version: "broadcast", nodes: [{ id: "go.micro.srv.message-go.micro.http.broker-1", address: "127.0.0.1:1", metadata: { broker: "http", topic: "go.micro.srv.message" } }] },
+    ];
+    const fleet = new Fleet({ snapshot: () => services }, 50);
+    const rounds: FleetSnapshot[] = [];
+    const third = new Promise<FleetSnapshot>((resolve) => fleet.onSnapshot((s) => rounds.push(s) === 3 && resolve(s)));
+    fleet.start();
+    t.after(() => fleet.stop());
+    const snapshot = await within(third, 10_000, "three scrapes");
+
+    const [endpoint, ...others] = snapshot.endpoints;
+    assert.equal(others.length, 0);
+    assert.equal(endpoint!.endpoint, "StudentManager.GetStudent");
+    assert.ok(endpoint!.rate > 0 && endpoint!.errorRatio === 0.2, JSON.stringify(endpoint));
+    assert.equal(endpoint!.history.length, 2, "one point per round with two scrapes or more");
+    assert.deepEqual(
+      snapshot.topics.map(({ topic, publishers, subscribers, brokerSubscriptions, messageTypes }) => ({ topic, publishers, subscribers, brokerSubscriptions, messageTypes })),
+      [{ topic: "go.micro.srv.message", publishers: ["student_service"], subscribers: ["go.micro.srv"], brokerSubscriptions: 1, messageTypes: ["student.Student"] }],
+    );
+    assert.ok(snapshot.topics[0]!.published > 0);
+    const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
+    assert.deepEqual(byId.get("student_service-1")!.health.map((h) => h.status), ["ok", "ok", "ok"]);
+    assert.equal(byId.get("student_service-1")!.metrics, "ok");
+    assert.deepEqual(byId.get("go.micro.srv-1")!.health.map((h) => h.status), ["unknown", "unknown", "unknown"]);
+    assert.equal(byId.get("go.micro.srv-1")!.metrics, "absent");
+    assert.equal(byId.size, 2, "the http broker's subscription is not scraped");
   });
 });

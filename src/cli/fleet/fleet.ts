@@ -16,6 +16,8 @@ import { endpointRates, nodeWindow, topicRates, type Scrape } from "./stats.ts";
 const WINDOW_SCRAPES = 4;
 /** Points kept for sparklines and health histories. */
 const HISTORY_POINTS = 40;
+/** A node slower than this to answer /health or /metrics counts as unreachable for that round. */
+const MIN_PROBE_TIMEOUT_MS = 1000;
 
 interface NodeState {
   service: string;
@@ -38,7 +40,8 @@ export class Fleet {
   private stopped = false;
 
   constructor(
-    private readonly catalog: Catalog,
+    /** Where the nodes are: the dashboard's live Catalog of the registry. */
+    private readonly catalog: Pick<Catalog, "snapshot">,
     readonly intervalMs: number,
   ) {}
 
@@ -78,7 +81,7 @@ export class Fleet {
       current.map(async ({ service, node }) => {
         let state = this.nodes.get(node.id);
         if (!state) this.nodes.set(node.id, (state = { service, address: node.address, scrapes: [], metrics: "absent", health: [] }));
-        await this.probe(state, this.intervalMs);
+        await this.probe(state, Math.max(this.intervalMs, MIN_PROBE_TIMEOUT_MS));
       }),
     );
     if (this.stopped) return;
