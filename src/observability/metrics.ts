@@ -113,7 +113,7 @@ export class NodeMetrics {
     this.registrations = Family.in(reg, "counter", "micro_registry_registrations_total", "Registrations and re-registrations of this node").labels();
     this.registrationErrors = Family.in(reg, "counter", "micro_registry_registration_errors_total", "Registrations that failed").labels();
     this.registryUp = Family.in(reg, "gauge", "micro_registry_up", "1 while the last registration succeeded, else 0").labels();
-    this.brokerUp = Family.in(reg, "gauge", "micro_broker_up", "1 while the broker is connected, else 0").labels();
+    this.brokerUp = Family.in(reg, "gauge", "micro_broker_up", "1 from the broker's connect() until its disconnect(), else 0").labels();
   }
 
   private serverSeries(endpoint: string): EndpointSeries {
