@@ -63,11 +63,11 @@ export class Family<K extends Kind> {
   readonly aggregator = "sum";
   private readonly series = new Map<string, { labels: Labels; state: SeriesOf<K> }>();
 
-  private constructor(
+  constructor(
+    readonly type: K,
     readonly name: string,
     readonly help: string,
-    readonly type: K,
-    private readonly bounds: readonly number[],
+    private readonly bounds: readonly number[] = [],
   ) {}
 
   /**
@@ -77,10 +77,14 @@ export class Family<K extends Kind> {
   static in<K extends Kind>(registry: Registry, type: K, name: string, help: string, bounds: readonly number[] = []): Family<K> {
     const existing = registry.getSingleMetric(name) as unknown;
     if (existing instanceof Family && existing.type === type) return existing as Family<K>;
-    const family = new Family(name, help, type, bounds);
-    // prom-client renders any metric by its name, help, type and get(); its typings name only its own classes.
-    registry.registerMetric(family as unknown as Metric);
+    const family = new Family(type, name, help, bounds);
+    family.registerIn(registry);
     return family;
+  }
+
+  registerIn(registry: Registry): void {
+    // prom-client renders any metric by its name, help, type and get(); its typings name only its own classes.
+    registry.registerMetric(this as unknown as Metric);
   }
 
   /** The series of labels, made once; keep it and update it on the call path. */

@@ -11,7 +11,7 @@
  * The call path is kept cheap: each endpoint's or topic's series are found with one map lookup and
  * updated as plain numbers (families.ts); prom-client renders them when /metrics is scraped.
  */
-import { Registry, collectDefaultMetrics } from "prom-client";
+import type { Registry } from "prom-client";
 import { MicroError } from "../errors.ts";
 import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
 import { Family, type CounterSeries, type GaugeSeries, type HistogramSeries } from "./families.ts";
@@ -68,7 +68,12 @@ interface TopicSeries {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export class NodeMetrics {
-  readonly registry: Registry;
+  /** The program's registry, or the node's own once the first scrape has made it. */
+  private registry?: Registry;
+  /** The node's families until its own registry is made (none with the program's registry). */
+  private readonly unregistered: Array<Family<"counter" | "gauge" | "histogram">> = [];
+  /** The node's own registry, once (concurrent first scrapes share it). */
+  private ownRegistryMade?: Promise<Registry>;
   private readonly serverRequests: Family<"counter">;
   private readonly serverDuration: Family<"histogram">;
   private readonly serverInFlight: Family<"gauge">;
@@ -88,32 +93,37 @@ export class NodeMetrics {
   private readonly topics = new Map<string, TopicSeries>();
 
   /**
-   * With no registry, the node gets its own, whose series all carry node_service and node_id.
-   * A registry passed in keeps its own default labels, and may be shared: the metrics are
-   * created in it once and then found there.
+   * With no registry, the node gets its own at the first scrape (prom-client is loaded then: a node
+   * nobody scrapes does not carry it), whose series all carry node_service and node_id, with
+   * prom-client's process metrics. A registry passed in gets the metrics at once, keeps its own
+   * default labels and process metrics, and may be shared: the metrics are made in it once and
+   * then found there.
    */
   constructor(
     private readonly node: NodeIdentity,
     registry?: Registry,
   ) {
-    const reg = (this.registry = registry ?? new Registry());
-    if (!registry) reg.setDefaultLabels({ node_service: node.service, node_id: node.nodeId });
-    if (!reg.getSingleMetric("process_cpu_user_seconds_total")) collectDefaultMetrics({ register: reg });
-
-    this.serverRequests = Family.in(reg, "counter", "micro_server_requests_total", "Requests handled, by endpoint and code (200, or the go-micro error code)");
-    this.serverDuration = Family.in(reg, "histogram", "micro_server_request_duration_seconds", "Time the handler took, in seconds", LATENCY_BUCKETS);
-    this.serverInFlight = Family.in(reg, "gauge", "micro_server_requests_in_flight", "Requests being handled now");
-    this.clientRequests = Family.in(reg, "counter", "micro_client_requests_total", "Call attempts made, by called service, endpoint and code");
-    this.clientDuration = Family.in(reg, "histogram", "micro_client_request_duration_seconds", "Time a call attempt took, in seconds", LATENCY_BUCKETS);
-    this.published = Family.in(reg, "counter", "micro_broker_published_total", "Events published, by topic");
-    this.publishErrors = Family.in(reg, "counter", "micro_broker_publish_errors_total", "Publishes that failed, by topic");
-    this.delivered = Family.in(reg, "counter", "micro_broker_delivered_total", "Events delivered to a handler, by topic");
-    this.deliveryErrors = Family.in(reg, "counter", "micro_broker_delivery_errors_total", "Deliveries whose handler failed, by topic");
-    this.handlerDuration = Family.in(reg, "histogram", "micro_broker_handler_duration_seconds", "Time an event handler took, in seconds", LATENCY_BUCKETS);
-    this.registrations = Family.in(reg, "counter", "micro_registry_registrations_total", "Registrations and re-registrations of this node").labels();
-    this.registrationErrors = Family.in(reg, "counter", "micro_registry_registration_errors_total", "Registrations that failed").labels();
-    this.registryUp = Family.in(reg, "gauge", "micro_registry_up", "1 while the last registration succeeded, else 0").labels();
-    this.brokerUp = Family.in(reg, "gauge", "micro_broker_up", "1 while the broker is connected, else 0").labels();
+    this.registry = registry;
+    const family = <K extends "counter" | "gauge" | "histogram">(type: K, name: string, help: string, bounds?: readonly number[]): Family<K> => {
+      if (registry) return Family.in(registry, type, name, help, bounds);
+      const own = new Family(type, name, help, bounds);
+      this.unregistered.push(own);
+      return own;
+    };
+    this.serverRequests = family("counter", "micro_server_requests_total", "Requests handled, by endpoint and code (200, or the go-micro error code)");
+    this.serverDuration = family("histogram", "micro_server_request_duration_seconds", "Time the handler took, in seconds", LATENCY_BUCKETS);
+    this.serverInFlight = family("gauge", "micro_server_requests_in_flight", "Requests being handled now");
+    this.clientRequests = family("counter", "micro_client_requests_total", "Call attempts made, by called service, endpoint and code");
+    this.clientDuration = family("histogram", "micro_client_request_duration_seconds", "Time a call attempt took, in seconds", LATENCY_BUCKETS);
+    this.published = family("counter", "micro_broker_published_total", "Events published, by topic");
+    this.publishErrors = family("counter", "micro_broker_publish_errors_total", "Publishes that failed, by topic");
+    this.delivered = family("counter", "micro_broker_delivered_total", "Events delivered to a handler, by topic");
+    this.deliveryErrors = family("counter", "micro_broker_delivery_errors_total", "Deliveries whose handler failed, by topic");
+    this.handlerDuration = family("histogram", "micro_broker_handler_duration_seconds", "Time an event handler took, in seconds", LATENCY_BUCKETS);
+    this.registrations = family("counter", "micro_registry_registrations_total", "Registrations and re-registrations of this node").labels();
+    this.registrationErrors = family("counter", "micro_registry_registration_errors_total", "Registrations that failed").labels();
+    this.registryUp = family("gauge", "micro_registry_up", "1 while the last registration succeeded, else 0").labels();
+    this.brokerUp = family("gauge", "micro_broker_up", "1 from the broker's connect() until its disconnect(), else 0").labels();
   }
 
   private serverSeries(endpoint: string): EndpointSeries {
@@ -212,6 +222,16 @@ export class NodeMetrics {
 
   /** The Prometheus text exposition of the registry. */
   async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const registry = this.registry ?? (await (this.ownRegistryMade ??= this.ownRegistry()));
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+
+  private async ownRegistry(): Promise<Registry> {
+    const { Registry, collectDefaultMetrics } = await import("prom-client");
+    const registry = new Registry();
+    registry.setDefaultLabels({ node_service: this.node.service, node_id: this.node.nodeId });
+    collectDefaultMetrics({ register: registry });
+    for (const family of this.unregistered.splice(0)) family.registerIn(registry);
+    return registry;
   }
 }

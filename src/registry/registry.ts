@@ -64,8 +64,6 @@ export interface RegistryOptions {
   url?: string;
   /** Where the registry logs (a service passes its own); default: the default logger. */
   logger?: Logger;
-  /** Anything plugin-specific (e.g. mdns interface). */
-  [key: string]: unknown;
 }
 
 export interface Registry {

@@ -60,6 +60,10 @@ describe("metrics at GET /metrics", () => {
     const slow = caller.service.call(name, "Echo.Slow", {});
     await within(slowCallArrived, 10_000, "the slow call reaching its handler");
 
+    // Two first scrapes at once see one registry: the same series, once each.
+    const [first, second] = await Promise.all([scrape(server.address), scrape(server.address)]);
+    assert.equal(sampleValue(first, "micro_server_requests_total", { endpoint: "Echo.Call", code: "200" }), 3);
+    assert.equal(sampleValue(second, "micro_server_requests_total", { endpoint: "Echo.Call", code: "200" }), 3);
     let samples = await scrape(server.address);
     const serverLabels = (endpoint: string) => ({ service: name, endpoint, node_service: name, node_id: server.service.nodeId });
     assert.equal(sampleValue(samples, "micro_server_requests_in_flight", serverLabels("Echo.Slow")), 1);
@@ -145,6 +149,7 @@ describe("metrics at GET /metrics", () => {
     assert.equal(sampleValue(samples, "micro_server_requests_total", { service: name, endpoint: "Echo.Call", code: "200", app: "mine" }), 1);
     assert.equal(sampleValue(samples, "micro_client_requests_total", { service: name, endpoint: "Echo.Call", code: "200", app: "mine" }), 1);
     assert.equal(samples.find((s) => s.labels.node_id !== undefined), undefined, "the program's default labels are left alone");
+    assert.equal(samples.find((s) => s.name.startsWith("process_")), undefined, "process metrics are the program's to collect");
     // The node's port serves the same registry.
     assert.equal(sampleValue(await scrape(first.address), "micro_server_requests_total", { service: name, endpoint: "Echo.Call", code: "200" }), 1);
   });

@@ -10,9 +10,9 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { SpanKind, trace } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-node";
-import { Service } from "../../src/index.ts";
+import { Service, notFound } from "../../src/index.ts";
 import { canConnect, skipOrFail, startTs, waitUntil, type Proc } from "../helpers/net.ts";
 
 const fixture = fileURLToPath(new URL("./fixtures/traced-node.ts", import.meta.url));
@@ -177,5 +177,27 @@ describe("the delivered event's span is a child of the publish span on every bro
       assert.ok(producer, "the consumer span's parent is one of the publish spans");
       assert.equal(producer.name, `Pub to ${topic}`);
     });
+  }
+});
+
+test("a failed call's client and server spans carry its go-micro error code and an error status", async () => {
+  const name = unique("trace_fail");
+  const opts = { registry: "memory", broker: "memory", handleSignals: false };
+  const server = new Service({ ...opts, name });
+  server.handle("Students.Find", () => {
+    throw notFound(name, "no student named nobody");
+  });
+  const caller = new Service({ ...opts, name: unique("trace_fail_caller") });
+  services.push(server, caller);
+  await server.start();
+  exporter.reset();
+  await assert.rejects(caller.call(name, "Students.Find", {}), { code: 404 });
+  await waitUntil(() => exporter.getFinishedSpans().length >= 2, 10_000, "both spans");
+  for (const kind of [SpanKind.CLIENT, SpanKind.SERVER]) {
+    const span = exporter.getFinishedSpans().find((s) => s.kind === kind)!;
+    assert.equal(span.name, `${name}.Students.Find`);
+    assert.equal(span.attributes["micro.error_code"], 404, SpanKind[kind]);
+    assert.deepEqual(span.status, { code: SpanStatusCode.ERROR, message: "no student named nobody" });
+    assert.equal(span.events[0]?.name, "exception");
   }
 });
