@@ -8,9 +8,10 @@ import { MicroError, badRequest, internalServerError, timeout } from "../errors.
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
-import { TcpClientTransport } from "../transport/tcp.ts";
+import { UnknownPluginError, transports } from "../cmd/plugins.ts";
 import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import { wrap, type CallFunc, type CallWrapper } from "../wrapper/wrapper.ts";
 
 const CLIENT_ID = "go.micro.client";
 
@@ -19,11 +20,13 @@ export interface ClientOptions {
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
-   * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
-   * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
-   * every node. Or a transport instance, used with every node.
+   * A registered transport's name: the client uses it with nodes whose registry metadata says
+   * transport=<name>, and go-micro's HTTP transport (which every node answers) with the others.
+   * "tcp" (default) is tsmicro's framed tcp; "http" is HTTP with every node. A transport
+   * registered lazily must be resolved first (`await transports.resolve(name)`; services do).
+   * Or a transport instance, used with every node.
    */
-  transport?: "tcp" | "http" | ClientTransport;
+  transport?: "tcp" | "http" | (string & {}) | ClientTransport;
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
   retries?: number;
@@ -38,6 +41,8 @@ export interface ClientOptions {
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
+  /** Wrappers around each attempt on a node; the first is the outermost. */
+  wrapCall?: CallWrapper[];
 }
 
 export interface CallOptions {
@@ -61,6 +66,8 @@ export interface CallOptions {
   address?: string;
   filters?: Filter[];
   strategy?: Strategy;
+  /** Wrappers around each attempt of this call, inside the client's own. */
+  wrapCall?: CallWrapper[];
 }
 
 /** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
@@ -88,10 +95,14 @@ export class Client {
   readonly selector: Selector;
   /** The transport for nodes that do not advertise tcp. */
   readonly transport: ClientTransport;
-  /** The transport for nodes that advertise tcp, when the client prefers it. */
-  private readonly tcp?: ClientTransport;
+  /** The preferred transport, for nodes that advertise its name, unless that is http. */
+  private readonly preferred?: ClientTransport;
+  private readonly preferredName?: string;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
+  /** The client's call wrappers around an attempt; undefined without wrappers, so a call then goes straight to the transport. */
+  private readonly wrapped?: CallFunc;
+  private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
@@ -100,13 +111,33 @@ export class Client {
     if (typeof opts.transport === "object") this.transport = opts.transport;
     else {
       this.transport = new HttpClientTransport(transportOpts);
-      if (opts.transport !== "http") this.tcp = new TcpClientTransport(transportOpts);
+      const name = (opts.transport ?? "tcp").toLowerCase();
+      if (name !== "http") {
+        const factory = transports.get(name);
+        if (!factory) {
+          const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
+          throw new UnknownPluginError("transport", name, transports.names(), `transport "${name}" ${why}`);
+        }
+        this.preferred = factory(transportOpts);
+        this.preferredName = name;
+      }
     }
     this.options = {
       retries: opts.retries ?? 1,
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+    if (opts.wrapCall?.length) {
+      this.wrapCall = opts.wrapCall;
+      this.wrapped = wrap(this.attempt, opts.wrapCall);
+    }
+  }
+
+  /** One attempt on one node, as call wrappers see it. */
+  private readonly attempt: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
+
+  private transportFor(node: Node): ClientTransport {
+    return this.preferred && node.metadata?.transport === this.preferredName ? this.preferred : this.transport;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -128,10 +159,12 @@ export class Client {
     const { signal } = opts;
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
+    // Per-call wrappers sit inside the client's; only a call that brings its own builds a chain.
+    const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
     // A node called by address alone is taken to speak the preferred transport.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.tcp ? "tcp" : "http" } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferredName ?? "http" } })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
@@ -150,10 +183,12 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
-        res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
+        const sent = wrapped
+          ? wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt })
+          : this.transportFor(node).request(node.address, req, attemptMs);
+        res = await unlessAborted(sent, signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried
@@ -182,7 +217,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await Promise.all([this.transport.close(), this.tcp?.close()]);
+    await Promise.all([this.transport.close(), this.preferred?.close()]);
   }
 }
 

@@ -203,7 +203,7 @@ export default class ConsulRegistry extends RegistryBase implements Registry {
       this.connect().then(
         (consul) => catalogWatch.start(consul),
         (err: unknown) => {
-          logger.warn({ err }, "consul registry: could not start the watch");
+          this.log.warn({ err }, "consul registry: could not start the watch");
           this.watchers.stopAll();
           this.catalogWatch = undefined;
         },

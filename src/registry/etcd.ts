@@ -6,7 +6,6 @@
  */
 import type { Etcd3, IKeyValue, IOptions, Lease, Watcher as EtcdWatcher } from "etcd3";
 import { importOptional } from "../cmd/plugins.ts";
-import { logger } from "../logger.ts";
 import {
   REGISTRY_PREFIX,
   RegistryBase,
@@ -188,7 +187,7 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       });
       // The deleted kv carries no value; the previous one holds the node that went away.
       w.on("delete", (_kv, previous) => emitFrom(previous, "delete"));
-      w.on("error", (err) => logger.warn({ err }, "etcd registry: watch error"));
+      w.on("error", (err) => this.log.warn({ err }, "etcd registry: watch error"));
       // The stream's loss and its return mark an outage (the watch resumes by revision meanwhile).
       let lost = false;
       w.on("disconnected", () => {
@@ -202,7 +201,7 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       this.prefixWatch = w;
     } catch (err) {
       if (this.closed) return;
-      logger.warn({ err }, "etcd registry: could not start the watch");
+      this.log.warn({ err }, "etcd registry: could not start the watch");
       this.watchers.stopAll();
       this.prefixWatchStarted = false;
     }

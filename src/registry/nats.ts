@@ -9,7 +9,6 @@
  */
 import type { NatsConnection, Msg } from "@nats-io/transport-node";
 import { importOptional } from "../cmd/plugins.ts";
-import { logger } from "../logger.ts";
 import {
   RegistryBase,
   RegistryUnavailableError,
@@ -21,6 +20,7 @@ import {
   servicesOrNotFound,
   splitByNode,
   type Registry,
+  type RegistryOptions,
   type RegisterOptions,
   type Service,
   type WatchAction,
@@ -53,7 +53,13 @@ function readResult(value: unknown): { action?: string; service?: unknown; ttl?:
 
 const nodeKey = (s: Service) => `${s.name}\0${s.nodes[0]!.id}`;
 
+export interface NatsRegistryOptions extends RegistryOptions {
+  /** Milliseconds a lookup waits for the nodes' answers. */
+  queryTimeout?: number;
+}
+
 export default class NatsRegistry extends RegistryBase implements Registry {
+  protected declare opts: NatsRegistryOptions;
   private connecting?: Promise<NatsConnection>;
   private connected = false;
   /** Counts lost connections, so a query that spanned one is not mistaken for an empty answer. */
@@ -197,7 +203,7 @@ export default class NatsRegistry extends RegistryBase implements Registry {
       this.connect().then(
         (nc) => announcements.listen(nc),
         (err: unknown) => {
-          logger.warn({ err }, "nats registry: could not start the watch");
+          this.log.warn({ err }, "nats registry: could not start the watch");
           this.watchers.stopAll();
           this.announcements = undefined;
         },

@@ -1,9 +1,15 @@
 /** Registry contract, with go-micro's types and JSON field names. */
+import { defaultLogger, type Logger } from "../logger.ts";
 
 export interface Value {
   name: string;
   type: string;
   values?: Value[] | null;
+  /**
+   * The protobuf field number, for fields of shapes derived from protobuf schemas: what lets a
+   * dashboard name the fields of a protobuf event. A tsmicro addition that go-micro peers ignore.
+   */
+  number?: number;
 }
 
 export interface Endpoint {
@@ -54,8 +60,10 @@ export interface RegistryOptions {
   addresses?: string[];
   /** Milliseconds a lookup or a server round-trip may take. */
   timeout?: number;
-  /** Anything plugin-specific (e.g. mdns interface). */
-  [key: string]: unknown;
+  /** The URI the registry was chosen by, without its query (for plugins that read credentials or a path from it). */
+  url?: string;
+  /** Where the registry logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
 }
 
 export interface Registry {
@@ -295,6 +303,10 @@ export abstract class RegistryBase {
   /** The server could not be reached, or came back after that: see Registry.lastOutage. */
   protected noteOutage(): void {
     this.outageAt = Date.now();
+  }
+
+  protected get log(): Logger {
+    return this.opts.logger ?? defaultLogger();
   }
 
   /** Milliseconds one server round-trip may take. */

@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { createBroker, createRegistry, type Broker, type BrokerEvent as Event, type Registry } from "../../src/index.ts";
 import { create } from "@bufbuild/protobuf";
 import { publishEvent, subscribeEvent } from "../../src/events.ts";
+import type { RabbitMQBrokerOptions } from "../../src/broker/rabbitmq.ts";
 import { StudentSchema } from "../../examples/student/gen/student_pb.ts";
 import { ETCD_FOR_GO, GO_MICRO_VERSIONS, cell, runPeer, startPeer, type GoMicroVersion, type Peer } from "./peers.ts";
 
@@ -250,7 +251,7 @@ for (const shared of BROKERS) {
       if (shared.tsmicro.startsWith("amqp:")) cell(shared.row, version, "durable queue group shared by go and tsmicro", async () => {
         const topic = uniqueTopic("durable");
         const queue = `q-${randomUUID().slice(0, 8)}`;
-        const durable = await createBroker(shared.tsmicro, { durableQueues: true });
+        const durable = await createBroker<RabbitMQBrokerOptions>(shared.tsmicro, { durableQueues: true });
         await durable.connect();
         const amqp = await import("amqplib");
         const admin = await amqp.connect(shared.tsmicro);
