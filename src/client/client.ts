@@ -1,6 +1,7 @@
 /**
  * The RPC client: selects a node through the registry, calls it over the transport, and on a
- * connection failure or timeout retries on another node with go-micro's backoff.
+ * connection failure or timeout retries on another node, within the retry policy's backoff and
+ * budget; a circuit breaker per node keeps calls off nodes that keep failing.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
 import { codecFor, JSON_TYPE } from "../codec/codec.ts";
@@ -11,6 +12,9 @@ import { HttpClientTransport } from "../transport/http.ts";
 import { TcpClientTransport } from "../transport/tcp.ts";
 import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import { CONNECTION_BREAKER, NodeBreakers, type BreakerStateChange, type CircuitBreakerOptions } from "../resilience/breaker.ts";
+import { RetryPolicy, type RetryOptions } from "../resilience/retry.ts";
+import { logger } from "../logger.ts";
 
 const CLIENT_ID = "go.micro.client";
 
@@ -27,6 +31,10 @@ export interface ClientOptions {
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
   retries?: number;
+  /** The wait before each retry and the retry budget per service. Default: go-micro's backoff, no budget. */
+  retry?: RetryOptions;
+  /** A circuit breaker per node. Default CONNECTION_BREAKER: a node whose connection failed is left out for 2 s. */
+  circuitBreaker?: CircuitBreakerOptions;
   /** Milliseconds each attempt may take. Default 5000. */
   requestTimeout?: number;
   /** Connections kept per node. */
@@ -63,9 +71,6 @@ export interface CallOptions {
   strategy?: Strategy;
 }
 
-/** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
-const backoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
-
 /** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
 const isRetryable = (err: MicroError) => err.retryable || err.code === 503 || err.code === 408;
 
@@ -92,9 +97,15 @@ export class Client {
   private readonly tcp?: ClientTransport;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
+  /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
+  readonly breakers: NodeBreakers;
+  private readonly retryPolicy: RetryPolicy;
 
   constructor(opts: ClientOptions) {
-    this.selector = new Selector(opts.registry, opts.selector ?? "random");
+    this.breakers = new NodeBreakers(opts.circuitBreaker ?? CONNECTION_BREAKER);
+    this.breakers.onStateChange(logBreaker);
+    this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
+    this.retryPolicy = new RetryPolicy(opts.retry);
     this.credentials = opts.auth?.credentials();
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
     if (typeof opts.transport === "object") this.transport = opts.transport;
@@ -135,9 +146,12 @@ export class Client {
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
+    let backoff: (() => number) | undefined; // made on the first retry
+    this.retryPolicy.called(service);
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
-        const wait = Math.min(backoffMs(attempt), deadline - performance.now());
+        if (!this.retryPolicy.mayRetry(service)) break; // the service's retry budget is spent: no storm
+        const wait = Math.min((backoff ??= this.retryPolicy.delays())(), deadline - performance.now());
         if (wait > 0) await unlessAborted(new Promise((r) => setTimeout(r, wait)), signal);
       }
       const left = deadline - performance.now();
@@ -158,7 +172,6 @@ export class Client {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried
         (failed ??= new Set()).add(node.id);
-        this.selector.penalise(node);
         lastError = e;
         continue;
       }
@@ -184,6 +197,13 @@ export class Client {
     this.selector.close();
     await Promise.all([this.transport.close(), this.tcp?.close()]);
   }
+}
+
+/** A node's breaker opening is worth a warning; the rest of its story, a line of info. */
+function logBreaker(change: BreakerStateChange): void {
+  const line = `circuit breaker ${change.state} for ${change.service} node ${change.node} (${change.address})`;
+  if (change.state === "open") logger.warn(change, line);
+  else logger.info(change, line);
 }
 
 /** The exact error go-micro's client gives when the registry has no node of the service. */

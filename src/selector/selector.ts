@@ -1,13 +1,14 @@
 /**
- * Node selection: strategies (random, roundrobin) over a service's nodes, filters (version,
- * metadata) and a short memory of nodes that just failed, so retries move elsewhere.
+ * Node selection: strategies (random, roundrobin, latency) over a service's nodes, filters
+ * (version, metadata), passing over the nodes the client's circuit breakers hold open.
  * Nodes are read from a watch-driven CacheRegistry, as go-micro's selector cache does: no registry
  * round-trip (and no copy of its records) per call, and the last known nodes while the registry is down.
  */
 import { CacheRegistry } from "../registry/cache.ts";
 import type { Node, Registry, Service } from "../registry/registry.ts";
+import { LatencyTracker } from "./latency.ts";
 
-export type Strategy = "random" | "roundrobin";
+export type Strategy = "random" | "roundrobin" | "latency";
 export type Filter = (services: Service[]) => Service[];
 
 export interface SelectOptions {
@@ -28,18 +29,24 @@ export const filterMetadata =
   (services) =>
     services.map((s) => ({ ...s, nodes: s.nodes.filter((n) => n.metadata?.[key] === value) }));
 
-/** How long a node that refused a connection is passed over (it may be restarting, or dead). */
-const PENALTY_MS = 2000;
+/** Which nodes selection passes over for now (the client's circuit breakers). */
+export interface NodeHealth {
+  /** How many nodes may be passed over: while 0, selection does not ask. */
+  readonly avoiding: number;
+  avoid(node: Node): boolean;
+}
 
 export class Selector {
   private readonly counters = new Map<string, number>();
-  private readonly penalised = new Map<string, number>();
   /** Nodes come from a watch-driven cache: no registry round-trip, and no copy, per call. */
   readonly cache: CacheRegistry;
+  /** Response times and calls in flight per node, for the latency strategy; fed by its call wrapper. */
+  readonly latency = new LatencyTracker();
 
   constructor(
     registry: Registry,
     private readonly strategy: Strategy = "random",
+    private readonly health?: NodeHealth,
   ) {
     this.cache = registry instanceof CacheRegistry ? registry : new CacheRegistry(registry);
   }
@@ -56,16 +63,16 @@ export class Selector {
     const strategy = opts.strategy ?? this.strategy;
     return (exclude) => {
       let pool = nodes;
-      // Only when something is excluded or penalised does the pool need filtering.
-      if (exclude?.size || this.penalised.size > 0) {
-        const now = Date.now();
-        for (const [id, until] of this.penalised) if (until <= now) this.penalised.delete(id);
+      // Only when something is excluded or a breaker is open does the pool need filtering.
+      const health = this.health?.avoiding ? this.health : undefined;
+      if (exclude?.size || health) {
         const allowed = exclude?.size ? nodes.filter((n) => !exclude.has(n.id)) : nodes;
-        const healthy = allowed.filter((n) => !this.penalised.has(n.id));
-        // If every node failed recently, trying one again beats giving up.
+        const healthy = health ? allowed.filter((n) => !health.avoid(n)) : allowed;
+        // With every node's breaker open, one is still returned: its breaker fails the call at once.
         pool = healthy.length > 0 ? healthy : allowed;
       }
       if (pool.length === 0) return undefined;
+      if (strategy === "latency") return this.latency.pick(pool);
       if (strategy === "roundrobin") {
         const i = this.counters.get(service) ?? 0;
         this.counters.set(service, i + 1);
@@ -78,10 +85,5 @@ export class Selector {
   /** Stops the cache; the registry stays open for whoever else uses it. */
   close(): void {
     this.cache.stop();
-  }
-
-  /** Remembers a node whose connection failed, so the next picks avoid it for a while. */
-  penalise(node: Node): void {
-    this.penalised.set(node.id, Date.now() + PENALTY_MS);
   }
 }

@@ -19,17 +19,41 @@ test("roundrobin visits every node in turn", async () => {
   assert.deepEqual(picks.slice(3), picks.slice(0, 3));
 });
 
-test("excluded and recently failed nodes are passed over, unless nothing else is left", async () => {
-  const selector = new Selector(await registryWith(2), "random");
+test("excluded nodes and nodes held off by their breaker are passed over, unless nothing else is left", async () => {
+  const held = new Set<string>();
+  const health = { get avoiding() { return held.size; }, avoid: (n: { id: string }) => held.has(n.id) };
+  const selector = new Selector(await registryWith(2), "random", health);
   const next = await selector.select("svc");
   const first = next()!;
   for (let i = 0; i < 20; i++) assert.notEqual(next(new Set([first.id]))!.id, first.id);
   assert.equal(next(new Set(["svc-v1-0", "svc-v1-1"])), undefined);
-  selector.penalise(first);
+  held.add(first.id);
   for (let i = 0; i < 20; i++) assert.notEqual(next()!.id, first.id);
-  const other = next()!;
-  selector.penalise(other);
-  assert.ok(next(), "with every node penalised one is still tried");
+  held.add(next()!.id);
+  assert.ok(next(), "with every node held off one is still returned (its breaker fails the call)");
+});
+
+test("latency picks the node with the lower response time × calls in flight, of two drawn", async () => {
+  const selector = new Selector(await registryWith(3), "latency");
+  const next = await selector.select("svc");
+  const measure = (id: string, ms: number) =>
+    selector.latency.wrapper(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({
+      service: "svc",
+      endpoint: "A.B",
+      node: { id, address: "" },
+      request: { service: "svc", endpoint: "A.B", contentType: "", headers: {}, body: new Uint8Array() },
+      timeoutMs: 1000,
+      attempt: 0,
+    });
+  await Promise.all([measure("svc-v1-0", 1), measure("svc-v1-1", 60), measure("svc-v1-2", 60)]);
+  assert.ok(selector.latency.latency("svc-v1-1") > selector.latency.latency("svc-v1-0"));
+  const picks = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const id = next()!.id;
+    picks.set(id, (picks.get(id) ?? 0) + 1);
+  }
+  // The fast node wins every draw it is in (2 of 3 draws); the slow ones split the rest.
+  assert.ok((picks.get("svc-v1-0") ?? 0) > 150, `fast node picked ${picks.get("svc-v1-0")} of 300`);
 });
 
 test("version filter", async () => {
