@@ -40,7 +40,12 @@ export {
   type SubscriberFunc,
   type SubscriberWrapper,
 } from "./wrapper/wrapper.ts";
-export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
+export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions, type NodeHealth } from "./selector/selector.ts";
+export { LatencyTracker, type LatencyOptions } from "./selector/latency.ts";
+export { NodeBreakers, CONNECTION_BREAKER, DEFAULT_BREAKER, isNodeFailure, type BreakerState, type BreakerStateChange, type CircuitBreakerOptions } from "./resilience/breaker.ts";
+export { bulkheadWrapper, type BulkheadOptions } from "./resilience/bulkhead.ts";
+export { rateLimitWrapper, type RateLimitOptions } from "./resilience/rate-limit.ts";
+export { RetryPolicy, type RetryOptions } from "./resilience/retry.ts";
 export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";
 export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
