@@ -2,7 +2,7 @@
  * tsmicro's public API. Everything a public option accepts is exported here, including the base
  * classes plugin authors extend; internals (flag tables, the logger, wire helpers) are not.
  */
-export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type ServiceSubscription } from "./service.ts";
+export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type Hook, type ServiceSubscription } from "./service.ts";
 export { runMain } from "./run-main.ts";
 export { Client, notFoundError, type CallOptions, type ClientOptions } from "./client/client.ts";
 export { Server, type CallContext, type HandlerFn, type HandlerOptions, type ServerOptions } from "./server/server.ts";

@@ -15,6 +15,7 @@ import type { Auth } from "../auth/auth.ts";
 import { CONNECTION_BREAKER, NodeBreakers, type BreakerStateChange, type CircuitBreakerOptions } from "../resilience/breaker.ts";
 import { RetryPolicy, type RetryOptions } from "../resilience/retry.ts";
 import { logger } from "../logger.ts";
+import { wrap, type CallFunc, type CallWrapper } from "../wrapper/wrapper.ts";
 
 const CLIENT_ID = "go.micro.client";
 
@@ -46,6 +47,8 @@ export interface ClientOptions {
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
+  /** Wrappers around each attempt on a node; the first is the outermost. */
+  wrapCall?: CallWrapper[];
 }
 
 export interface CallOptions {
@@ -69,6 +72,8 @@ export interface CallOptions {
   address?: string;
   filters?: Filter[];
   strategy?: Strategy;
+  /** Wrappers around each attempt of this call, inside the client's own. */
+  wrapCall?: CallWrapper[];
 }
 
 /** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
@@ -100,11 +105,17 @@ export class Client {
   /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
   readonly breakers: NodeBreakers;
   private readonly retryPolicy: RetryPolicy;
+  /** One attempt on one node: through the node's circuit breaker (and the latency measure) to the transport. */
+  private readonly attempt: CallFunc;
+  /** The attempt inside the client's call wrappers. */
+  private readonly wrapped: CallFunc;
+  private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
+    const strategy = opts.selector ?? "random";
     this.breakers = new NodeBreakers(opts.circuitBreaker ?? CONNECTION_BREAKER);
     this.breakers.onStateChange(logBreaker);
-    this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
+    this.selector = new Selector(opts.registry, strategy, this.breakers);
     this.retryPolicy = new RetryPolicy(opts.retry);
     this.credentials = opts.auth?.credentials();
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
@@ -118,6 +129,18 @@ export class Client {
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+    const send: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
+    // The policies sit innermost, so the caller's wrappers see what they decide (a breaker's 503).
+    this.attempt = wrap(send, strategy === "latency" ? [this.breakers.wrapper, this.selector.latency.wrapper] : [this.breakers.wrapper]);
+    this.wrapped = this.attempt;
+    if (opts.wrapCall?.length) {
+      this.wrapCall = opts.wrapCall;
+      this.wrapped = wrap(this.attempt, opts.wrapCall);
+    }
+  }
+
+  private transportFor(node: Node): ClientTransport {
+    return this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -139,6 +162,8 @@ export class Client {
     const { signal } = opts;
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
+    // Per-call wrappers sit inside the client's; only a call that brings its own builds a chain.
+    const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
     // A node called by address alone is taken to speak the preferred transport.
     const next = opts.address
@@ -164,10 +189,9 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
-        res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
+        res = await unlessAborted(wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt }), signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried

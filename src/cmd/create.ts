@@ -84,5 +84,6 @@ export function clientFor(o: ResolvedOptions, registry: Registry): Client {
     poolSize: o.clientPoolSize,
     maxMessageSize: o.maxMessageSize,
     auth: o.auth,
+    wrapCall: o.wrapCall,
   });
 }

@@ -19,6 +19,7 @@ import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 import type { Auth } from "../auth/auth.ts";
+import { wrap, type HandlerFunc, type HandlerWrapper } from "../wrapper/wrapper.ts";
 
 export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
@@ -42,6 +43,8 @@ export interface ServerOptions {
   headerTimeoutMs?: number;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
+  /** Wrappers around every handler, given the decoded request; the first is the outermost. */
+  wrapHandler?: HandlerWrapper[];
 }
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -58,7 +61,8 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth">> & Pick<ServerOptions, "advertise" | "describe" | "auth">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "wrapHandler">> &
+    Pick<ServerOptions, "advertise" | "describe" | "auth" | "wrapHandler">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -87,7 +91,10 @@ export class Server {
     }
     if (typeof target === "function") {
       if (!/^[^.\s]+\.[^.\s]+$/.test(name)) throw new TypeError(`endpoint "${name}" must look like "Service.Method"`);
-      this.routes.set(name, { ...(opts as HandlerOptions), fn: target as HandlerFn });
+      // Wrapped once here, not per call: without wrappers the route holds the handler itself.
+      const wrappers = this.options.wrapHandler;
+      const fn = wrappers?.length ? (wrap<HandlerFunc>(async (request, ctx) => (target as HandlerFn)(request, ctx), wrappers) as HandlerFn) : (target as HandlerFn);
+      this.routes.set(name, { ...(opts as HandlerOptions), fn });
       return this;
     }
     const perMethod = (opts ?? {}) as Record<string, HandlerOptions>;
