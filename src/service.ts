@@ -183,6 +183,8 @@ export class Service {
       readTimeoutMs: this.opts.readTimeout,
       auth: this.opts.auth,
       wrapHandler: this.opts.wrapHandler,
+      rateLimit: this.opts.serverRateLimit,
+      bulkhead: this.opts.serverBulkhead,
     });
     for (const add of this.handlers) add(server);
     this.server = server;

@@ -7,6 +7,7 @@ import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import { Client } from "../client/client.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
 import { toSeconds, type ResolvedOptions } from "./options.ts";
+import { DEFAULT_BREAKER } from "../resilience/breaker.ts";
 import { BROKER_NAMES, REGISTRY_NAMES, UnknownPluginError, parsePluginRef } from "./plugins.ts";
 
 type Ctor<T, O> = new (opts?: O) => T;
@@ -80,6 +81,8 @@ export function clientFor(o: ResolvedOptions, registry: Registry): Client {
     transport: typeof t === "string" ? (t as "tcp" | "http") : t,
     selector: o.selector,
     retries: o.clientRetries,
+    retry: { budget: o.clientRetryBudget, backoff: o.clientRetryBackoff },
+    circuitBreaker: o.clientCircuitBreaker === true ? DEFAULT_BREAKER : o.clientCircuitBreaker || undefined,
     requestTimeout: o.clientRequestTimeout,
     poolSize: o.clientPoolSize,
     maxMessageSize: o.maxMessageSize,
