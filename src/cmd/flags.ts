@@ -189,7 +189,7 @@ export const FLAGS: FlagSpec[] = [
   {
     flag: "client_circuit_breaker",
     key: "clientCircuitBreaker",
-    help: "circuit breaker per node: bare or true (5 failures in a row or half of the last 20 calls open it for 5s), N failures, or failures=N,ratio=0.5,window=20,half_open=5s; default: only failed connections, for 2s",
+    help: "circuit breaker per node: bare or true (5 failures in a row or more than half of the last 20 calls open it for 5s), N failures, or failures=N,ratio=0.5,window=20,half_open=5s; default: only failed connections, for 2s",
     parse: breakerSettings,
     bare: "true",
   },

@@ -43,7 +43,7 @@ export interface ServiceOptions {
   clientRequestTimeout?: Duration;
   clientPoolSize?: number;
   /**
-   * A circuit breaker per called node: true for DEFAULT_BREAKER (5 failures in a row or half of the
+   * A circuit breaker per called node: true for DEFAULT_BREAKER (5 failures in a row or more than half of the
    * last 20 calls open it; a trial call after 5 s), or its settings. Default: only a failed
    * connection opens it, for 2 s.
    */

@@ -23,7 +23,7 @@ export interface BreakerStateChange {
 export interface CircuitBreakerOptions {
   /** Opens after this many failures in a row. Default 5. */
   consecutiveFailures?: number;
-  /** Also opens when this share (0–1) of the node's last `window` calls failed. Default: off. */
+  /** Also opens when more than this share (0–1) of the node's last `window` calls failed. Default: off. */
   failureRatio?: number;
   /** Calls the failure ratio is taken over. Default 20. */
   window?: number;

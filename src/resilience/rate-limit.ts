@@ -12,7 +12,7 @@ export interface RateLimitOptions {
   rate: number;
   /** Calls that may come at once after a quiet spell. Default: one second's worth (`rate`). */
   burst?: number;
-  /** What one bucket is for. Default: the endpoint. E.g. `(ctx) => ctx.endpoint + " " + getHeader(ctx.headers, "Micro-From-Service")` per caller. */
+  /** What one bucket is for. Default: the endpoint. Per caller, e.g.: `(ctx) => ctx.endpoint + " " + getHeader(ctx.headers, "Micro-From-Service")` (go-micro services send it). */
   key?: (ctx: CallContext) => string;
 }
 

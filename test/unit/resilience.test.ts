@@ -1,0 +1,74 @@
+/** The policies' own rules, without the network: breaker ratio and failure kinds, rate-limit keys, the bulkhead's queue. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  MicroError,
+  NodeBreakers,
+  bulkheadWrapper,
+  internalServerError,
+  notFound,
+  rateLimitWrapper,
+  type BreakerStateChange,
+  type CallContext,
+  type ClientCall,
+  type TransportResponse,
+} from "../../src/index.ts";
+
+const node = { id: "svc-1", address: "127.0.0.1:1" };
+const call: ClientCall = {
+  service: "svc",
+  endpoint: "A.B",
+  node,
+  request: { service: "svc", endpoint: "A.B", contentType: "", headers: {}, body: new Uint8Array() },
+  timeoutMs: 1000,
+  attempt: 0,
+};
+const ok = async (): Promise<TransportResponse> => ({ contentType: "", body: new Uint8Array() });
+const failWith = (err: MicroError) => async (): Promise<TransportResponse> => Promise.reject(err);
+const ctx = (endpoint: string, headers: Record<string, string> = {}): CallContext => ({ service: "svc", endpoint, headers, signal: new AbortController().signal });
+
+test("a breaker watching a ratio opens when more than that share of the window failed, and 4xx answers do not count", async () => {
+  const changes: BreakerStateChange[] = [];
+  const breakers = new NodeBreakers({ consecutiveFailures: 100, failureRatio: 0.5, window: 10, minimumCalls: 10, halfOpenAfter: 60_000, onStateChange: (c) => changes.push(c) });
+  const attempt = (next: () => Promise<TransportResponse>) => breakers.wrapper(next)(call).catch(() => {});
+  for (let i = 0; i < 20; i++) await attempt(failWith(notFound("svc", "no such thing"))); // the caller's fault, not the node's
+  assert.equal(breakers.state(node.id), "closed");
+  for (let i = 0; i < 5; i++) await attempt(ok);
+  for (let i = 0; i < 5; i++) await attempt(failWith(internalServerError("svc", "boom")));
+  assert.equal(breakers.state(node.id), "closed", "5 of 10 is not more than half");
+  await attempt(failWith(internalServerError("svc", "boom")));
+  assert.equal(breakers.state(node.id), "open");
+  assert.equal(breakers.avoid(node), true);
+  assert.deepEqual(changes, [{ service: "svc", node: node.id, address: node.address, state: "open" }]);
+  const refused = await breakers.wrapper(ok)(call).then(
+    () => assert.fail("an open breaker lets no call through"),
+    (e: MicroError) => e,
+  );
+  assert.equal(refused.code, 503);
+  assert.equal(refused.retryable, true, "another node may serve it");
+});
+
+test("rate limit: one bucket per key, refusals are 429", async () => {
+  const limited = rateLimitWrapper("svc", { rate: 1, burst: 2, key: (c) => c.headers.caller ?? "" })(async () => "done");
+  const from = (caller: string) => limited({}, ctx("A.B", { caller })).then(
+    () => 200,
+    (e: MicroError) => e.code,
+  );
+  assert.deepEqual([await from("a"), await from("a"), await from("a"), await from("b")], [200, 200, 429, 200]);
+});
+
+test("bulkhead: one per endpoint, a call beyond running and queued is a 503, a queued call whose caller left is a 408", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const limited = bulkheadWrapper("svc", { maxConcurrent: 1, maxQueued: 1 })(async () => gate);
+  const caller = new AbortController();
+  const running = limited({}, ctx("A.B"));
+  const queued = limited({}, { ...ctx("A.B"), signal: caller.signal });
+  const beyond = await limited({}, ctx("A.B")).catch((e: MicroError) => e);
+  assert.equal((beyond as MicroError).code, 503);
+  const other = limited({}, ctx("A.Other")); // another endpoint has its own bulkhead
+  caller.abort();
+  release();
+  await Promise.all([running, other]);
+  assert.equal(((await queued.catch((e: MicroError) => e)) as MicroError).code, 408);
+});
