@@ -4,6 +4,7 @@
  * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
  */
 import net from "node:net";
+import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
@@ -315,6 +316,7 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
     onFrame(frame) {
       if (frame.kind !== FrameKind.Request) return;
       const h = frame.headers;
+      h[HEADER.id] ??= randomUUID(); // as the http transport: every request has an id, the caller's if it sent one
       const req: TransportRequest = {
         service: h[HEADER.service] ?? "",
         endpoint: h[HEADER.endpoint] ?? "",
