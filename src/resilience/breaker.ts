@@ -33,6 +33,12 @@ export interface CircuitBreakerOptions {
   halfOpenAfter?: number;
   /** Which failures count. Default: failed connections, timeouts (408) and server errors (5xx). */
   isFailure?: (err: MicroError) => boolean;
+  /**
+   * true (default): an open breaker refuses the calls that still reach its node (every node is
+   * open) with a 503 at once. false: it only keeps selection off the node, and a call with no
+   * other node left is tried; its success closes the breaker.
+   */
+  failFast?: boolean;
   /** Called on every state change of every node's breaker. */
   onStateChange?: (change: BreakerStateChange) => void;
 }
@@ -41,11 +47,12 @@ export interface CircuitBreakerOptions {
 export const isNodeFailure = (err: MicroError): boolean => err.retryable || err.code === 408 || err.code >= 500;
 
 /**
- * The breaker every client has unless told otherwise: a node whose connection just failed is left
- * out for 2 s (it may be restarting, or dead), so calls stop paying for it while the registry
- * still lists it. Handler errors do not count.
+ * The breaker every client has unless told otherwise: a node whose connection just failed (or
+ * timed out) is passed over for 2 s while another node is left (it may be restarting, or dead),
+ * so calls stop paying for it while the registry still lists it; with no other node it is tried
+ * anyway. Handler errors do not count.
  */
-export const CONNECTION_BREAKER: CircuitBreakerOptions = { consecutiveFailures: 1, halfOpenAfter: 2000, isFailure: (err) => err.retryable };
+export const CONNECTION_BREAKER: CircuitBreakerOptions = { consecutiveFailures: 1, halfOpenAfter: 2000, isFailure: (err) => err.retryable, failFast: false };
 
 /** What `--client_circuit_breaker` turns on when given no settings. */
 export const DEFAULT_BREAKER: CircuitBreakerOptions = { consecutiveFailures: 5, failureRatio: 0.5, window: 20, halfOpenAfter: 5000 };
@@ -105,6 +112,7 @@ export class NodeBreakers {
       minimumCalls: opts.minimumCalls ?? Math.ceil(window / 2),
       halfOpenAfter: opts.halfOpenAfter ?? DEFAULT_BREAKER.halfOpenAfter!,
       isFailure: opts.isFailure ?? isNodeFailure,
+      failFast: opts.failFast ?? true,
     };
     if (opts.onStateChange) this.listeners.push(opts.onStateChange);
   }
@@ -126,9 +134,19 @@ export class NodeBreakers {
     return b ? STATES[b.policy.state] : "closed";
   }
 
-  /** Runs every attempt through its node's breaker; an open one fails the attempt at once with a retryable 503. */
+  /** Runs every attempt through its node's breaker; an open one fails the attempt at once with a retryable 503 (if failFast). */
   readonly wrapper: CallWrapper = (next) => (call) => {
     const breaker = this.breakers.get(call.node.id) ?? (this.opts.failureRatio !== undefined ? this.create(call.service, call.node) : undefined);
+    if (breaker && !this.opts.failFast && !breaker.halfOpen && breaker.openUntil > Date.now()) {
+      // Selection had no other node: try this one, and if it answers it is back.
+      return next(call).then((res) => {
+        if (this.breakers.get(call.node.id) === breaker) {
+          this.breakers.delete(call.node.id);
+          this.changed(breaker, call.service, call.node, CircuitState.Closed);
+        }
+        return res;
+      });
+    }
     if (!breaker) {
       return next(call).catch((err: unknown) => {
         const e = MicroError.from(err, "go.micro.client");
@@ -154,16 +172,22 @@ export class NodeBreakers {
     const entry: NodeBreaker = { policy, openUntil: 0, halfOpen: false };
     this.breakers.set(node.id, entry);
     policy.onStateChange((s) => {
-      const avoidedBefore = entry.openUntil > 0;
-      entry.halfOpen = s === CircuitState.HalfOpen;
-      if (s === CircuitState.Open) entry.openUntil = Date.now() + halfOpenAfter;
-      else if (s === CircuitState.Closed) entry.openUntil = 0;
-      this.avoiding += (entry.openUntil > 0 ? 1 : 0) - (avoidedBefore ? 1 : 0);
+      if (this.breakers.get(node.id) !== entry) return; // dropped already (closed by a call made without it)
       // A closed breaker is as good as none, unless it is counting a ratio.
       if (s === CircuitState.Closed && failureRatio === undefined) this.breakers.delete(node.id);
-      const change: BreakerStateChange = { service, node: node.id, address: node.address, state: STATES[s] };
-      for (const listener of this.listeners) listener(change);
+      this.changed(entry, service, node, s);
     });
     return entry;
+  }
+
+  /** Records a breaker's new state, keeps `avoiding` right and tells the listeners. */
+  private changed(entry: NodeBreaker, service: string, node: Node, s: CircuitState): void {
+    const avoidedBefore = entry.openUntil > 0;
+    entry.halfOpen = s === CircuitState.HalfOpen;
+    if (s === CircuitState.Open) entry.openUntil = Date.now() + this.opts.halfOpenAfter;
+    else if (s === CircuitState.Closed) entry.openUntil = 0;
+    this.avoiding += (entry.openUntil > 0 ? 1 : 0) - (avoidedBefore ? 1 : 0);
+    const change: BreakerStateChange = { service, node: node.id, address: node.address, state: STATES[s] };
+    for (const listener of this.listeners) listener(change);
   }
 }

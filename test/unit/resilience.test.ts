@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   MicroError,
+  CONNECTION_BREAKER,
   NodeBreakers,
   bulkheadWrapper,
   internalServerError,
@@ -72,3 +73,30 @@ test("bulkhead: one per endpoint, a call beyond running and queued is a 503, a q
   await Promise.all([running, other]);
   assert.equal(((await queued.catch((e: MicroError) => e)) as MicroError).code, 408);
 });
+
+test("the default breaker only steers selection: a failed connection keeps the node out, but a call with no other node left is tried and its success closes it", async () => {
+  const changes: string[] = [];
+  const breakers = new NodeBreakers(CONNECTION_BREAKER);
+  breakers.onStateChange((c) => changes.push(c.state));
+  const refused = connectionRefused();
+  await breakers.wrapper(failWith(refused))(call).catch(() => {});
+  await waitFor(() => breakers.avoid(node)); // cockatiel counts the failure a few microtasks later
+  assert.equal(breakers.avoiding, 1);
+  await breakers.wrapper(failWith(internalServerError("svc", "handler error")))(call).catch(() => {}); // tried anyway, and not a connection failure
+  assert.equal(breakers.avoid(node), true);
+  await breakers.wrapper(ok)(call);
+  assert.equal(breakers.avoid(node), false);
+  assert.equal(breakers.avoiding, 0);
+  assert.deepEqual(changes, ["open", "closed"]);
+});
+
+function connectionRefused(): MicroError {
+  const err = internalServerError("go.micro.client", "connection error: 127.0.0.1:1: ECONNREFUSED");
+  err.retryable = true;
+  return err;
+}
+
+async function waitFor(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(cond());
+}
