@@ -40,15 +40,40 @@ export {
   type SubscriberFunc,
   type SubscriberWrapper,
 } from "./wrapper/wrapper.ts";
-export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions, type NodeHealth } from "./selector/selector.ts";
-export { LatencyTracker, type LatencyOptions } from "./selector/latency.ts";
+export {
+  Selector,
+  selectors,
+  filterMetadata,
+  filterVersion,
+  type Strategy,
+  type SelectionStrategy,
+  type StrategyFactory,
+  type Filter,
+  type SelectOptions,
+  type NodeHealth,
+} from "./selector/selector.ts";
+export { LatencyStrategy, type LatencyOptions } from "./selector/latency.ts";
 export { NodeBreakers, CONNECTION_BREAKER, DEFAULT_BREAKER, isNodeFailure, type BreakerState, type BreakerStateChange, type CircuitBreakerOptions } from "./resilience/breaker.ts";
 export { bulkheadWrapper, type BulkheadOptions } from "./resilience/bulkhead.ts";
 export { rateLimitWrapper, type RateLimitOptions } from "./resilience/rate-limit.ts";
 export { RetryPolicy, type RetryOptions } from "./resilience/retry.ts";
-export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
+export { codecs, codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";
-export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
+export {
+  registries,
+  brokers,
+  transports,
+  PluginKind,
+  parsePluginRef,
+  importOptional,
+  MissingPackageError,
+  UnknownPluginError,
+  type PluginRef,
+  type PluginFactory,
+  type RegistryFactory,
+  type BrokerFactory,
+  type TransportFactory,
+} from "./cmd/plugins.ts";
 export { OptionError } from "./cmd/options.ts";
 export { sharedToken, type Auth } from "./auth/auth.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";

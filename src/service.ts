@@ -94,7 +94,11 @@ export class Service {
   }
 
   async client(): Promise<Client> {
-    this._client ??= clientFor(this.opts, await this.registry());
+    if (!this._client) {
+      const client = await clientFor(this.opts, await this.registry());
+      if (this._client) await client.close(); // a concurrent call made one first
+      else this._client = client;
+    }
     return this._client;
   }
 

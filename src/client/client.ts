@@ -9,7 +9,7 @@ import { MicroError, badRequest, internalServerError, timeout } from "../errors.
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
-import { TcpClientTransport } from "../transport/tcp.ts";
+import { UnknownPluginError, transports } from "../cmd/plugins.ts";
 import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
 import { CONNECTION_BREAKER, NodeBreakers, type BreakerStateChange, type CircuitBreakerOptions } from "../resilience/breaker.ts";
@@ -24,11 +24,14 @@ export interface ClientOptions {
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
-   * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
-   * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
-   * every node. Or a transport instance, used with every node.
+   * A registered transport's name: the client uses it with nodes whose registry metadata says
+   * transport=<name>, and go-micro's HTTP transport (which every node answers) with the others.
+   * "tcp" (default) is tsmicro's framed tcp; "http" is HTTP with every node. A transport
+   * registered lazily must be resolved first (`await transports.resolve(name)`; services do).
+   * Or a transport instance, used with every node.
    */
-  transport?: "tcp" | "http" | ClientTransport;
+  transport?: "tcp" | "http" | (string & {}) | ClientTransport;
+  /** "random" (default), "roundrobin", "latency", or a strategy registered in `selectors`. */
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
   retries?: number;
@@ -98,8 +101,9 @@ export class Client {
   readonly selector: Selector;
   /** The transport for nodes that do not advertise tcp. */
   readonly transport: ClientTransport;
-  /** The transport for nodes that advertise tcp, when the client prefers it. */
-  private readonly tcp?: ClientTransport;
+  /** The preferred transport, for nodes that advertise its name, unless that is http. */
+  private readonly preferred?: ClientTransport;
+  private readonly preferredName?: string;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
   /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
@@ -112,17 +116,25 @@ export class Client {
   private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
-    const strategy = opts.selector ?? "random";
     this.breakers = new NodeBreakers(opts.circuitBreaker ?? CONNECTION_BREAKER);
     this.breakers.onStateChange(logBreaker);
-    this.selector = new Selector(opts.registry, strategy, this.breakers);
+    this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
     this.retryPolicy = new RetryPolicy(opts.retry);
     this.credentials = opts.auth?.credentials();
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
     if (typeof opts.transport === "object") this.transport = opts.transport;
     else {
       this.transport = new HttpClientTransport(transportOpts);
-      if (opts.transport !== "http") this.tcp = new TcpClientTransport(transportOpts);
+      const name = (opts.transport ?? "tcp").toLowerCase();
+      if (name !== "http") {
+        const factory = transports.get(name);
+        if (!factory) {
+          const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
+          throw new UnknownPluginError("transport", name, transports.names(), `transport "${name}" ${why}`);
+        }
+        this.preferred = factory(transportOpts);
+        this.preferredName = name;
+      }
     }
     this.options = {
       retries: opts.retries ?? 1,
@@ -131,7 +143,8 @@ export class Client {
     };
     const send: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
     // The policies sit innermost, so the caller's wrappers see what they decide (a breaker's 503).
-    this.attempt = wrap(send, strategy === "latency" ? [this.breakers.wrapper, this.selector.latency.wrapper] : [this.breakers.wrapper]);
+    const learn = this.selector.strategy.wrapCall;
+    this.attempt = wrap(send, learn ? [this.breakers.wrapper, learn] : [this.breakers.wrapper]);
     this.wrapped = this.attempt;
     if (opts.wrapCall?.length) {
       this.wrapCall = opts.wrapCall;
@@ -140,7 +153,7 @@ export class Client {
   }
 
   private transportFor(node: Node): ClientTransport {
-    return this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
+    return this.preferred && node.metadata?.transport === this.preferredName ? this.preferred : this.transport;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -167,7 +180,7 @@ export class Client {
 
     // A node called by address alone is taken to speak the preferred transport.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.tcp ? "tcp" : "http" } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferredName ?? "http" } })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
@@ -219,7 +232,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await Promise.all([this.transport.close(), this.tcp?.close()]);
+    await Promise.all([this.transport.close(), this.preferred?.close()]);
   }
 }
 

@@ -3,7 +3,8 @@
  * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
  * runMain() turns it into that line on stderr and exit 2.
  */
-import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, TRANSPORT_NAMES, parsePluginRef } from "./plugins.ts";
+import { brokers, parsePluginRef, registries, transports, type PluginKind } from "./plugins.ts";
+import { selectors } from "../selector/selector.ts";
 import { DEFAULT_BREAKER, type CircuitBreakerOptions } from "../resilience/breaker.ts";
 import type { BulkheadOptions } from "../resilience/bulkhead.ts";
 import type { RateLimitOptions } from "../resilience/rate-limit.ts";
@@ -59,17 +60,19 @@ type Parse = (raw: string, prev: unknown) => unknown;
 interface FlagSpec {
   flag: string;
   key: keyof FlagOptions;
-  help: string;
+  /** A function for text that names what is registered when usage() is asked for. */
+  help: string | (() => string);
   parse: Parse;
   /** The value of the flag given bare (`--client_circuit_breaker`), as Go's bool flags; without it a flag needs a value. */
   bare?: string;
 }
 
+/** A name (or URI) registered in kind when the flag is read, so plugins registered by the program count. */
 const oneOf =
-  (known: readonly string[], what: string): Parse =>
+  (kind: PluginKind<unknown>): Parse =>
   (raw) => {
     const { name } = parsePluginRef(raw);
-    if (!known.includes(name)) throw new Error(`unknown ${what} "${raw}" (known: ${known.join(", ")})`);
+    if (!kind.has(name)) throw new Error(`unknown ${kind.kind} "${raw}" (known: ${kind.names().join(", ")})`);
     return raw;
   };
 
@@ -102,6 +105,11 @@ const counts = (raw: string, what: string): [number, number | undefined] => {
   const m = /^\s*(\d+)\s*(?:,\s*(\d+)\s*)?$/.exec(raw);
   if (!m || Number(m[1]) < 1) throw new Error(`"${raw}" is not ${what}`);
   return [Number(m[1]), m[2] === undefined ? undefined : Number(m[2])];
+};
+
+const backoffName: Parse = (raw) => {
+  if (!(BACKOFFS as readonly string[]).includes(raw)) throw new Error(`unknown backoff "${raw}" (known: ${BACKOFFS.join(", ")})`);
+  return raw;
 };
 
 const bulkhead: Parse = (raw): BulkheadOptions => {
@@ -161,19 +169,19 @@ const keyValue: Parse = (raw, prev) => {
 };
 
 export const FLAGS: FlagSpec[] = [
-  { flag: "registry", key: "registry", help: `registry plugin or URI (${REGISTRY_NAMES.join(", ")}); default mdns`, parse: oneOf(REGISTRY_NAMES, "registry") },
+  { flag: "registry", key: "registry", help: () => `registry plugin or URI (${registries.names().join(", ")}); default mdns`, parse: oneOf(registries) },
   { flag: "registry_address", key: "registryAddress", help: "comma-separated registry addresses", parse: list },
   { flag: "register_ttl", key: "registerTTL", help: "seconds a registration stays valid (> register_interval); default 60", parse: wholeNumber(1) },
   { flag: "register_interval", key: "registerInterval", help: "seconds between re-registrations (< register_ttl); default 30", parse: wholeNumber(1) },
-  { flag: "broker", key: "broker", help: `broker plugin or URI (${BROKER_NAMES.join(", ")}); default http`, parse: oneOf(BROKER_NAMES, "broker") },
+  { flag: "broker", key: "broker", help: () => `broker plugin or URI (${brokers.names().join(", ")}); default http`, parse: oneOf(brokers) },
   { flag: "broker_address", key: "brokerAddress", help: "comma-separated broker addresses", parse: list },
   { flag: "server_name", key: "name", help: "service name", parse: text },
   { flag: "server_version", key: "version", help: "service version", parse: text },
   { flag: "server_address", key: "address", help: "host:port to listen on; default 127.0.0.1:0", parse: hostPort },
   { flag: "server_advertise", key: "advertise", help: "host:port to register instead of the bound address", parse: hostPort },
   { flag: "server_metadata", key: "metadata", help: "k=v node metadata (repeatable, or k=v,k2=v2)", parse: keyValue },
-  { flag: "transport", key: "transport", help: `client transport (${TRANSPORT_NAMES.join(", ")}); default tcp`, parse: oneOf(TRANSPORT_NAMES, "transport") },
-  { flag: "selector", key: "selector", help: `node selection (${SELECTOR_NAMES.join(", ")}); default random`, parse: oneOf(SELECTOR_NAMES, "selector") },
+  { flag: "transport", key: "transport", help: () => `client transport (${transports.names().join(", ")}); default tcp`, parse: oneOf(transports) },
+  { flag: "selector", key: "selector", help: () => `node selection (${selectors.names().join(", ")}); default random`, parse: oneOf(selectors) },
   { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
   {
     flag: "client_request_timeout",
@@ -194,7 +202,7 @@ export const FLAGS: FlagSpec[] = [
     bare: "true",
   },
   { flag: "client_retry_budget", key: "clientRetryBudget", help: "retries at most this share of the calls to a service over 10s, plus 1/s (e.g. 0.2); default no budget", parse: share },
-  { flag: "client_retry_backoff", key: "clientRetryBackoff", help: `wait before a retry (${BACKOFFS.join(", ")}: go-micro's, or exponential 100ms-5s with jitter); default micro`, parse: oneOf(BACKOFFS, "backoff") },
+  { flag: "client_retry_backoff", key: "clientRetryBackoff", help: `wait before a retry (${BACKOFFS.join(", ")}: go-micro's, or exponential 100ms-5s with jitter); default micro`, parse: backoffName },
   { flag: "server_bulkhead", key: "serverBulkhead", help: "per endpoint: max_concurrent[,max_queued] calls, beyond them a 503 (e.g. 10,100); default no limit", parse: bulkhead },
   { flag: "server_rate_limit", key: "serverRateLimit", help: "per endpoint: calls_per_second[,burst], beyond them a 429 (e.g. 100); default no limit", parse: rateLimit },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
@@ -270,7 +278,9 @@ export function fromArgv(argv: string[], { allowUnknown = false } = {}): ParsedA
   return { options, positionals, help };
 }
 
+export const helpText = (spec: FlagSpec): string => (typeof spec.help === "string" ? spec.help : spec.help());
+
 export function usage(program: string): string {
-  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${f.help}  [$MICRO_${f.flag.toUpperCase()}]`);
+  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${helpText(f)}  [$MICRO_${f.flag.toUpperCase()}]`);
   return `Usage: ${program} [flags]\n\nFlags:\n${lines.join("\n")}\n`;
 }

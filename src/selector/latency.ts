@@ -7,6 +7,7 @@
  */
 import type { Node } from "../registry/registry.ts";
 import type { CallWrapper } from "../wrapper/wrapper.ts";
+import type { SelectionStrategy } from "./selector.ts";
 
 export interface LatencyOptions {
   /** Weight of the newest sample in the average (0–1]. Default 0.3. */
@@ -23,7 +24,7 @@ interface Stats {
   seenAt: number;
 }
 
-export class LatencyTracker {
+export class LatencyStrategy implements SelectionStrategy {
   private readonly stats = new Map<string, Stats>();
   private readonly alpha: number;
   private readonly probeAfterMs: number;
@@ -33,8 +34,7 @@ export class LatencyTracker {
     this.probeAfterMs = opts.probeAfterMs ?? 2000;
   }
 
-  /** Picks one of pool (non-empty). */
-  pick(pool: readonly Node[]): Node {
+  select(pool: readonly Node[]): Node {
     if (pool.length === 1) return pool[0]!;
     const i = Math.floor(Math.random() * pool.length);
     let j = Math.floor(Math.random() * (pool.length - 1));
@@ -51,7 +51,7 @@ export class LatencyTracker {
   }
 
   /** Measures every attempt; a failed one counts as having taken its whole timeout (it cost the caller no less). */
-  readonly wrapper: CallWrapper = (next) => (call) => {
+  readonly wrapCall: CallWrapper = (next) => (call) => {
     const s = this.entry(call.node.id);
     s.inFlight++;
     const started = performance.now();

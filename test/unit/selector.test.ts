@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { Selector, filterVersion } from "../../src/index.ts";
+import { LatencyStrategy, Selector, filterVersion } from "../../src/index.ts";
 
 async function registryWith(nodes: number, version = "v1") {
   const registry = new MemoryRegistry({ isolated: true });
@@ -35,9 +35,10 @@ test("excluded nodes and nodes held off by their breaker are passed over, unless
 
 test("latency picks the node with the lower response time × calls in flight, of two drawn", async () => {
   const selector = new Selector(await registryWith(3), "latency");
+  const latency = selector.strategy as LatencyStrategy;
   const next = await selector.select("svc");
   const measure = (id: string, ms: number) =>
-    selector.latency.wrapper(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({
+    latency.wrapCall(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({
       service: "svc",
       endpoint: "A.B",
       node: { id, address: "" },
@@ -46,7 +47,7 @@ test("latency picks the node with the lower response time × calls in flight, of
       attempt: 0,
     });
   await Promise.all([measure("svc-v1-0", 1), measure("svc-v1-1", 60), measure("svc-v1-2", 60)]);
-  assert.ok(selector.latency.latency("svc-v1-1") > selector.latency.latency("svc-v1-0"));
+  assert.ok(latency.latency("svc-v1-1") > latency.latency("svc-v1-0"));
   const picks = new Map<string, number>();
   for (let i = 0; i < 300; i++) {
     const id = next()!.id;
