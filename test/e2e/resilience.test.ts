@@ -66,7 +66,7 @@ const failure = (p: Promise<unknown>) =>
 test("the latency selector keeps calls off a slow node; random does not", async (t) => {
   const name = uniqueName("latency");
   const [fast, slow] = await Promise.all([startNode(name), startNode(name)]);
-  await at(slow, "Node.Set", { delayMs: 150 });
+  await at(slow, "Node.Set", { delayMs: 300 });
   const latency = await client({ selector: "latency" });
   const random = await client({ selector: "random" });
   await nodesRegistered(name, 2);
@@ -86,7 +86,7 @@ test("the latency selector keeps calls off a slow node; random does not", async 
   const latencyShare = await share(latency, 300);
   const randomShare = await share(random, 40);
   t.diagnostic(`slow node's share: latency ${(latencyShare * 100).toFixed(1)}%, random ${(randomShare * 100).toFixed(1)}%`);
-  assert.ok(latencyShare < 0.1, `latency selector sent ${(latencyShare * 100).toFixed(1)}% of calls to the slow node`);
+  assert.ok(latencyShare < 0.15, `latency selector sent ${(latencyShare * 100).toFixed(1)}% of calls to the slow node`);
   assert.ok(randomShare > 0.2, `random sent ${(randomShare * 100).toFixed(1)}% to the slow node (so the slow node was callable)`);
   assert.ok(fast.uuid !== slow.uuid);
 });
@@ -171,10 +171,12 @@ test("a saturated endpoint sheds load with a 503 that clients retry on another n
 
 test("a rate-limited endpoint answers 429 beyond its rate and serves again once tokens refill", async () => {
   const node = await startNode(uniqueName("limited"), ["--server_rate_limit=5"]);
+  const started = performance.now();
   const results = await Promise.allSettled(Array.from({ length: 20 }, () => at(node, "Node.Work")));
+  const refilled = Math.ceil(((performance.now() - started) / 1000) * 5); // tokens that can have come back meanwhile (a busy machine spreads the burst)
   const ok = results.filter((r) => r.status === "fulfilled").length;
   const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason as MicroError] : []));
-  assert.ok(ok >= 5 && ok <= 7, `${ok} of 20 calls passed a 5/s limit with a burst of 5`);
+  assert.ok(ok >= 5 && ok <= 5 + refilled, `${ok} of 20 calls passed a 5/s limit with a burst of 5 (${refilled} tokens could refill)`);
   assert.ok(refused.every((e) => e.code === 429 && e.status === "Too Many Requests" && /more than 5 calls per second/.test(e.detail)), JSON.stringify(refused[0]));
   assert.equal(refused.length, 20 - ok);
   // Another endpoint has its own bucket.
