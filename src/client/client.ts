@@ -108,7 +108,8 @@ export class Client {
   private readonly credentials?: Headers;
   /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
   readonly breakers: NodeBreakers;
-  private readonly retryPolicy: RetryPolicy;
+  /** When calls retry: backoff and budget. */
+  readonly retryPolicy: RetryPolicy;
   /** One attempt on one node: through the node's circuit breaker (and the latency measure) to the transport. */
   private readonly attempt: CallFunc;
   /** The attempt inside the client's call wrappers. */

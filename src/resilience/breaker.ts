@@ -98,14 +98,15 @@ interface NodeBreaker {
  */
 export class NodeBreakers {
   private readonly breakers = new Map<string, NodeBreaker>();
-  private readonly opts: Required<Omit<CircuitBreakerOptions, "failureRatio" | "onStateChange">> & Pick<CircuitBreakerOptions, "failureRatio">;
+  /** The settings in force, defaults filled in. */
+  readonly options: Required<Omit<CircuitBreakerOptions, "failureRatio" | "onStateChange">> & Pick<CircuitBreakerOptions, "failureRatio">;
   private readonly listeners: Array<(change: BreakerStateChange) => void> = [];
   /** Nodes passed over now: while 0, selection need not look. */
   avoiding = 0;
 
   constructor(opts: CircuitBreakerOptions = CONNECTION_BREAKER) {
     const window = opts.window ?? DEFAULT_BREAKER.window!;
-    this.opts = {
+    this.options = {
       consecutiveFailures: opts.consecutiveFailures ?? DEFAULT_BREAKER.consecutiveFailures!,
       failureRatio: opts.failureRatio,
       window,
@@ -136,8 +137,8 @@ export class NodeBreakers {
 
   /** Runs every attempt through its node's breaker; an open one fails the attempt at once with a retryable 503 (if failFast). */
   readonly wrapper: CallWrapper = (next) => (call) => {
-    const breaker = this.breakers.get(call.node.id) ?? (this.opts.failureRatio !== undefined ? this.create(call.service, call.node) : undefined);
-    if (breaker && !this.opts.failFast && !breaker.halfOpen && breaker.openUntil > Date.now()) {
+    const breaker = this.breakers.get(call.node.id) ?? (this.options.failureRatio !== undefined ? this.create(call.service, call.node) : undefined);
+    if (breaker && !this.options.failFast && !breaker.halfOpen && breaker.openUntil > Date.now()) {
       // Selection had no other node: try this one, and if it answers it is back.
       return next(call).then((res) => {
         if (this.breakers.get(call.node.id) === breaker) {
@@ -150,7 +151,7 @@ export class NodeBreakers {
     if (!breaker) {
       return next(call).catch((err: unknown) => {
         const e = MicroError.from(err, "go.micro.client");
-        if (this.opts.isFailure(e)) void this.create(call.service, call.node).policy.execute(() => Promise.reject(e)).catch(() => {}); // its first failure
+        if (this.options.isFailure(e)) void this.create(call.service, call.node).policy.execute(() => Promise.reject(e)).catch(() => {}); // its first failure
         throw err;
       });
     }
@@ -163,7 +164,7 @@ export class NodeBreakers {
   };
 
   private create(service: string, node: Node): NodeBreaker {
-    const { consecutiveFailures, failureRatio, window, minimumCalls, halfOpenAfter, isFailure } = this.opts;
+    const { consecutiveFailures, failureRatio, window, minimumCalls, halfOpenAfter, isFailure } = this.options;
     const breaker: IBreaker =
       failureRatio === undefined
         ? new ConsecutiveBreaker(consecutiveFailures)
@@ -184,7 +185,7 @@ export class NodeBreakers {
   private changed(entry: NodeBreaker, service: string, node: Node, s: CircuitState): void {
     const avoidedBefore = entry.openUntil > 0;
     entry.halfOpen = s === CircuitState.HalfOpen;
-    if (s === CircuitState.Open) entry.openUntil = Date.now() + this.opts.halfOpenAfter;
+    if (s === CircuitState.Open) entry.openUntil = Date.now() + this.options.halfOpenAfter;
     else if (s === CircuitState.Closed) entry.openUntil = 0;
     this.avoiding += (entry.openUntil > 0 ? 1 : 0) - (avoidedBefore ? 1 : 0);
     const change: BreakerStateChange = { service, node: node.id, address: node.address, state: STATES[s] };

@@ -76,15 +76,15 @@ export class RetryPolicy {
   private readonly windowMs: number;
   private readonly minRetries: number;
 
-  constructor(private readonly opts: RetryOptions = {}) {
-    this.budget = opts.budget;
-    this.windowMs = opts.budgetWindowMs ?? 10_000;
-    this.minRetries = (opts.minRetriesPerSecond ?? 1) * (this.windowMs / 1000);
+  constructor(readonly options: RetryOptions = {}) {
+    this.budget = options.budget;
+    this.windowMs = options.budgetWindowMs ?? 10_000;
+    this.minRetries = (options.minRetriesPerSecond ?? 1) * (this.windowMs / 1000);
   }
 
   /** The waits before each retry of one call, in order. */
   delays(): () => number {
-    if (this.opts.backoff === "jitter") {
+    if (this.options.backoff === "jitter") {
       let backoff: IBackoff<unknown> | undefined;
       return () => (backoff = backoff ? backoff.next(undefined) : jitter.next()).duration;
     }

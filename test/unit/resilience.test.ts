@@ -4,6 +4,8 @@ import { test } from "node:test";
 import {
   MicroError,
   CONNECTION_BREAKER,
+  LatencyStrategy,
+  Service,
   NodeBreakers,
   bulkheadWrapper,
   internalServerError,
@@ -100,3 +102,23 @@ async function waitFor(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setImmediate(r));
   assert.ok(cond());
 }
+
+test("flags reach a service's client: latency selector, breaker settings, retry budget and backoff", async () => {
+  const service = new Service({ name: "flagged", registry: "memory" }).init([
+    "--selector=latency",
+    "--client_circuit_breaker=failures=2,half_open=1s",
+    "--client_retry_budget=0.1",
+    "--client_retry_backoff=jitter",
+  ]);
+  const c = await service.client();
+  try {
+    assert.ok(c.selector.strategy instanceof LatencyStrategy);
+    assert.deepEqual([c.breakers.options.consecutiveFailures, c.breakers.options.halfOpenAfter, c.breakers.options.failFast], [2, 1000, true]);
+    assert.deepEqual([c.retryPolicy.options.budget, c.retryPolicy.options.backoff], [0.1, "jitter"]);
+    const plain = await new Service({ name: "plain", registry: "memory" }).client();
+    assert.deepEqual([plain.breakers.options.consecutiveFailures, plain.breakers.options.failFast, plain.retryPolicy.options.budget], [1, false, undefined], "defaults: the connection breaker, no budget");
+    await plain.close();
+  } finally {
+    await c.close();
+  }
+});
