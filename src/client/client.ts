@@ -74,6 +74,7 @@ export interface CallOptions {
   /** Call this node address directly, skipping the registry. */
   address?: string;
   filters?: Filter[];
+  /** Another strategy than the client's for this call; one that learns from calls (latency) learns only as the client's own. */
   strategy?: Strategy;
   /** Wrappers around each attempt of this call, inside the client's own. */
   wrapCall?: CallWrapper[];
