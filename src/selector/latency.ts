@@ -5,7 +5,9 @@
  * of nodes, and it spreads load instead of piling it on the one fastest node. A node not measured
  * lately is tried once (a probe), so a node that was slow and recovered gets traffic back.
  */
+import { MicroError } from "../errors.ts";
 import type { Node } from "../registry/registry.ts";
+import { isNodeFailure } from "../resilience/breaker.ts";
 import type { CallWrapper } from "../wrapper/wrapper.ts";
 import type { SelectionStrategy } from "./selector.ts";
 
@@ -50,7 +52,10 @@ export class LatencyStrategy implements SelectionStrategy {
     return this.stats.get(nodeId)?.ewma ?? 0;
   }
 
-  /** Measures every attempt; a failed one counts as having taken its whole timeout (it cost the caller no less). */
+  /**
+   * Measures every attempt. One the node failed (unreachable, timed out, 5xx) counts as having
+   * taken its whole timeout: it cost the caller no less. A 4xx is the caller's and counts as answered.
+   */
   readonly wrapCall: CallWrapper = (next) => (call) => {
     const s = this.entry(call.node.id);
     s.inFlight++;
@@ -61,7 +66,8 @@ export class LatencyStrategy implements SelectionStrategy {
         return res;
       },
       (err: unknown) => {
-        this.sample(s, Math.max(call.timeoutMs, performance.now() - started));
+        const took = performance.now() - started;
+        this.sample(s, isNodeFailure(MicroError.from(err, "go.micro.client")) ? Math.max(call.timeoutMs, took) : took);
         throw err;
       },
     );
