@@ -44,7 +44,10 @@ export class LatencyStrategy implements SelectionStrategy {
     const now = performance.now();
     const a = pool[i]!;
     const b = pool[j]!;
-    return this.cost(a, now) <= this.cost(b, now) ? a : b;
+    const picked = this.cost(a, now) <= this.cost(b, now) ? a : b;
+    const s = this.stats.get(picked.id);
+    if (s && now - s.seenAt > this.probeAfterMs) s.seenAt = now; // its probe goes now: one per period, not a stampede
+    return picked;
   }
 
   /** The average response time of a node in milliseconds (0: not measured yet). */
@@ -76,10 +79,7 @@ export class LatencyStrategy implements SelectionStrategy {
   private cost(node: Node, now: number): number {
     const s = this.stats.get(node.id);
     if (!s) return 0; // never measured: try it
-    if (s.inFlight === 0 && now - s.seenAt > this.probeAfterMs) {
-      s.seenAt = now; // one probe per period, not a stampede
-      return 0;
-    }
+    if (s.inFlight === 0 && now - s.seenAt > this.probeAfterMs) return 0; // due a probe
     return (s.ewma || 1) * (s.inFlight + 1); // not measured yet but busy: no longer free
   }
 

@@ -88,3 +88,26 @@ test("a service that is not found is looked up again on the next call", async ()
   assert.equal((await selector.select("svc"))()!.id, "svc-1");
   selector.close();
 });
+
+test("latency: a node not measured for a while gets one probe, then the faster node has the calls again", async () => {
+  const latency = new LatencyStrategy({ probeAfterMs: 50 });
+  const nodes = [
+    { id: "fast", address: "" },
+    { id: "slow", address: "" },
+  ];
+  const answered = (id: string, ms: number) =>
+    latency.wrapCall(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({
+      service: "svc",
+      endpoint: "A.B",
+      node: { id, address: "" },
+      request: { service: "svc", endpoint: "A.B", contentType: "", headers: {}, body: new Uint8Array() },
+      timeoutMs: 1000,
+      attempt: 0,
+    });
+  await Promise.all([answered("fast", 1), answered("slow", 30)]);
+  for (let i = 0; i < 10; i++) assert.equal(latency.select(nodes).id, "fast");
+  await new Promise((r) => setTimeout(r, 80)); // the probe period itself is what is tested
+  const picks = [latency.select(nodes).id, latency.select(nodes).id, latency.select(nodes).id];
+  assert.equal(picks.filter((id) => id === "slow").length, 1, `one probe of the slow node in ${picks}`);
+  assert.equal(picks[2], "fast");
+});
