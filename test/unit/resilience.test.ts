@@ -7,6 +7,7 @@ import {
   LatencyStrategy,
   Service,
   NodeBreakers,
+  RetryPolicy,
   bulkheadWrapper,
   internalServerError,
   notFound,
@@ -121,4 +122,25 @@ test("flags reach a service's client: latency selector, breaker settings, retry 
   } finally {
     await c.close();
   }
+});
+
+test("retry policy: go-micro's backoff, jittered exponential within its bounds, and a budget that refills as its window moves on", async () => {
+  const micro = new RetryPolicy().delays();
+  assert.deepEqual([micro(), micro(), Math.round(micro())], [0, 100, 658]);
+  const jitter = new RetryPolicy({ backoff: "jitter" }).delays();
+  const waits = Array.from({ length: 12 }, jitter);
+  assert.ok(waits.every((w) => w >= 0 && w <= 5000), `${waits}`);
+  assert.ok(new Set(waits.map(Math.round)).size > 6, `jittered, not a fixed sequence: ${waits}`);
+
+  const budget = new RetryPolicy({ budget: 0.2, budgetWindowMs: 200, minRetriesPerSecond: 0 });
+  for (let i = 0; i < 50; i++) budget.called("svc");
+  let allowed = 0;
+  for (let i = 0; i < 50; i++) if (budget.mayRetry("svc")) allowed++;
+  assert.equal(allowed, 10, "20% of 50 calls");
+  assert.equal(budget.mayRetry("other"), true, "a service with no calls counted is not held back");
+  await new Promise((r) => setTimeout(r, 250)); // the window moving on is what is tested
+  budget.called("svc");
+  assert.equal(budget.mayRetry("svc"), false, "old calls and retries are forgotten together: 0.2 × 1 call allows none");
+  for (let i = 0; i < 4; i++) budget.called("svc");
+  assert.equal(budget.mayRetry("svc"), true, "0.2 × 5 calls allows one");
 });
