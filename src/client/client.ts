@@ -21,6 +21,8 @@ const CLIENT_ID = "go.micro.client";
 
 export interface ClientOptions {
   registry: Registry;
+  /** Metadata sent with every call (a service's client sends Micro-From-Service: its name, as go-micro's does). */
+  headers?: Headers;
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
@@ -106,6 +108,7 @@ export class Client {
   private readonly preferred?: ClientTransport;
   private readonly preferredName?: string;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
+  /** Sent with every call: the client's headers and credentials. */
   private readonly credentials?: Headers;
   /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
   readonly breakers: NodeBreakers;
@@ -122,7 +125,7 @@ export class Client {
     this.breakers.onStateChange(logBreaker);
     this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
     this.retryPolicy = new RetryPolicy(opts.retry);
-    this.credentials = opts.auth?.credentials();
+    this.credentials = opts.headers || opts.auth ? { ...opts.headers, ...opts.auth?.credentials() } : undefined;
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
     if (typeof opts.transport === "object") this.transport = opts.transport;
     else {

@@ -7,7 +7,7 @@ import { brokers, parsePluginRef, registries, transports, type PluginKind } from
 import { selectors } from "../selector/selector.ts";
 import { DEFAULT_BREAKER, type CircuitBreakerOptions } from "../resilience/breaker.ts";
 import type { BulkheadOptions } from "../resilience/bulkhead.ts";
-import type { RateLimitOptions } from "../resilience/rate-limit.ts";
+import { perCaller, type RateLimitOptions } from "../resilience/rate-limit.ts";
 import { BACKOFFS, type RetryOptions } from "../resilience/retry.ts";
 
 export class FlagError extends Error {
@@ -117,10 +117,12 @@ const bulkhead: Parse = (raw): BulkheadOptions => {
   return { maxConcurrent, maxQueued };
 };
 
+/** calls_per_second[,burst][,caller]: a trailing "caller" gives each calling service its own bucket. */
 const rateLimit: Parse = (raw): RateLimitOptions => {
-  const [rate, burst] = counts(raw, "calls_per_second[,burst] (e.g. 100 or 100,200)");
+  const byCaller = /,\s*caller\s*$/.test(raw);
+  const [rate, burst] = counts(raw.replace(/,\s*caller\s*$/, ""), "calls_per_second[,burst][,caller] (e.g. 100, 100,200 or 100,caller)");
   if (burst === 0) throw new Error(`"${raw}": a burst of 0 lets no call through`);
-  return { rate, burst };
+  return byCaller ? { rate, burst, key: perCaller } : { rate, burst };
 };
 
 const share: Parse = (raw) => {
@@ -204,7 +206,7 @@ export const FLAGS: FlagSpec[] = [
   { flag: "client_retry_budget", key: "clientRetryBudget", help: "retries at most this share of the calls to a service over 10s, plus 1/s (e.g. 0.2); default no budget", parse: share },
   { flag: "client_retry_backoff", key: "clientRetryBackoff", help: `wait before a retry (${BACKOFFS.join(", ")}: go-micro's, or exponential 100ms-5s with jitter); default micro`, parse: backoffName },
   { flag: "server_bulkhead", key: "serverBulkhead", help: "per endpoint: max_concurrent[,max_queued] calls, beyond them a 503 (e.g. 10,100); default no limit", parse: bulkhead },
-  { flag: "server_rate_limit", key: "serverRateLimit", help: "per endpoint: calls_per_second[,burst], beyond them a 429 (e.g. 100); default no limit", parse: rateLimit },
+  { flag: "server_rate_limit", key: "serverRateLimit", help: "per endpoint: calls_per_second[,burst][,caller] (caller: per calling service), beyond them a 429 (e.g. 100); default no limit", parse: rateLimit },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
 ];
 

@@ -5,6 +5,7 @@
  */
 import { tooManyRequests } from "../errors.ts";
 import type { CallContext } from "../server/handler.ts";
+import { HEADER, getHeader } from "../transport/transport.ts";
 import type { HandlerWrapper } from "../wrapper/wrapper.ts";
 
 export interface RateLimitOptions {
@@ -12,9 +13,12 @@ export interface RateLimitOptions {
   rate: number;
   /** Calls that may come at once after a quiet spell. Default: one second's worth (`rate`). */
   burst?: number;
-  /** What one bucket is for. Default: the endpoint. Per caller, e.g.: `(ctx) => ctx.endpoint + " " + getHeader(ctx.headers, "Micro-From-Service")` (go-micro services send it). */
+  /** What one bucket is for. Default: the endpoint; `perCaller` for each calling service at each endpoint. */
   key?: (ctx: CallContext) => string;
 }
+
+/** A bucket per endpoint and calling service (its Micro-From-Service header, which tsmicro and go-micro services send). */
+export const perCaller = (ctx: CallContext): string => `${ctx.endpoint} ${getHeader(ctx.headers, HEADER.fromService) ?? ""}`;
 
 interface Bucket {
   tokens: number;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Client, MicroError, createRegistry, type BreakerStateChange, type CallWrapper, type ClientOptions, type Registry } from "../../src/index.ts";
+import { Client, MicroError, Service, createRegistry, type BreakerStateChange, type CallWrapper, type ClientOptions, type Registry } from "../../src/index.ts";
 import { startTs, waitUntil, within, type Proc } from "../helpers/net.ts";
 
 const fixture = fileURLToPath(new URL("./fixtures/resilient-node.ts", import.meta.url));
@@ -182,6 +182,24 @@ test("a rate-limited endpoint answers 429 beyond its rate and serves again once 
   // Another endpoint has its own bucket.
   assert.deepEqual(await at(node, "Node.Stats"), { work: ok, down: 0, running: 0 });
   await waitUntil(() => at(node, "Node.Work").then(() => true, () => false), 3000, "a token refilled");
+});
+
+test("a per-caller rate limit keeps one calling service's burst from using up another's calls", async () => {
+  const node = await startNode(uniqueName("percaller"), ["--server_rate_limit=1,2,caller"]);
+  // Two calling services: a service's client names itself in Micro-From-Service, as go-micro's does.
+  const [a, b] = ["caller_a", "caller_b"].map((name) => new Service({ name, registry: "memory", clientRetries: 0 }));
+  try {
+    const call = (from: Service) => from.call("resilient_service", "Node.Work", {}, { address: node.address }).then(() => 200, (e: MicroError) => e.code);
+    const started = performance.now();
+    const burst = await Promise.all(Array.from({ length: 6 }, () => call(a!)));
+    const refilled = Math.ceil((performance.now() - started) / 1000);
+    const passed = burst.filter((code) => code === 200).length;
+    assert.ok(passed >= 2 && passed <= 2 + refilled, `caller_a: ${burst}`);
+    assert.ok(burst.every((code) => code === 200 || code === 429), `caller_a: ${burst}`);
+    assert.deepEqual([await call(b!), await call(b!)], [200, 200], "caller_b has a bucket of its own");
+  } finally {
+    await Promise.all([a!.stop(), b!.stop()]);
+  }
 });
 
 test("a service that is down gets retries bounded by the retry budget, not a storm", async (t) => {

@@ -49,6 +49,8 @@ test("resilience flags: bare and valued breaker, bulkhead, rate limit, retry bud
   const tuned = fromArgv(["--client_circuit_breaker=failures=3,ratio=0.25,window=8,half_open=500ms"]).options.clientCircuitBreaker;
   assert.deepEqual(tuned, { consecutiveFailures: 3, failureRatio: 0.25, window: 8, halfOpenAfter: 500 });
   assert.equal(fromArgv(["--client_circuit_breaker=false"]).options.clientCircuitBreaker, false);
+  const perCallerLimit = fromArgv(["--server_rate_limit=10,20,caller"]).options.serverRateLimit;
+  assert.deepEqual([perCallerLimit?.rate, perCallerLimit?.burst, perCallerLimit?.key?.({ service: "s", endpoint: "A.B", headers: { "Micro-From-Service": "web" }, signal: AbortSignal.abort() })], [10, 20, "A.B web"]);
   // The flag beats MICRO_CLIENT_CIRCUIT_BREAKER, and reaches the service's options.
   process.env.MICRO_CLIENT_CIRCUIT_BREAKER = "true";
   process.env.MICRO_SERVER_BULKHEAD = "2";
