@@ -20,6 +20,9 @@ export interface RateLimitOptions {
 /** A bucket per endpoint and calling service (its Micro-From-Service header, which tsmicro and go-micro services send). */
 export const perCaller = (ctx: CallContext): string => `${ctx.endpoint} ${getHeader(ctx.headers, HEADER.fromService) ?? ""}`;
 
+/** Buckets kept before the full ones are dropped (a full bucket is what a new one would be). */
+const MAX_BUCKETS = 10_000;
+
 interface Bucket {
   tokens: number;
   /** performance.now() of the last refill. */
@@ -34,7 +37,11 @@ export function rateLimitWrapper(id: string, { rate, burst = rate, key = (ctx) =
     const k = key(ctx);
     const now = performance.now();
     let b = buckets.get(k);
-    if (!b) buckets.set(k, (b = { tokens: burst, at: now }));
+    if (!b) {
+      // Keys come from callers' headers: keep their number bounded.
+      if (buckets.size >= MAX_BUCKETS) for (const [old, o] of buckets) if (o.tokens + (now - o.at) * perMs >= burst) buckets.delete(old);
+      buckets.set(k, (b = { tokens: burst, at: now }));
+    }
     b.tokens = Math.min(burst, b.tokens + (now - b.at) * perMs);
     b.at = now;
     if (b.tokens < 1) return Promise.reject(tooManyRequests(id, `${ctx.endpoint}: more than ${rate} calls per second (burst ${burst})`));
