@@ -151,7 +151,11 @@ export class NodeBreakers {
     if (!breaker) {
       return next(call).catch((err: unknown) => {
         const e = MicroError.from(err, "go.micro.client");
-        if (this.options.isFailure(e)) void this.create(call.service, call.node).policy.execute(() => Promise.reject(e)).catch(() => {}); // its first failure
+        if (this.options.isFailure(e)) {
+          // Its first failure (or one of several made at once: they all count, on one breaker).
+          const made = this.breakers.get(call.node.id) ?? this.create(call.service, call.node);
+          void made.policy.execute(() => Promise.reject(e)).catch(() => {});
+        }
         throw err;
       });
     }

@@ -144,3 +144,10 @@ test("retry policy: go-micro's backoff, jittered exponential within its bounds, 
   for (let i = 0; i < 4; i++) budget.called("svc");
   assert.equal(budget.mayRetry("svc"), true, "0.2 × 5 calls allows one");
 });
+
+test("failures made at once on a node with no breaker yet all count on one breaker", async () => {
+  const breakers = new NodeBreakers({ consecutiveFailures: 3, halfOpenAfter: 60_000 });
+  const failing = breakers.wrapper(failWith(internalServerError("svc", "boom")));
+  await Promise.all([1, 2, 3].map(() => failing(call).catch(() => {})));
+  await waitFor(() => breakers.state(node.id) === "open");
+});
