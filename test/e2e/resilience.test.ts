@@ -49,7 +49,8 @@ async function client(opts: Partial<ClientOptions> = {}): Promise<Client> {
 
 async function nodesRegistered(name: string, count: number): Promise<void> {
   const r = registry ?? (await client(), registry!);
-  await waitUntil(async () => (await r.getService(name).catch(() => []))[0]?.nodes.length === count, 15_000, `${count} nodes of ${name} registered`);
+  // Each look is an mdns question every process on loopback hears: a few a second, not fifty.
+  await waitUntil(async () => (await r.getService(name).catch(() => []))[0]?.nodes.length === count, 15_000, `${count} nodes of ${name} registered`, 250);
 }
 
 let control: Promise<Client> | undefined;
