@@ -6,7 +6,8 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { Broker, Event, SubscribeOptions, Subscriber } from "./broker/broker.ts";
 import { JSON_TYPE, PROTOBUF_TYPE, codecFor, isProtoMessage } from "./codec/codec.ts";
-import { logger } from "./logger.ts";
+import { logger, type Logger } from "./logger.ts";
+import { wrap, type SubscriberFunc, type SubscriberWrapper } from "./wrapper/wrapper.ts";
 
 export const CONTENT_TYPE = "Content-Type";
 /** Names the protobuf type of a body, so a receiver holding several schemas can pick one. */
@@ -56,6 +57,8 @@ export async function publishEvent(broker: Broker, topic: string, message: unkno
 export interface SubscribeEventOptions extends SubscribeOptions {
   /** The protobuf type expected on this topic (otherwise found by the Micro-Message-Type header). */
   schema?: DescMessage;
+  /** Where an event that cannot be decoded is reported; default: the default logger. */
+  logger?: Logger;
 }
 
 export type EventHandler<T> = (message: T, event: Event) => void | Promise<void>;
@@ -69,27 +72,26 @@ export function decodeEvent<T>(event: Event, schema?: DescMessage): T {
   return codec.decode(event.message.body, type) as T;
 }
 
+/** Subscribes handler to topic; wrappers (the first outermost) see each event before its body is decoded. */
 export function subscribeEvent<T = unknown>(
   broker: Broker,
   topic: string,
   handler: EventHandler<T>,
   opts: SubscribeEventOptions = {},
+  wrappers?: readonly SubscriberWrapper[],
 ): Promise<Subscriber> {
-  const { schema, ...brokerOpts } = opts;
+  const { schema, logger: log = logger, ...brokerOpts } = opts;
   if (schema) registerTypes(schema);
-  return broker.subscribe(
-    topic,
-    async (event) => {
-      let message: T;
-      try {
-        message = decodeEvent<T>(event, schema);
-      } catch (err) {
-        // Redelivering a body that cannot be decoded would loop forever: report it and move on.
-        logger.error({ topic, header: event.message.header, err: (err as Error).message }, "cannot decode event; dropped");
-        return;
-      }
-      await handler(message, event);
-    },
-    brokerOpts,
-  );
+  const deliver: SubscriberFunc = async (event) => {
+    let message: T;
+    try {
+      message = decodeEvent<T>(event, schema);
+    } catch (err) {
+      // Redelivering a body that cannot be decoded would loop forever: report it and move on.
+      log.error({ topic, header: event.message.header, err: (err as Error).message }, "cannot decode event; dropped");
+      return;
+    }
+    await handler(message, event);
+  };
+  return broker.subscribe(topic, wrap(deliver, wrappers), brokerOpts);
 }

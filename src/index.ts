@@ -2,8 +2,10 @@
  * tsmicro's public API. Everything a public option accepts is exported here, including the base
  * classes plugin authors extend; internals (flag tables, the logger, wire helpers) are not.
  */
-export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type ServiceSubscription } from "./service.ts";
+export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type Hook, type ServiceSubscription } from "./service.ts";
 export { runMain } from "./run-main.ts";
+export { createLogger, traceMixin, type Logger } from "./logger.ts";
+export type { ObservabilityOptions } from "./observability/observability.ts";
 export { Client, notFoundError, type CallOptions, type ClientOptions } from "./client/client.ts";
 export { Server, type CallContext, type HandlerFn, type HandlerOptions, type ServerOptions } from "./server/server.ts";
 export * from "./errors.ts";
@@ -24,12 +26,56 @@ export type {
 export { RegistryBase, ServiceNotFoundError, RegistryUnavailableError, isNotFound } from "./registry/registry.ts";
 // The broker's Event is BrokerEvent here, so it never hides the global Event.
 export type { Broker, BrokerOptions, Message, Event as BrokerEvent, Handler, Subscriber, SubscribeOptions, PublishOptions } from "./broker/broker.ts";
-export { NetworkBroker, type NetworkBrokerOptions } from "./broker/shared.ts";
-export type { ClientTransport, ClientTransportOptions, TransportRequest, TransportResponse } from "./transport/transport.ts";
-export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
-export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
+export { NetworkBroker, type NetworkBrokerOptions, type NetworkSubscribeOptions } from "./broker/shared.ts";
+export type { ClientTransport, ClientTransportOptions, TransportRequest, TransportResponse, Headers } from "./transport/transport.ts";
+export { getHeader } from "./transport/transport.ts";
+export {
+  wrap,
+  type ClientCall,
+  type CallFunc,
+  type CallWrapper,
+  type HandlerFunc,
+  type HandlerWrapper,
+  type Publication,
+  type PublishFunc,
+  type PublishWrapper,
+  type SubscriberFunc,
+  type SubscriberWrapper,
+} from "./wrapper/wrapper.ts";
+export {
+  Selector,
+  selectors,
+  filterMetadata,
+  filterVersion,
+  type Strategy,
+  type SelectionStrategy,
+  type StrategyFactory,
+  type Filter,
+  type SelectOptions,
+  type NodeHealth,
+} from "./selector/selector.ts";
+export { LatencyStrategy, type LatencyOptions } from "./selector/latency.ts";
+export { NodeBreakers, CONNECTION_BREAKER, DEFAULT_BREAKER, isNodeFailure, type BreakerState, type BreakerStateChange, type CircuitBreakerOptions } from "./resilience/breaker.ts";
+export { bulkheadWrapper, type BulkheadOptions } from "./resilience/bulkhead.ts";
+export { rateLimitWrapper, perCaller, type RateLimitOptions } from "./resilience/rate-limit.ts";
+export { RetryPolicy, type RetryOptions } from "./resilience/retry.ts";
+export { codecs, codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";
-export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
+export {
+  registries,
+  brokers,
+  transports,
+  PluginKind,
+  parsePluginRef,
+  importOptional,
+  MissingPackageError,
+  UnknownPluginError,
+  type PluginRef,
+  type PluginFactory,
+  type RegistryFactory,
+  type BrokerFactory,
+  type TransportFactory,
+} from "./cmd/plugins.ts";
 export { OptionError } from "./cmd/options.ts";
 export { sharedToken, type Auth } from "./auth/auth.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";

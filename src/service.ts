@@ -8,14 +8,21 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
 import { brokerFor, clientFor, registryFor } from "./cmd/create.ts";
-import { applyProcessOptions, resolveOptions, toSeconds, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
+import { applyProcessOptions, resolveOptions, toSeconds, type Hook, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
 import { MissingPackageError } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
-import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
-import { logger } from "./logger.ts";
+import { encodeEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
+import { defaultLogger, type Logger } from "./logger.ts";
+import { NodeObservability } from "./observability/observability.ts";
 import type { ServiceImpl } from "./proto/service.ts";
-import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
+import { describeMessage } from "./proto/describe.ts";
+import type { Endpoint, Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
+import type { MetricsSource } from "./transport/http.ts";
+import { wrap, type PublishFunc } from "./wrapper/wrapper.ts";
+
+/** How soon a failed re-register is tried again (at most the register interval). */
+const RENEW_RETRY_MS = 1000;
 
 interface Subscription {
   topic: string;
@@ -40,15 +47,23 @@ export class Service {
   private _client?: Client;
   private _registry?: Registry;
   private _broker?: Broker;
+  /** The broker's publish behind the service's publish wrappers, made with the broker. */
+  private publisher?: PublishFunc;
   private readonly handlers: Array<(s: Server) => void> = [];
   private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
+  /** The re-register in progress, if any. */
+  private renewal?: Promise<void>;
   private running?: Promise<void>;
   private stopping?: Promise<void>;
   private resolveRun?: () => void;
   private record?: ServiceRecord;
   /** Whether the registry accepted this node, so a failed start() does not deregister it. */
   private registered = false;
+  /** This node's tracing and metrics, made on first use (after init() named the node). */
+  private observability?: NodeObservability;
+  /** The options with the node's tracing and metrics wrappers in front of the program's. */
+  private observed?: ResolvedOptions;
 
   constructor(opts: ServiceOptions = {}) {
     this.opts = resolveOptions(opts);
@@ -63,6 +78,25 @@ export class Service {
     return this.opts.name;
   }
 
+  /** This service's logger: ServiceOptions.logger, or the default one. */
+  get logger(): Logger {
+    return this.opts.logger ?? defaultLogger();
+  }
+
+  /** The registry id of this node. */
+  get nodeId(): string {
+    return `${this.opts.name}-${this.id}`;
+  }
+
+  /** The options the service builds its parts with: its own tracing and metrics wrappers first. */
+  private wired(): ResolvedOptions {
+    if (!this.observed) {
+      this.observability = new NodeObservability(this.opts, { service: this.opts.name, nodeId: this.nodeId }, () => String(this._broker ?? ""));
+      this.observed = this.observability.wrap(this.opts);
+    }
+    return this.observed;
+  }
+
   /**
    * Applies MICRO_* environment and flags over the code's options (flag > env > code > default).
    * Nothing is read from the process unless the program calls this. A bad flag or variable throws
@@ -72,6 +106,7 @@ export class Service {
    */
   init(argv: string[] = process.argv.slice(2), opts: InitOptions = {}): this {
     ({ options: this.opts, args: this.args } = applyProcessOptions(this.opts, argv, opts));
+    this.observed = undefined; // the node's name or switches may have changed
     return this;
   }
 
@@ -82,12 +117,20 @@ export class Service {
   }
 
   async broker(): Promise<Broker> {
-    this._broker ??= await brokerFor(this.opts, await this.registry());
+    if (!this._broker) {
+      const broker = await brokerFor(this.opts, await this.registry());
+      this._broker ??= broker;
+      this.publisher = wrap<PublishFunc>((p) => this._broker!.publish(p.topic, p.message), this.wired().wrapPublish);
+    }
     return this._broker;
   }
 
   async client(): Promise<Client> {
-    this._client ??= clientFor(this.opts, await this.registry());
+    if (!this._client) {
+      const client = await clientFor(this.wired(), await this.registry());
+      if (this._client) await client.close(); // a concurrent call made one first
+      else this._client = client;
+    }
     return this._client;
   }
 
@@ -107,18 +150,21 @@ export class Service {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
     this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
-    if (this.registered) {
-      // Advertise the new endpoints now rather than at the next renewal.
-      this.record = undefined;
-      this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
-    }
+    this.readvertise();
     return this;
+  }
+
+  /** Advertises changed endpoints (handlers, subscriptions) now rather than at the next renewal. */
+  private readvertise(): void {
+    if (!this.registered) return;
+    this.record = undefined;
+    this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
   }
 
   async publish(topic: string, message: unknown, opts?: PublishEventOptions): Promise<void> {
     const broker = await this.broker();
     if (!this.running) await broker.connect(); // publishing before (or without) run()
-    await publishEvent(broker, topic, message, opts);
+    await this.publisher!({ topic, message: encodeEvent(topic, message, opts) });
   }
 
   /** Subscribes a typed handler; before start() the subscription starts with the service. */
@@ -127,15 +173,17 @@ export class Service {
     const forget = () => {
       const index = this.subscriptions.indexOf(sub);
       if (index >= 0) this.subscriptions.splice(index, 1);
+      this.readvertise();
     };
     this.subscriptions.push(sub);
     if (this.running) {
       try {
-        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+        sub.active = await subscribeEvent(await this.broker(), topic, handler, { logger: this.logger, ...opts }, this.wired().wrapSubscriber);
       } catch (err) {
         forget();
         throw err;
       }
+      this.readvertise();
     }
     return {
       topic,
@@ -167,6 +215,7 @@ export class Service {
   }
 
   private async startParts(): Promise<void> {
+    await this.step("a beforeStart hook failed", () => runHooks(this.opts.beforeStart));
     const server = new Server({
       name: this.opts.name,
       address: this.opts.address,
@@ -174,25 +223,54 @@ export class Service {
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
       auth: this.opts.auth,
+      wrapHandler: this.wired().wrapHandler,
+      metrics: this.metricsSource(),
+      logger: this.logger,
+      rateLimit: this.opts.serverRateLimit,
+      bulkhead: this.opts.serverBulkhead,
     });
     for (const add of this.handlers) add(server);
     this.server = server;
-    logger.info(`Starting [service] ${this.opts.name}`);
+    this.logger.info(`Starting [service] ${this.opts.name}`);
     await this.step(`cannot listen on ${this.opts.address ?? "127.0.0.1:0"}`, () => server.start());
     const registry = await this.step(`cannot create the registry "${String(this.opts.registry)}"`, () => this.registry());
     const broker = await this.step(`cannot create the broker "${String(this.opts.broker)}"`, () => this.broker());
     await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
-    logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
+    this.observability?.metrics?.brokerConnected(true);
+    this.logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
     for (const sub of this.subscriptions) {
-      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts));
+      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, { logger: this.logger, ...sub.opts }, this.wired().wrapSubscriber));
     }
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
-    const interval = this.opts.registerInterval;
-    if (interval > 0) {
-      this.renewTimer = setInterval(() => {
-        this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
-      }, interval);
-    }
+    this.renewAfter(this.opts.registerInterval);
+    await this.step("an afterStart hook failed", () => runHooks(this.opts.afterStart));
+  }
+
+  /**
+   * Re-registers every registerInterval, one register at a time. While the registry cannot be
+   * reached it tries every RENEW_RETRY_MS instead, so a node is back within about a second of the
+   * registry's return, however long its interval (its lease or check may have lapsed meanwhile).
+   */
+  private renewAfter(delayMs: number): void {
+    this.renewTimer = setTimeout(() => {
+      this.renewal = this.register().then(
+        () => this.opts.registerInterval,
+        (err: Error) => {
+          const retry = Math.min(this.opts.registerInterval, RENEW_RETRY_MS);
+          this.logger.error({ err: err.message }, `re-register failed; retrying in ${retry} ms`);
+          return retry;
+        },
+      ).then((next) => {
+        this.renewal = undefined;
+        if (this.running && !this.stopping) this.renewAfter(next);
+      });
+    }, delayMs);
+  }
+
+  /** What GET /metrics on the node's port answers, unless metrics are off. */
+  private metricsSource(): MetricsSource | undefined {
+    const metrics = (this.wired(), this.observability?.metrics);
+    return metrics && (() => metrics.exposition());
   }
 
   /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
@@ -213,10 +291,10 @@ export class Service {
       name: this.opts.name,
       version: this.opts.version,
       metadata: {},
-      endpoints: this.server.endpoints(),
+      endpoints: [...this.server.endpoints(), ...this.subscriptions.map(subscriberEndpoint)],
       nodes: [
         {
-          id: `${this.opts.name}-${this.id}`,
+          id: this.nodeId,
           address: this.server.advertisedAddress(),
           metadata: { ...this.opts.metadata, transport: "tcp", protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
@@ -227,19 +305,25 @@ export class Service {
 
   private async register(): Promise<void> {
     const [record, registry] = [await this.describe(), await this.registry()];
-    await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    try {
+      await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    } catch (err) {
+      this.observability?.metrics?.registered(false);
+      throw err;
+    }
+    this.observability?.metrics?.registered(true);
     this.registered = true;
-    logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
+    this.logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
 
   /** start(), then wait until SIGINT/SIGTERM or stop(). */
   async run(): Promise<void> {
     await this.start();
     const node = this.record!.nodes[0]!;
-    logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
+    this.logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
     const onSignal = (sig: NodeJS.Signals) => {
-      logger.info(`Received signal ${sig}`);
-      this.stop().catch((err: Error) => logger.error({ err: err.message }, "stop failed"));
+      this.logger.info(`Received signal ${sig}`);
+      this.stop().catch((err: Error) => this.logger.error({ err: err.message }, "stop failed"));
     };
     if (this.opts.handleSignals !== false) {
       process.once("SIGINT", onSignal);
@@ -250,18 +334,33 @@ export class Service {
     process.off("SIGTERM", onSignal);
   }
 
-  /** Deregisters at once, drains in-flight calls, unsubscribes and disconnects. */
+  /**
+   * Runs the beforeStop hooks, deregisters at once, drains in-flight calls, unsubscribes,
+   * disconnects, then runs the afterStop hooks. A hook's failure does not stop the rest: it is
+   * stop()'s rejection at the end, as in go-micro.
+   */
   stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
+    this.stopping ??= this.stopWithHooks();
     return this.stopping;
   }
 
+  private async stopWithHooks(): Promise<void> {
+    const started = this.running !== undefined;
+    const failures: unknown[] = [];
+    if (started) await runHooks(this.opts.beforeStop, failures);
+    await this.shutdown();
+    if (started) await runHooks(this.opts.afterStop, failures);
+    this.resolveRun?.();
+    if (failures.length > 0) throw failures[0];
+  }
+
   private async shutdown(): Promise<void> {
-    clearInterval(this.renewTimer);
+    clearTimeout(this.renewTimer);
+    await this.renewal; // a renewal that lands after the deregister would list this node again
     const registry = this._registry;
     if (this.record && registry && this.registered) {
-      await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));
-      logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
+      await registry.deregister(this.record).catch((err: Error) => this.logger.error({ err: err.message }, "deregister failed"));
+      this.logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
     await this.server?.stop(this.opts.drainTimeout ?? 10_000);
     for (const sub of this.subscriptions) {
@@ -269,14 +368,39 @@ export class Service {
       sub.active = undefined;
     }
     await this._broker?.disconnect().catch(() => {});
+    this.observability?.metrics?.brokerConnected(false);
     await this._client?.close();
     await registry?.close();
-    if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
-    this.resolveRun?.();
+    if (this.server) this.logger.info(`Stopped [service] ${this.opts.name}`);
   }
 }
 
-export type { Duration, InitOptions, ServiceOptions } from "./cmd/options.ts";
+/**
+ * A subscription as go-micro advertises a function subscriber: endpoint "Func" with metadata
+ * {topic, subscriber: "true"} and the message's shape, so the registry tells who listens to a topic.
+ */
+function subscriberEndpoint(sub: Subscription): Endpoint {
+  return {
+    name: "Func",
+    request: sub.opts.schema ? describeMessage(sub.opts.schema) : null,
+    response: null,
+    metadata: { topic: sub.topic, subscriber: "true" },
+  };
+}
+
+/** Runs hooks in order. With `failures`, a failing hook is recorded there and the rest still run; without, the first failure throws. */
+async function runHooks(hooks: readonly Hook[] | undefined, failures?: unknown[]): Promise<void> {
+  for (const hook of hooks ?? []) {
+    try {
+      await hook();
+    } catch (err) {
+      if (!failures) throw err;
+      failures.push(err);
+    }
+  }
+}
+
+export type { Duration, Hook, InitOptions, ServiceOptions } from "./cmd/options.ts";
 
 /** go-micro's micro.NewService. */
 export function newService(opts?: ServiceOptions): Service {

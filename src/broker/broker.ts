@@ -1,6 +1,7 @@
 /** Broker contract: the seed's go-micro method set, in TypeScript. */
 import type { Registry } from "../registry/registry.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../logger.ts";
 
 export interface Message {
   header: Record<string, string>;
@@ -19,18 +20,16 @@ export interface Event {
 /** A handler that throws (or rejects) tells at-least-once brokers to redeliver. */
 export type Handler = (event: Event) => Promise<void> | void;
 
+/** What every broker's subscribe() takes; plugins extend it with their own (e.g. NetworkSubscribeOptions' prefetch). */
 export interface SubscribeOptions {
   /** Queue group: each message goes to one subscriber of the group. */
   queue?: string;
   /** Ack after the handler returns (default true). With false the handler calls event.ack(). */
   autoAck?: boolean;
-  /** Plugin-specific (e.g. durable, qos, prefetch). */
-  [key: string]: unknown;
 }
 
-export interface PublishOptions {
-  [key: string]: unknown;
-}
+/** Options of one publish: none in common; plugins extend it with their own (e.g. MqttPublishOptions' qos). */
+export interface PublishOptions {}
 
 export interface Subscriber {
   readonly topic: string;
@@ -41,6 +40,8 @@ export interface Subscriber {
 export interface BrokerOptions {
   /** Server addresses (host:port or URLs). */
   addresses?: string[];
+  /** The URI the broker was chosen by, without its query (it may carry credentials or a vhost). */
+  url?: string;
   /** Used by brokers that find subscribers through the registry (http). */
   registry?: Registry;
   /** Seconds; how long registry entries of subscribers live (http broker). */
@@ -55,8 +56,8 @@ export interface BrokerOptions {
   auth?: Auth;
   /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
   maxMessageSize?: number;
-  /** Plugin-specific. */
-  [key: string]: unknown;
+  /** Where the broker logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
 }
 
 export interface Broker {
@@ -65,6 +66,12 @@ export interface Broker {
   address(): string;
   connect(): Promise<void>;
   disconnect(): Promise<void>;
+  /**
+   * What resolving promises differs per broker and mode (each plugin's doc comment, and the README's
+   * "Delivery guarantees" table): from "the engine stored it" (JetStream, RabbitMQ confirms, Kafka
+   * acks=all, Redis streams, Pub/Sub, NSQ) to "the engine received it" (NATS core, MQTT without a
+   * persistent session, Redis pub/sub), which a restart can lose.
+   */
   publish(topic: string, message: Message, opts?: PublishOptions): Promise<void>;
   subscribe(topic: string, handler: Handler, opts?: SubscribeOptions): Promise<Subscriber>;
   toString(): string;

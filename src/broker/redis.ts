@@ -13,15 +13,18 @@
  * Messages travel in go-micro's JSON envelope (headers + base64 body). publish() runs one script that
  * PUBLISHes the message and, when the topic's stream exists (some group reads it), XADDs it
  * there, trimmed to about `maxLen` entries — so topics without groups store nothing.
- * The client reconnects by itself and renews pub/sub subscriptions; stream readers retry with
- * backoff and recreate their group if the server came back without it. Pending messages survive
- * a server restart only if Redis persists them (appendonly yes, appendfsync always).
+ * publish() resolves once that script returned: the stream entry is then in Redis's memory (at
+ * least once for the stream's readers), the pub/sub copy went to whoever was subscribed at that
+ * moment (at most once). The client reconnects by itself and renews pub/sub subscriptions; stream
+ * readers retry with backoff and recreate their group if the server came back without it. Stream
+ * entries survive a server restart only if Redis persists them: run it with AOF on (appendonly
+ * yes; appendfsync always, or a crash loses up to the last second).
  */
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import type * as Redis from "redis";
 import { importOptional } from "../cmd/plugins.ts";
-import type { Handler, Message, SubscribeOptions } from "./broker.ts";
+import type { Handler, Message } from "./broker.ts";
 import {
   NOTHING_TO_SETTLE,
   NetworkBroker,
@@ -29,6 +32,7 @@ import {
   encodeEnvelope,
   keepRunning,
   type NetworkBrokerOptions,
+  type NetworkSubscribeOptions,
   type StopListening,
 } from "./shared.ts";
 
@@ -121,7 +125,7 @@ export default class RedisBroker extends NetworkBroker {
     await this.whileReconnecting(script);
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     if (opts.queue || this.opts.streams) return this.readStream(topic, handler, opts);
     const subscriber = await this.pubsubClient();
     const listener = (payload: Buffer) => {
@@ -142,7 +146,7 @@ export default class RedisBroker extends NetworkBroker {
     return this.pubsub;
   }
 
-  private async readStream(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  private async readStream(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     const client = this.client!;
     const key = streamKey(topic);
     const group = opts.queue ?? `tsmicro-${randomUUID()}`;

@@ -1,6 +1,7 @@
 /**
  * The RPC client: selects a node through the registry, calls it over the transport, and on a
- * connection failure or timeout retries on another node with go-micro's backoff.
+ * connection failure or timeout retries on another node, within the retry policy's backoff and
+ * budget; a circuit breaker per node keeps calls off nodes that keep failing.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
 import { codecFor, JSON_TYPE } from "../codec/codec.ts";
@@ -8,25 +9,38 @@ import { MicroError, badRequest, internalServerError, timeout } from "../errors.
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { HttpClientTransport } from "../transport/http.ts";
-import { TcpClientTransport } from "../transport/tcp.ts";
+import { UnknownPluginError, transports } from "../cmd/plugins.ts";
 import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import { CONNECTION_BREAKER, NodeBreakers, type BreakerStateChange, type CircuitBreakerOptions } from "../resilience/breaker.ts";
+import { RetryPolicy, type RetryOptions } from "../resilience/retry.ts";
+import { logger } from "../logger.ts";
+import { wrap, type CallFunc, type CallWrapper } from "../wrapper/wrapper.ts";
 
 const CLIENT_ID = "go.micro.client";
 
 export interface ClientOptions {
   registry: Registry;
+  /** Metadata sent with every call (a service's client sends Micro-From-Service: its name, as go-micro's does). */
+  headers?: Headers;
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
-   * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
-   * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
-   * every node. Or a transport instance, used with every node.
+   * A registered transport's name: the client uses it with nodes whose registry metadata says
+   * transport=<name>, and go-micro's HTTP transport (which every node answers) with the others.
+   * "tcp" (default) is tsmicro's framed tcp; "http" is HTTP with every node. A transport
+   * registered lazily must be resolved first (`await transports.resolve(name)`; services do).
+   * Or a transport instance, used with every node.
    */
-  transport?: "tcp" | "http" | ClientTransport;
+  transport?: "tcp" | "http" | (string & {}) | ClientTransport;
+  /** "random" (default), "roundrobin", "latency", or a strategy registered in `selectors`. */
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
   retries?: number;
+  /** The wait before each retry and the retry budget per service. Default: go-micro's backoff, no budget. */
+  retry?: RetryOptions;
+  /** A circuit breaker per node. Default CONNECTION_BREAKER: a node whose connection failed is left out for 2 s. */
+  circuitBreaker?: CircuitBreakerOptions;
   /** Milliseconds each attempt may take. Default 5000. */
   requestTimeout?: number;
   /** Connections kept per node. */
@@ -38,6 +52,8 @@ export interface ClientOptions {
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
+  /** Wrappers around each attempt on a node; the first is the outermost. */
+  wrapCall?: CallWrapper[];
 }
 
 export interface CallOptions {
@@ -60,11 +76,11 @@ export interface CallOptions {
   /** Call this node address directly, skipping the registry. */
   address?: string;
   filters?: Filter[];
+  /** Another strategy than the client's for this call; one that learns from calls (latency) learns only as the client's own. */
   strategy?: Strategy;
+  /** Wrappers around each attempt of this call, inside the client's own. */
+  wrapCall?: CallWrapper[];
 }
-
-/** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
-const backoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
 
 /** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
 const isRetryable = (err: MicroError) => err.retryable || err.code === 503 || err.code === 408;
@@ -86,27 +102,63 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pr
 
 export class Client {
   readonly selector: Selector;
-  /** The transport for nodes that do not advertise tcp. */
+  /** go-micro's HTTP (or the instance given), for nodes that do not advertise the preferred transport. */
   readonly transport: ClientTransport;
-  /** The transport for nodes that advertise tcp, when the client prefers it. */
-  private readonly tcp?: ClientTransport;
+  /** The preferred transport, for nodes that advertise its name, unless that is http. */
+  private readonly preferred?: ClientTransport;
+  private readonly preferredName?: string;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
+  /** Sent with every call: the client's headers and credentials. */
   private readonly credentials?: Headers;
+  /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
+  readonly breakers: NodeBreakers;
+  /** When calls retry: backoff and budget. */
+  readonly retryPolicy: RetryPolicy;
+  /** One attempt on one node: through the node's circuit breaker (and the latency measure) to the transport. */
+  private readonly attempt: CallFunc;
+  /** The attempt inside the client's call wrappers. */
+  private readonly wrapped: CallFunc;
+  private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
-    this.selector = new Selector(opts.registry, opts.selector ?? "random");
-    this.credentials = opts.auth?.credentials();
+    this.breakers = new NodeBreakers(opts.circuitBreaker ?? CONNECTION_BREAKER);
+    this.breakers.onStateChange(logBreaker);
+    this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
+    this.retryPolicy = new RetryPolicy(opts.retry);
+    this.credentials = opts.headers || opts.auth ? { ...opts.headers, ...opts.auth?.credentials() } : undefined;
     const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
     if (typeof opts.transport === "object") this.transport = opts.transport;
     else {
       this.transport = new HttpClientTransport(transportOpts);
-      if (opts.transport !== "http") this.tcp = new TcpClientTransport(transportOpts);
+      const name = (opts.transport ?? "tcp").toLowerCase();
+      if (name !== "http") {
+        const factory = transports.get(name);
+        if (!factory) {
+          const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
+          throw new UnknownPluginError("transport", name, transports.names(), `transport "${name}" ${why}`);
+        }
+        this.preferred = factory(transportOpts);
+        this.preferredName = name;
+      }
     }
     this.options = {
       retries: opts.retries ?? 1,
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+    const send: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
+    // The policies sit innermost, so the caller's wrappers see what they decide (a breaker's 503).
+    const learn = this.selector.strategy.wrapCall;
+    this.attempt = wrap(send, learn ? [this.breakers.wrapper, learn] : [this.breakers.wrapper]);
+    this.wrapped = this.attempt;
+    if (opts.wrapCall?.length) {
+      this.wrapCall = opts.wrapCall;
+      this.wrapped = wrap(this.attempt, opts.wrapCall);
+    }
+  }
+
+  private transportFor(node: Node): ClientTransport {
+    return this.preferred && node.metadata?.transport === this.preferredName ? this.preferred : this.transport;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -128,16 +180,21 @@ export class Client {
     const { signal } = opts;
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
+    // Per-call wrappers sit inside the client's; only a call that brings its own builds a chain.
+    const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
     // A node called by address alone is taken to speak the preferred transport.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.tcp ? "tcp" : "http" } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferredName ?? "http" } })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
+    let backoff: (() => number) | undefined; // made on the first retry
+    this.retryPolicy.called(service);
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
-        const wait = Math.min(backoffMs(attempt), deadline - performance.now());
+        if (!this.retryPolicy.mayRetry(service)) break; // the service's retry budget is spent: no storm
+        const wait = Math.min((backoff ??= this.retryPolicy.delays())(), deadline - performance.now());
         if (wait > 0) await unlessAborted(new Promise((r) => setTimeout(r, wait)), signal);
       }
       const left = deadline - performance.now();
@@ -150,15 +207,13 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
-        res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
+        res = await unlessAborted(wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt }), signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried
         (failed ??= new Set()).add(node.id);
-        this.selector.penalise(node);
         lastError = e;
         continue;
       }
@@ -182,8 +237,15 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await Promise.all([this.transport.close(), this.tcp?.close()]);
+    await Promise.all([this.transport.close(), this.preferred?.close()]);
   }
+}
+
+/** A node's breaker opening is worth a warning; the rest of its story, a line of info. */
+function logBreaker(change: BreakerStateChange): void {
+  const line = `circuit breaker ${change.state} for ${change.service} node ${change.node} (${change.address})`;
+  if (change.state === "open") logger.warn(change, line);
+  else logger.info(change, line);
 }
 
 /** The exact error go-micro's client gives when the registry has no node of the service. */

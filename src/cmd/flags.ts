@@ -3,7 +3,12 @@
  * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
  * runMain() turns it into that line on stderr and exit 2.
  */
-import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, TRANSPORT_NAMES, parsePluginRef } from "./plugins.ts";
+import { brokers, parsePluginRef, registries, transports, type PluginKind } from "./plugins.ts";
+import { selectors } from "../selector/selector.ts";
+import { DEFAULT_BREAKER, type CircuitBreakerOptions } from "../resilience/breaker.ts";
+import type { BulkheadOptions } from "../resilience/bulkhead.ts";
+import { perCaller, type RateLimitOptions } from "../resilience/rate-limit.ts";
+import { BACKOFFS, type RetryOptions } from "../resilience/retry.ts";
 
 export class FlagError extends Error {
   readonly exitCode: number = 2;
@@ -41,7 +46,14 @@ export interface FlagOptions {
   /** Milliseconds. */
   clientRequestTimeout?: number;
   clientPoolSize?: number;
+  /** false: only the connection breaker every client has. */
+  clientCircuitBreaker?: CircuitBreakerOptions | false;
+  clientRetryBudget?: number;
+  clientRetryBackoff?: RetryOptions["backoff"];
+  serverBulkhead?: BulkheadOptions;
+  serverRateLimit?: RateLimitOptions;
   mdnsInterface?: string;
+  metrics?: boolean;
 }
 
 type Parse = (raw: string, prev: unknown) => unknown;
@@ -49,15 +61,19 @@ type Parse = (raw: string, prev: unknown) => unknown;
 interface FlagSpec {
   flag: string;
   key: keyof FlagOptions;
-  help: string;
+  /** A function for text that names what is registered when usage() is asked for. */
+  help: string | (() => string);
   parse: Parse;
+  /** The value of the flag given bare (`--client_circuit_breaker`), as Go's bool flags; without it a flag needs a value. */
+  bare?: string;
 }
 
+/** A name (or URI) registered in kind when the flag is read, so plugins registered by the program count. */
 const oneOf =
-  (known: readonly string[], what: string): Parse =>
+  (kind: PluginKind<unknown>): Parse =>
   (raw) => {
     const { name } = parsePluginRef(raw);
-    if (!known.includes(name)) throw new Error(`unknown ${what} "${raw}" (known: ${known.join(", ")})`);
+    if (!kind.has(name)) throw new Error(`unknown ${kind.kind} "${raw}" (known: ${kind.names().join(", ")})`);
     return raw;
   };
 
@@ -85,9 +101,64 @@ export function parseDuration(raw: string): number {
   return total;
 }
 
+/** "10" or "10,100": one or two whole numbers ≥ 1 (the second may be 0). */
+const counts = (raw: string, what: string): [number, number | undefined] => {
+  const m = /^\s*(\d+)\s*(?:,\s*(\d+)\s*)?$/.exec(raw);
+  if (!m || Number(m[1]) < 1) throw new Error(`"${raw}" is not ${what}`);
+  return [Number(m[1]), m[2] === undefined ? undefined : Number(m[2])];
+};
+
+const backoffName: Parse = (raw) => {
+  if (!(BACKOFFS as readonly string[]).includes(raw)) throw new Error(`unknown backoff "${raw}" (known: ${BACKOFFS.join(", ")})`);
+  return raw;
+};
+
+const bulkhead: Parse = (raw): BulkheadOptions => {
+  const [maxConcurrent, maxQueued] = counts(raw, "max_concurrent[,max_queued] (e.g. 10,100)");
+  return { maxConcurrent, maxQueued };
+};
+
+/** calls_per_second[,burst][,caller]: a trailing "caller" gives each calling service its own bucket. */
+const rateLimit: Parse = (raw): RateLimitOptions => {
+  const byCaller = /,\s*caller\s*$/.test(raw);
+  const [rate, burst] = counts(raw.replace(/,\s*caller\s*$/, ""), "calls_per_second[,burst][,caller] (e.g. 100, 100,200 or 100,caller)");
+  if (burst === 0) throw new Error(`"${raw}": a burst of 0 lets no call through`);
+  return byCaller ? { rate, burst, key: perCaller } : { rate, burst };
+};
+
+const share: Parse = (raw) => {
+  const n = Number(raw);
+  if (raw.trim() === "" || !(n >= 0 && n <= 1)) throw new Error(`"${raw}" is not a share between 0 and 1 (e.g. 0.2)`);
+  return n;
+};
+
+/** true/false, a number of failures in a row, or failures=5,ratio=0.5,window=20,half_open=5s. */
+const breakerSettings: Parse = (raw): CircuitBreakerOptions | false => {
+  const v = raw.trim().toLowerCase();
+  if (v === "true") return { ...DEFAULT_BREAKER };
+  if (v === "false") return false;
+  if (/^\d+$/.test(v) && Number(v) >= 1) return { ...DEFAULT_BREAKER, consecutiveFailures: Number(v) };
+  const out: CircuitBreakerOptions = { ...DEFAULT_BREAKER };
+  for (const pair of v.split(",")) {
+    const [key, value = ""] = pair.split("=").map((p) => p.trim());
+    const n = Number(value);
+    if (key === "failures" && /^\d+$/.test(value) && n >= 1) out.consecutiveFailures = n;
+    else if (key === "ratio" && value !== "" && n > 0 && n <= 1) out.failureRatio = n;
+    else if (key === "window" && /^\d+$/.test(value) && n >= 1) out.window = n;
+    else if (key === "half_open") out.halfOpenAfter = parseDuration(value);
+    else throw new Error(`"${pair}" is not one of true, false, N, failures=N, ratio=0..1, window=N, half_open=duration`);
+  }
+  return out;
+};
+
 const text: Parse = (raw) => {
   if (raw.trim() === "") throw new Error("must not be empty");
   return raw;
+};
+const bool: Parse = (raw) => {
+  const value = { true: true, "1": true, false: false, "0": false }[raw.trim().toLowerCase()];
+  if (value === undefined) throw new Error(`"${raw}" is not true or false`);
+  return value;
 };
 const list: Parse = (raw) => raw.split(",").map((a) => a.trim()).filter(Boolean);
 const hostPort: Parse = (raw) => {
@@ -106,19 +177,19 @@ const keyValue: Parse = (raw, prev) => {
 };
 
 export const FLAGS: FlagSpec[] = [
-  { flag: "registry", key: "registry", help: `registry plugin or URI (${REGISTRY_NAMES.join(", ")}); default mdns`, parse: oneOf(REGISTRY_NAMES, "registry") },
+  { flag: "registry", key: "registry", help: () => `registry plugin or URI (${registries.names().join(", ")}); default mdns`, parse: oneOf(registries) },
   { flag: "registry_address", key: "registryAddress", help: "comma-separated registry addresses", parse: list },
   { flag: "register_ttl", key: "registerTTL", help: "seconds a registration stays valid (> register_interval); default 60", parse: wholeNumber(1) },
   { flag: "register_interval", key: "registerInterval", help: "seconds between re-registrations (< register_ttl); default 30", parse: wholeNumber(1) },
-  { flag: "broker", key: "broker", help: `broker plugin or URI (${BROKER_NAMES.join(", ")}); default http`, parse: oneOf(BROKER_NAMES, "broker") },
+  { flag: "broker", key: "broker", help: () => `broker plugin or URI (${brokers.names().join(", ")}); default http`, parse: oneOf(brokers) },
   { flag: "broker_address", key: "brokerAddress", help: "comma-separated broker addresses", parse: list },
   { flag: "server_name", key: "name", help: "service name", parse: text },
   { flag: "server_version", key: "version", help: "service version", parse: text },
   { flag: "server_address", key: "address", help: "host:port to listen on; default 127.0.0.1:0", parse: hostPort },
   { flag: "server_advertise", key: "advertise", help: "host:port to register instead of the bound address", parse: hostPort },
   { flag: "server_metadata", key: "metadata", help: "k=v node metadata (repeatable, or k=v,k2=v2)", parse: keyValue },
-  { flag: "transport", key: "transport", help: `client transport (${TRANSPORT_NAMES.join(", ")}); default tcp`, parse: oneOf(TRANSPORT_NAMES, "transport") },
-  { flag: "selector", key: "selector", help: `node selection (${SELECTOR_NAMES.join(", ")}); default random`, parse: oneOf(SELECTOR_NAMES, "selector") },
+  { flag: "transport", key: "transport", help: () => `client transport (${transports.names().join(", ")}); default tcp`, parse: oneOf(transports) },
+  { flag: "selector", key: "selector", help: () => `node selection (${selectors.names().join(", ")}); default random`, parse: oneOf(selectors) },
   { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
   {
     flag: "client_request_timeout",
@@ -131,7 +202,19 @@ export const FLAGS: FlagSpec[] = [
     },
   },
   { flag: "client_pool_size", key: "clientPoolSize", help: "connections per node; default 1", parse: wholeNumber(1) },
+  {
+    flag: "client_circuit_breaker",
+    key: "clientCircuitBreaker",
+    help: "circuit breaker per node: bare or true (5 failures in a row or more than half of the last 20 calls open it for 5s), N failures, or failures=N,ratio=0.5,window=20,half_open=5s; default: only failed connections, for 2s",
+    parse: breakerSettings,
+    bare: "true",
+  },
+  { flag: "client_retry_budget", key: "clientRetryBudget", help: "retries at most this share of the calls to a service over 10s, plus 1/s (e.g. 0.2); default no budget", parse: share },
+  { flag: "client_retry_backoff", key: "clientRetryBackoff", help: `wait before a retry (${BACKOFFS.join(", ")}: go-micro's, or exponential 100ms-5s with jitter); default micro`, parse: backoffName },
+  { flag: "server_bulkhead", key: "serverBulkhead", help: "per endpoint: max_concurrent[,max_queued] calls, beyond them a 503 (e.g. 10,100); default no limit", parse: bulkhead },
+  { flag: "server_rate_limit", key: "serverRateLimit", help: "per endpoint: calls_per_second[,burst][,caller] (caller: per calling service), beyond them a 429 (e.g. 100); default no limit", parse: rateLimit },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
+  { flag: "metrics", key: "metrics", help: "Prometheus metrics at GET /metrics on the node's port (true, false); default true", parse: bool },
 ];
 
 const byFlag = new Map(FLAGS.map((f) => [f.flag, f]));
@@ -194,8 +277,8 @@ export function fromArgv(argv: string[], { allowUnknown = false } = {}): ParsedA
       continue;
     }
     if (!spec) throw new FlagError(`unknown flag --${name} (see --help)`);
-    let raw: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[i + 1];
-    if (eq < 0) {
+    let raw: string | undefined = eq >= 0 ? body.slice(eq + 1) : (spec.bare ?? argv[i + 1]);
+    if (eq < 0 && spec.bare === undefined) {
       if (raw === undefined || raw.startsWith("--")) throw new FlagError(`flag --${name} needs a value`);
       i++;
     }
@@ -204,7 +287,9 @@ export function fromArgv(argv: string[], { allowUnknown = false } = {}): ParsedA
   return { options, positionals, help };
 }
 
+export const helpText = (spec: FlagSpec): string => (typeof spec.help === "string" ? spec.help : spec.help());
+
 export function usage(program: string): string {
-  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${f.help}  [$MICRO_${f.flag.toUpperCase()}]`);
+  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${helpText(f)}  [$MICRO_${f.flag.toUpperCase()}]`);
   return `Usage: ${program} [flags]\n\nFlags:\n${lines.join("\n")}\n`;
 }

@@ -8,8 +8,18 @@ import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
 import type { ClientTransport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../logger.ts";
+import type { ObservabilityOptions } from "../observability/observability.ts";
+import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
+import type { CircuitBreakerOptions } from "../resilience/breaker.ts";
+import type { BulkheadOptions } from "../resilience/bulkhead.ts";
+import type { RateLimitOptions } from "../resilience/rate-limit.ts";
+import type { RetryOptions } from "../resilience/retry.ts";
 
-export interface ServiceOptions {
+/** A lifecycle hook; a rejection of a start hook fails start() with a StartupError. */
+export type Hook = () => void | Promise<void>;
+
+export interface ServiceOptions extends ObservabilityOptions {
   name?: string;
   version?: string;
   metadata?: Record<string, string>;
@@ -34,6 +44,20 @@ export interface ServiceOptions {
   /** Per call attempt. Default "5s". */
   clientRequestTimeout?: Duration;
   clientPoolSize?: number;
+  /**
+   * A circuit breaker per called node: true for DEFAULT_BREAKER (5 failures in a row or more than half of the
+   * last 20 calls open it; a trial call after 5 s), or its settings. Default: only a failed
+   * connection opens it, for 2 s.
+   */
+  clientCircuitBreaker?: boolean | CircuitBreakerOptions;
+  /** Retries to one service may be at most this share of the calls to it (over 10 s, plus 1 a second), e.g. 0.2. Default: no budget. */
+  clientRetryBudget?: number;
+  /** The wait before a retry: "micro" (go-micro's, default) or "jitter" (exponential with jitter). */
+  clientRetryBackoff?: RetryOptions["backoff"];
+  /** Per endpoint, calls running at once and waiting; beyond them a 503. Default: no limit. */
+  serverBulkhead?: BulkheadOptions;
+  /** Per endpoint (or per key), calls per second; beyond them a 429. Default: no limit. */
+  serverRateLimit?: RateLimitOptions;
   mdnsInterface?: string;
   /** How long stop() waits for in-flight calls. Default "10s". */
   drainTimeout?: Duration;
@@ -45,6 +69,24 @@ export interface ServiceOptions {
   readTimeout?: Duration;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
+  /** The service's logger (pino); lines made in its calls and events carry trace_id/span_id when it has traceMixin (createLogger() does). Default: the shared default logger. */
+  logger?: Logger;
+  /** go-micro's wrappers; in each list the first is the outermost. Around each attempt of a client call on a node. */
+  wrapCall?: CallWrapper[];
+  /** Around every handler of this service's server, given the decoded request. */
+  wrapHandler?: HandlerWrapper[];
+  /** Around every publish of service.publish(), given the encoded message. */
+  wrapPublish?: PublishWrapper[];
+  /** Around every delivery to service.subscribe() handlers, before the body is decoded. */
+  wrapSubscriber?: SubscriberWrapper[];
+  /** go-micro's lifecycle hooks, run in order: before the server starts; a failure fails start(). */
+  beforeStart?: Hook[];
+  /** After the service is serving, subscribed and registered; a failure fails start() (and stops what started). */
+  afterStart?: Hook[];
+  /** When stop() begins, before deregistering; a failure is stop()'s rejection once the service has stopped. */
+  beforeStop?: Hook[];
+  /** Once everything is stopped and disconnected. */
+  afterStop?: Hook[];
 }
 
 export interface InitOptions {
@@ -115,7 +157,13 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     clientRetries: f.clientRetries,
     clientRequestTimeout: f.clientRequestTimeout,
     clientPoolSize: f.clientPoolSize,
+    clientCircuitBreaker: f.clientCircuitBreaker,
+    clientRetryBudget: f.clientRetryBudget,
+    clientRetryBackoff: f.clientRetryBackoff,
+    serverBulkhead: f.serverBulkhead,
+    serverRateLimit: f.serverRateLimit,
     mdnsInterface: f.mdnsInterface,
+    metrics: f.metrics,
   };
   return withoutUndefined(o);
 }
@@ -138,13 +186,20 @@ export class OptionError extends TypeError {
 
 type RegistrationKey = "registerTTL" | "registerInterval";
 
+/** The longest delay setTimeout honours (2^31 - 1 ms); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * A TTL or interval of 0, or an interval not shorter than the TTL, lets a running node drop out
  * of the registry between renewals: the option at fault and why, or undefined when they work.
  */
 function registrationProblem(o: ResolvedOptions): { key: RegistrationKey; why: string } | undefined {
   if (!(o.registerTTL > 0)) return { key: "registerTTL", why: "must be more than 0" };
+  if (!Number.isFinite(o.registerTTL)) return { key: "registerTTL", why: "must be finite" };
   if (!(o.registerInterval > 0)) return { key: "registerInterval", why: "must be more than 0: nothing would renew the registration" };
+  if (o.registerInterval > MAX_TIMER_MS) {
+    return { key: "registerInterval", why: `must be at most ${MAX_TIMER_MS} ms (about 24.8 days): Node runs a longer timer at once, so renewals would never pause` };
+  }
   if (o.registerInterval >= o.registerTTL) return { key: "registerInterval", why: "must be shorter than the TTL, or the entry expires between renewals" };
   return undefined;
 }

@@ -10,15 +10,18 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
-import { createHttpHandler } from "../transport/http.ts";
+import { createHttpHandler, type MetricsSource } from "../transport/http.ts";
 import { serveTcpConnection } from "../transport/tcp.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE, HEADER, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
-import { logger } from "../logger.ts";
+import { defaultLogger, type Logger } from "../logger.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 import type { Auth } from "../auth/auth.ts";
+import { wrap, type HandlerFunc, type HandlerWrapper } from "../wrapper/wrapper.ts";
+import { bulkheadWrapper, type BulkheadOptions } from "../resilience/bulkhead.ts";
+import { rateLimitWrapper, type RateLimitOptions } from "../resilience/rate-limit.ts";
 
 export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
@@ -40,8 +43,18 @@ export interface ServerOptions {
   readTimeoutMs?: number;
   /** Milliseconds an HTTP request's headers may take from its first byte (slowloris is cut then, with a 408). Default 10000. */
   headerTimeoutMs?: number;
+  /** Where the server logs; default: the default logger. */
+  logger?: Logger;
+  /** Answers GET /metrics on the node's port (Prometheus text); without it that is a 404. */
+  metrics?: MetricsSource;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
+  /** Wrappers around every handler, given the decoded request; the first is the outermost. */
+  wrapHandler?: HandlerWrapper[];
+  /** Calls over this rate, per endpoint (or per key), are refused with a 429. Default: no limit. */
+  rateLimit?: RateLimitOptions;
+  /** Calls beyond these running and queued, per endpoint, are refused with a 503 (clients retry elsewhere). Default: no limit. */
+  bulkhead?: BulkheadOptions;
 }
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -58,7 +71,8 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth">> & Pick<ServerOptions, "advertise" | "describe" | "auth">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "wrapHandler" | "metrics" | "logger" | "rateLimit" | "bulkhead">> &
+    Pick<ServerOptions, "advertise" | "describe" | "auth" | "wrapHandler" | "metrics" | "logger" | "rateLimit" | "bulkhead">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -68,6 +82,8 @@ export class Server {
       readTimeoutMs: opts.readTimeoutMs ?? 30_000,
       headerTimeoutMs: opts.headerTimeoutMs ?? 10_000,
       describe: opts.describe ?? describeMessage,
+      // The policies sit inside the caller's wrappers, so metrics and traces see the calls they refuse.
+      wrapHandler: policyWrappers(opts),
     };
     this.handle("Debug.Health", () => ({ status: "ok" }));
   }
@@ -87,7 +103,10 @@ export class Server {
     }
     if (typeof target === "function") {
       if (!/^[^.\s]+\.[^.\s]+$/.test(name)) throw new TypeError(`endpoint "${name}" must look like "Service.Method"`);
-      this.routes.set(name, { ...(opts as HandlerOptions), fn: target as HandlerFn });
+      // Wrapped once here, not per call: without wrappers the route holds the handler itself.
+      const wrappers = this.options.wrapHandler;
+      const fn = wrappers?.length ? (wrap<HandlerFunc>(async (request, ctx) => (target as HandlerFn)(request, ctx), wrappers) as HandlerFn) : (target as HandlerFn);
+      this.routes.set(name, { ...(opts as HandlerOptions), fn });
       return this;
     }
     const perMethod = (opts ?? {}) as Record<string, HandlerOptions>;
@@ -105,6 +124,10 @@ export class Server {
       this.handle(`${name}.${exported(m)}`, fn, perMethod[m] ?? perMethod[exported(m)]);
     }
     return this;
+  }
+
+  private get log(): Logger {
+    return this.options.logger ?? defaultLogger();
   }
 
   /** The endpoints as the registry advertises them. */
@@ -144,7 +167,7 @@ export class Server {
           ? await withDeadline(route.fn, input, new DeadlineContext(req, callerGone, budgetMs), id)
           : await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: callerGone });
     } catch (err) {
-      if (!(err instanceof MicroError)) logger.warn({ endpoint: req.endpoint, err }, "handler failed");
+      if (!(err instanceof MicroError)) this.log.warn({ endpoint: req.endpoint, err }, "handler failed");
       return MicroError.from(err, id);
     }
     try {
@@ -170,7 +193,7 @@ export class Server {
       serverId: this.options.name,
       track: this.track,
     };
-    const httpHandler = (this.httpHandler = createHttpHandler(this.dispatch, { ...opts, headerTimeoutMs: this.options.headerTimeoutMs, health: () => ({ status: "ok" }), draining: () => this.draining }));
+    const httpHandler = (this.httpHandler = createHttpHandler(this.dispatch, { ...opts, headerTimeoutMs: this.options.headerTimeoutMs, health: () => ({ status: "ok" }), metrics: this.options.metrics, draining: () => this.draining }));
     const server = net.createServer((socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
@@ -199,7 +222,7 @@ export class Server {
     });
     const bound = server.address() as net.AddressInfo;
     this.boundAddress = joinHostPort(bound.address, bound.port);
-    logger.info({ address: this.boundAddress }, `Server [tsmicro] Listening on ${this.boundAddress}`);
+    this.log.info({ address: this.boundAddress }, `Server [tsmicro] Listening on ${this.boundAddress}`);
     return this.boundAddress;
   }
 
@@ -236,6 +259,12 @@ export class Server {
     await closed;
     clearTimeout(forced);
   }
+}
+
+/** The caller's handler wrappers, then the rate limit (cheapest refusal first) and the bulkhead. */
+function policyWrappers({ name, wrapHandler, rateLimit, bulkhead }: ServerOptions): HandlerWrapper[] | undefined {
+  if (!rateLimit && !bulkhead) return wrapHandler;
+  return [...(wrapHandler ?? []), ...(rateLimit ? [rateLimitWrapper(name, rateLimit)] : []), ...(bulkhead ? [bulkheadWrapper(name, bulkhead)] : [])];
 }
 
 /**

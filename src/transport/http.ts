@@ -11,12 +11,13 @@
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
-import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
 import { answerClientErrors, decodePath, trickleProofTimeouts } from "./http-guard.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
+  canonicalHeaderKey,
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
@@ -27,18 +28,6 @@ import {
 
 /** Header names that belong to HTTP itself and are not call metadata. */
 const HOP_HEADERS = new Set(["host", "connection", "content-length", "transfer-encoding", "keep-alive", "accept-encoding", "user-agent", "accept"]);
-
-/** Node lower-cases header names; handlers see them as go-micro writes them ("micro-id" → "Micro-Id"). Names seen are remembered (bounded). */
-const canonicalNames = new Map<string, string>();
-function canonicalName(name: string): string {
-  let canonical = canonicalNames.get(name);
-  if (canonical === undefined) {
-    canonical = name.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase());
-    if (canonicalNames.size >= 1024) canonicalNames.clear();
-    canonicalNames.set(name, canonical);
-  }
-  return canonical;
-}
 
 export class HttpClientTransport implements ClientTransport {
   private readonly agent: http.Agent;
@@ -112,6 +101,9 @@ export class HttpClientTransport implements ClientTransport {
   }
 }
 
+/** What GET /metrics answers: a scrape of the node's metrics. */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
 export interface HttpServeOptions {
   maxMessageSize: number;
   readTimeoutMs: number;
@@ -120,6 +112,8 @@ export interface HttpServeOptions {
   serverId: string;
   /** Answers GET /health. */
   health(): { status: string };
+  /** Answers GET /metrics (Prometheus text); without it /metrics is a 404. */
+  metrics?: MetricsSource;
   track<T>(work: Promise<T>): Promise<T>;
   /** True while the server drains: responses close their connection. */
   draining(): boolean;
@@ -140,6 +134,20 @@ function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = f
   res.end(body);
 }
 
+function serveMetrics(res: http.ServerResponse, metrics: MetricsSource | undefined, serverId: string): void {
+  if (!metrics) {
+    writeError(res, notFound(serverId, "metrics are off on this node"));
+    return;
+  }
+  metrics().then(
+    ({ contentType, body }) => {
+      res.writeHead(200, { [HEADER.contentType]: contentType, "Content-Length": Buffer.byteLength(body) });
+      res.end(body);
+    },
+    (err: Error) => writeError(res, internalServerError(serverId, `cannot collect metrics: ${err.message}`)),
+  );
+}
+
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
 export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
   const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
@@ -148,6 +156,10 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       const body = JSON.stringify(opts.health());
       res.writeHead(200, { [HEADER.contentType]: "application/json", "Content-Length": Buffer.byteLength(body) });
       res.end(body);
+      return;
+    }
+    if (req.method === "GET" && req.url === "/metrics") {
+      serveMetrics(res, opts.metrics, opts.serverId);
       return;
     }
     if (req.method !== "POST") {
@@ -180,8 +192,9 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
       }
       const headers: Headers = {};
       for (const [k, v] of Object.entries(req.headers)) {
-        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[canonicalName(k)] = v;
+        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[canonicalHeaderKey(k)] = v; // Node lower-cases them
       }
+      headers[HEADER.id] ??= randomUUID(); // a caller that sent none (curl) gets one, as on tcp
       const pathEndpoint = decodePath(req.url);
       if (pathEndpoint === undefined) {
         writeError(res, badRequest(opts.serverId, "malformed percent-escape in the request path"));

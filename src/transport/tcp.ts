@@ -4,6 +4,7 @@
  * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
  */
 import net from "node:net";
+import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
@@ -317,6 +318,12 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
   const callerGone = new AbortController();
   socket.once("close", () => callerGone.abort(new Error("the caller's connection closed")));
 
+  // As on http, every request has a Micro-Id: the caller's, or one made here, UUID-shaped, random per
+  // connection and counted per call (a randomUUID() per call cost the server 2-3% of its CPU).
+  const idPrefix = randomUUID().slice(0, 24);
+  let calls = 0;
+  const requestId = { name: HEADER.id, next: () => idPrefix + (++calls).toString(16).padStart(12, "0") };
+
   const reader = new FrameReader(opts.maxMessageSize, {
     onFrame(frame) {
       if (frame.kind !== FrameKind.Request) return;
@@ -343,7 +350,7 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
     onCorrupt() {
       socket.destroy();
     },
-  });
+  }, requestId);
   // Idle keep-alive connections are fine; a connection stalled inside a frame is not.
   socket.setTimeout(opts.readTimeoutMs, () => {
     if (reader.pending) socket.destroy();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { FlagError, OptionError, Service, createBroker, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
+import type { NatsBrokerOptions } from "../../src/broker/nats.ts";
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -38,6 +39,26 @@ test("go-style flag spellings, metadata and positionals", () => {
   assert.equal(options.clientRequestTimeout, 90_000);
 });
 
+test("resilience flags: bare and valued breaker, bulkhead, rate limit, retry budget and backoff, latency selector", () => {
+  const { options, positionals } = fromArgv(["--client_circuit_breaker", "davie", "--server_bulkhead=10,100", "--server_rate_limit=100", "--client_retry_budget=0.2", "--client_retry_backoff=jitter", "--selector=latency"]);
+  assert.deepEqual(positionals, ["davie"], "a bare breaker flag takes no value");
+  assert.equal(options.clientCircuitBreaker && options.clientCircuitBreaker.consecutiveFailures, 5);
+  assert.deepEqual(options.serverBulkhead, { maxConcurrent: 10, maxQueued: 100 });
+  assert.deepEqual(options.serverRateLimit, { rate: 100, burst: undefined });
+  assert.deepEqual([options.clientRetryBudget, options.clientRetryBackoff, options.selector], [0.2, "jitter", "latency"]);
+  const tuned = fromArgv(["--client_circuit_breaker=failures=3,ratio=0.25,window=8,half_open=500ms"]).options.clientCircuitBreaker;
+  assert.deepEqual(tuned, { consecutiveFailures: 3, failureRatio: 0.25, window: 8, halfOpenAfter: 500 });
+  assert.equal(fromArgv(["--client_circuit_breaker=false"]).options.clientCircuitBreaker, false);
+  const perCallerLimit = fromArgv(["--server_rate_limit=10,20,caller"]).options.serverRateLimit;
+  assert.deepEqual([perCallerLimit?.rate, perCallerLimit?.burst, perCallerLimit?.key?.({ service: "s", endpoint: "A.B", headers: { "Micro-From-Service": "web" }, signal: AbortSignal.abort() })], [10, 20, "A.B web"]);
+  // The flag beats MICRO_CLIENT_CIRCUIT_BREAKER, and reaches the service's options.
+  process.env.MICRO_CLIENT_CIRCUIT_BREAKER = "true";
+  process.env.MICRO_SERVER_BULKHEAD = "2";
+  const o = new Service().init(["--client_circuit_breaker=false"]).options();
+  assert.equal(o.clientCircuitBreaker, false);
+  assert.deepEqual(o.serverBulkhead, { maxConcurrent: 2, maxQueued: undefined });
+});
+
 test("bad values name the flag", () => {
   const bad: Array<[string[], RegExp]> = [
     [["--register_ttl=abc"], /--register_ttl/],
@@ -48,6 +69,11 @@ test("bad values name the flag", () => {
     [["--client_request_timeout=soon"], /--client_request_timeout/],
     [["--client_pool_size=0"], /--client_pool_size/],
     [["--selector=fastest"], /--selector/],
+    [["--client_circuit_breaker=ratio=2"], /--client_circuit_breaker/],
+    [["--server_bulkhead=0"], /--server_bulkhead/],
+    [["--server_rate_limit=10,0"], /--server_rate_limit/],
+    [["--client_retry_budget=1.5"], /--client_retry_budget/],
+    [["--client_retry_backoff=linear"], /--client_retry_backoff/],
     [["--nope=1"], /unknown flag --nope/],
     [["--registry"], /--registry needs a value/],
   ];
@@ -60,6 +86,11 @@ test("registration times that would let a running node drop out of the registry 
     [{ registerInterval: 0 }, "registerInterval"],
     [{ registerTTL: "5s", registerInterval: "10s" }, "registerInterval"],
     [{ registerTTL: "10s" }, "registerInterval"], // the default interval (30 s) is not shorter
+    [{ registerTTL: -5000 }, "registerTTL"],
+    [{ registerTTL: Number.NaN }, "registerTTL"],
+    [{ registerTTL: Infinity }, "registerTTL"],
+    [{ registerInterval: Number.NaN }, "registerInterval"],
+    [{ registerTTL: "1000h", registerInterval: "600h" }, "registerInterval"], // past Node's timer limit: it would fire at once, in a loop
   ];
   for (const [options, option] of refused) {
     assert.throws(() => new Service(options), (e: Error) => e instanceof OptionError && e.option === option, JSON.stringify(options));
@@ -67,6 +98,11 @@ test("registration times that would let a running node drop out of the registry 
   assert.equal(new Service({ registerTTL: "10s", registerInterval: "5s" }).options().registerInterval, 5000);
   // Flags are checked against what the code set: the interval from the code is longer than the flag's TTL.
   assert.throws(() => new Service({ registerInterval: "20s" }).init(["--register_ttl=15"]), /invalid --register_ttl=15: the register interval must be shorter than the TTL.*registerInterval 20000 ms/);
+  assert.throws(
+    () => new Service().init(["--register_interval=3000000", "--register_ttl=4000000"]),
+    (e: Error) => e instanceof FlagError && /^invalid --register_interval=3000000: the register interval must be at most 2147483647 ms/.test(e.message) && !e.message.includes("\n"),
+  );
+  assert.equal(new Service().init(["--register_interval=2000000", "--register_ttl=4000000"]).options().registerInterval, 2_000_000_000);
 });
 
 test("durations and plugin URIs", () => {
@@ -91,8 +127,9 @@ test("a plugin URI's query sets the plugin's options, so a flag can choose a dur
     url: "mqtt://127.0.0.1:1883",
     options: { durable: true, clientId: "message-1", sessionExpiry: 600, qos: 1 },
   });
-  const broker = await createBroker("nats://127.0.0.1:4222?jetstream=true", { reconnectWait: 5 });
-  assert.equal(broker.options().jetstream, true);
-  assert.equal(broker.options().reconnectWait, 5, "options from code are kept");
+  const broker = await createBroker<NatsBrokerOptions>("nats://127.0.0.1:4222?jetstream=true", { reconnectWait: 5 });
+  const options = broker.options() as NatsBrokerOptions;
+  assert.equal(options.jetstream, true);
+  assert.equal(options.reconnectWait, 5, "options from code are kept");
   assert.equal(broker.address(), "127.0.0.1:4222", "the query is not part of the address");
 });
