@@ -168,7 +168,7 @@ export async function receiveBatch(
       const idEnd = off + 2 + body.readUInt16BE(off);
       const subscriptionId = body.toString("utf8", off + 2, idEnd);
       const blockEnd = idEnd + 2 + body.readUInt16BE(idEnd);
-      const header = blockEnd === idEnd + 2 ? {} : decodeHeaderBlock(body.subarray(idEnd + 2, blockEnd));
+      const header = blockEnd === idEnd + 2 ? {} : decodeHeaderBlock(body.subarray(idEnd + 2, blockEnd), false); // the header as published
       const length = body.readUInt32BE(blockEnd);
       const bodyStart = blockEnd + 4;
       off = bodyStart + length;
