@@ -69,6 +69,9 @@ describe("one trace across processes: client → A → publish → subscriber B 
 
       const client = new Service({ name: unique("trace_client"), broker: c.broker, transport: c.clientTransport, handleSignals: false });
       services.push(client);
+      // mdns answers a lookup only once A's announcement is heard: call once the registry knows A.
+      const registry = await client.registry();
+      await waitUntil(async () => (await registry.getService(aName).catch(() => [])).length > 0, 20_000, `${aName} in the mdns registry`);
       const step = randomUUID();
       exporter.reset();
       const answer = await trace.getTracer("test").startActiveSpan("test root", async (span) => {
