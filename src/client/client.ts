@@ -93,7 +93,7 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pr
 
 export class Client {
   readonly selector: Selector;
-  /** The transport for nodes that do not advertise tcp. */
+  /** go-micro's HTTP (or the instance given), for nodes that do not advertise the preferred transport. */
   readonly transport: ClientTransport;
   /** The preferred transport, for nodes that advertise its name, unless that is http. */
   private readonly preferred?: ClientTransport;
