@@ -15,10 +15,14 @@ import { encodeEvent, subscribeEvent, type EventHandler, type PublishEventOption
 import { defaultLogger, type Logger } from "./logger.ts";
 import { NodeObservability } from "./observability/observability.ts";
 import type { ServiceImpl } from "./proto/service.ts";
-import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
+import { describeMessage } from "./proto/describe.ts";
+import type { Endpoint, Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
 import type { MetricsSource } from "./transport/http.ts";
 import { wrap, type PublishFunc } from "./wrapper/wrapper.ts";
+
+/** How soon a failed re-register is tried again (at most the register interval). */
+const RENEW_RETRY_MS = 1000;
 
 interface Subscription {
   topic: string;
@@ -48,6 +52,8 @@ export class Service {
   private readonly handlers: Array<(s: Server) => void> = [];
   private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
+  /** The re-register in progress, if any. */
+  private renewal?: Promise<void>;
   private running?: Promise<void>;
   private stopping?: Promise<void>;
   private resolveRun?: () => void;
@@ -144,12 +150,15 @@ export class Service {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
     this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
-    if (this.registered) {
-      // Advertise the new endpoints now rather than at the next renewal.
-      this.record = undefined;
-      this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
-    }
+    this.readvertise();
     return this;
+  }
+
+  /** Advertises changed endpoints (handlers, subscriptions) now rather than at the next renewal. */
+  private readvertise(): void {
+    if (!this.registered) return;
+    this.record = undefined;
+    this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
   }
 
   async publish(topic: string, message: unknown, opts?: PublishEventOptions): Promise<void> {
@@ -164,6 +173,7 @@ export class Service {
     const forget = () => {
       const index = this.subscriptions.indexOf(sub);
       if (index >= 0) this.subscriptions.splice(index, 1);
+      this.readvertise();
     };
     this.subscriptions.push(sub);
     if (this.running) {
@@ -173,6 +183,7 @@ export class Service {
         forget();
         throw err;
       }
+      this.readvertise();
     }
     return {
       topic,
@@ -229,13 +240,29 @@ export class Service {
       sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, { logger: this.logger, ...sub.opts }, this.wired().wrapSubscriber));
     }
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
-    const interval = this.opts.registerInterval;
-    if (interval > 0) {
-      this.renewTimer = setInterval(() => {
-        this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register failed; will retry next interval"));
-      }, interval);
-    }
+    this.renewAfter(this.opts.registerInterval);
     await this.step("an afterStart hook failed", () => runHooks(this.opts.afterStart));
+  }
+
+  /**
+   * Re-registers every registerInterval, one register at a time. While the registry cannot be
+   * reached it tries every RENEW_RETRY_MS instead, so a node is back within about a second of the
+   * registry's return, however long its interval (its lease or check may have lapsed meanwhile).
+   */
+  private renewAfter(delayMs: number): void {
+    this.renewTimer = setTimeout(() => {
+      this.renewal = this.register().then(
+        () => this.opts.registerInterval,
+        (err: Error) => {
+          const retry = Math.min(this.opts.registerInterval, RENEW_RETRY_MS);
+          this.logger.error({ err: err.message }, `re-register failed; retrying in ${retry} ms`);
+          return retry;
+        },
+      ).then((next) => {
+        this.renewal = undefined;
+        if (this.running && !this.stopping) this.renewAfter(next);
+      });
+    }, delayMs);
   }
 
   /** What GET /metrics on the node's port answers, unless metrics are off. */
@@ -262,7 +289,7 @@ export class Service {
       name: this.opts.name,
       version: this.opts.version,
       metadata: {},
-      endpoints: this.server.endpoints(),
+      endpoints: [...this.server.endpoints(), ...this.subscriptions.map(subscriberEndpoint)],
       nodes: [
         {
           id: this.nodeId,
@@ -326,7 +353,8 @@ export class Service {
   }
 
   private async shutdown(): Promise<void> {
-    clearInterval(this.renewTimer);
+    clearTimeout(this.renewTimer);
+    await this.renewal; // a renewal that lands after the deregister would list this node again
     const registry = this._registry;
     if (this.record && registry && this.registered) {
       await registry.deregister(this.record).catch((err: Error) => this.logger.error({ err: err.message }, "deregister failed"));
@@ -343,6 +371,19 @@ export class Service {
     await registry?.close();
     if (this.server) this.logger.info(`Stopped [service] ${this.opts.name}`);
   }
+}
+
+/**
+ * A subscription as go-micro advertises a function subscriber: endpoint "Func" with metadata
+ * {topic, subscriber: "true"} and the message's shape, so the registry tells who listens to a topic.
+ */
+function subscriberEndpoint(sub: Subscription): Endpoint {
+  return {
+    name: "Func",
+    request: sub.opts.schema ? describeMessage(sub.opts.schema) : null,
+    response: null,
+    metadata: { topic: sub.topic, subscriber: "true" },
+  };
 }
 
 /** Runs hooks in order. With `failures`, a failing hook is recorded there and the rest still run; without, the first failure throws. */

@@ -66,6 +66,12 @@ export interface Broker {
   address(): string;
   connect(): Promise<void>;
   disconnect(): Promise<void>;
+  /**
+   * What resolving promises differs per broker and mode (each plugin's doc comment, and the README's
+   * "Delivery guarantees" table): from "the engine stored it" (JetStream, RabbitMQ confirms, Kafka
+   * acks=all, Redis streams, Pub/Sub, NSQ) to "the engine received it" (NATS core, MQTT without a
+   * persistent session, Redis pub/sub), which a restart can lose.
+   */
   publish(topic: string, message: Message, opts?: PublishOptions): Promise<void>;
   subscribe(topic: string, handler: Handler, opts?: SubscribeOptions): Promise<Subscriber>;
   toString(): string;

@@ -277,15 +277,6 @@ class SettleOnce {
   }
 }
 
-/**
- * Name of the engine-side object (queue, consumer group) of a queue group. It includes the topic,
- * since one group name is commonly reused for several topics, and one shared object would hand
- * each topic's subscriber the other topics' messages.
- */
-export function queueObjectName(topic: string, queue: string): string {
-  return `${queue}:${topic}`;
-}
-
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();

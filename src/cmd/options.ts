@@ -163,13 +163,20 @@ export class OptionError extends TypeError {
 
 type RegistrationKey = "registerTTL" | "registerInterval";
 
+/** The longest delay setTimeout honours (2^31 - 1 ms); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * A TTL or interval of 0, or an interval not shorter than the TTL, lets a running node drop out
  * of the registry between renewals: the option at fault and why, or undefined when they work.
  */
 function registrationProblem(o: ResolvedOptions): { key: RegistrationKey; why: string } | undefined {
   if (!(o.registerTTL > 0)) return { key: "registerTTL", why: "must be more than 0" };
+  if (!Number.isFinite(o.registerTTL)) return { key: "registerTTL", why: "must be finite" };
   if (!(o.registerInterval > 0)) return { key: "registerInterval", why: "must be more than 0: nothing would renew the registration" };
+  if (o.registerInterval > MAX_TIMER_MS) {
+    return { key: "registerInterval", why: `must be at most ${MAX_TIMER_MS} ms (about 24.8 days): Node runs a longer timer at once, so renewals would never pause` };
+  }
   if (o.registerInterval >= o.registerTTL) return { key: "registerInterval", why: "must be shorter than the TTL, or the entry expires between renewals" };
   return undefined;
 }

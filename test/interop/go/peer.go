@@ -1,7 +1,8 @@
 // A go-micro peer for tsmicro's interop suite: student_service, a client, a publisher and a
 // subscriber of the walkthrough's Student, chosen by PEER_MODE. Registry, broker and their
 // addresses come from go-micro's own flags/environment (MICRO_REGISTRY, MICRO_BROKER, …), as in any
-// go-micro program. Every result is one JSON line on stdout.
+// go-micro program. Every result is one JSON line on stdout. PEER_DURABLE_QUEUE=1 subscribes with
+// the rabbitmq broker's DurableQueue() (durableQueue: v4/plugins.go, v5/rabbitmq.go).
 //
 // One source for every go-micro version: build.sh writes it into each version's module as main.go
 // with that version's import path (go-micro.dev/v5 here), so v4/ and v5/ hold only their go.mod and
@@ -219,6 +220,9 @@ func subscribe() {
 	var opts []broker.SubscribeOption
 	if queue != "" {
 		opts = append(opts, broker.Queue(queue))
+	}
+	if env("PEER_DURABLE_QUEUE", "") != "" {
+		opts = append(opts, durableQueue())
 	}
 	_, err := b.Subscribe(topic, func(e broker.Event) error {
 		m := e.Message()
