@@ -9,14 +9,13 @@ import { pino, destination, type DestinationStream, type Logger, type LoggerOpti
 
 export type { Logger } from "pino";
 
-const NO_TRACE = {};
-
-/** pino's mixin for trace-joined logs: the active span's ids, or nothing outside a span. */
+/**
+ * pino's mixin for trace-joined logs: the active span's ids, or nothing outside a span. A new
+ * object each time: pino merges the line's own fields into what the mixin returns.
+ */
 export function traceMixin(): { trace_id?: string; span_id?: string } {
-  const span = trace.getActiveSpan();
-  if (!span) return NO_TRACE;
-  const ids = span.spanContext();
-  return isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : NO_TRACE;
+  const ids = trace.getActiveSpan()?.spanContext();
+  return ids && isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : {};
 }
 
 /** A pino logger as tsmicro makes them: level from MICRO_LOG_LEVEL (read now), trace ids mixed in, to stderr. */

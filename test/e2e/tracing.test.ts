@@ -26,6 +26,7 @@ interface SpanLine {
   name: string;
   kind: SpanKind;
   attributes: Record<string, unknown>;
+  status: { code: SpanStatusCode };
 }
 
 const unique = (what: string) => `${what}_${randomUUID().slice(0, 8)}`;
@@ -68,6 +69,9 @@ describe("one trace across processes: client → A → publish → subscriber B 
 
       const client = new Service({ name: unique("trace_client"), broker: c.broker, transport: c.clientTransport, handleSignals: false });
       services.push(client);
+      // mdns answers a lookup only once A's announcement is heard: call once the registry knows A.
+      const registry = await client.registry();
+      await waitUntil(async () => (await registry.getService(aName).catch(() => [])).length > 0, 20_000, `${aName} in the mdns registry`);
       const step = randomUUID();
       exporter.reset();
       const answer = await trace.getTracer("test").startActiveSpan("test root", async (span) => {
@@ -79,32 +83,33 @@ describe("one trace across processes: client → A → publish → subscriber B 
       });
       assert.deepEqual(answer, { published: topic });
 
-      await waitUntil(() => spansOf(cProc).length >= 1 && spansOf(bProc).length >= 2, 20_000, "B's and C's spans");
       const local = exporter.getFinishedSpans();
       const rootSpan = local.find((s) => s.name === "test root")!;
       const traceId = rootSpan.spanContext().traceId;
-      const clientSpan = local.find((s) => s.kind === SpanKind.CLIENT)!;
-      assert.ok(clientSpan, "the client's span");
+      // On a loaded machine an attempt may time out and be retried: follow the attempts that answered.
+      const answered = local.filter((s) => s.kind === SpanKind.CLIENT && s.status.code !== SpanStatusCode.ERROR);
+      assert.equal(answered.length, 1, "one answered call attempt");
+      const clientSpan = answered[0]!;
       assert.equal(clientSpan.parentSpanContext?.spanId, rootSpan.spanContext().spanId);
       assert.equal(clientSpan.name, `${aName}.Start.Go`);
 
-      const one = (spans: SpanLine[], kind: SpanKind) => {
-        const found = spans.filter((s) => s.kind === kind);
-        assert.equal(found.length, 1, `one span of kind ${SpanKind[kind]} in ${JSON.stringify(spans.map((s) => s.name))}`);
-        return found[0]!;
+      /** The span of kind in proc whose parent is parentId (one that answered, for client spans). */
+      const childOf = (proc: Proc, kind: SpanKind, parentId: string | undefined) =>
+        spansOf(proc).find((s) => s.kind === kind && s.parentSpanId === parentId && (kind !== SpanKind.CLIENT || s.status.code !== SpanStatusCode.ERROR));
+      const followChain = () => {
+        const aServer = childOf(aProc, SpanKind.SERVER, clientSpan.spanContext().spanId);
+        const aPublish = childOf(aProc, SpanKind.PRODUCER, aServer?.spanId);
+        const bConsume = childOf(bProc, SpanKind.CONSUMER, aPublish?.spanId);
+        const bCall = childOf(bProc, SpanKind.CLIENT, bConsume?.spanId);
+        const cServer = childOf(cProc, SpanKind.SERVER, bCall?.spanId);
+        return aServer && aPublish && bConsume && bCall && cServer ? { aServer, aPublish, bConsume, bCall, cServer } : undefined;
       };
-      const aServer = one(spansOf(aProc), SpanKind.SERVER);
-      const aPublish = one(spansOf(aProc), SpanKind.PRODUCER);
-      const bConsume = one(spansOf(bProc), SpanKind.CONSUMER);
-      const bCall = one(spansOf(bProc), SpanKind.CLIENT);
-      const cServer = one(spansOf(cProc), SpanKind.SERVER);
-      const chain = [aServer, aPublish, bConsume, bCall, cServer];
-      for (const span of chain) assert.equal(span.traceId, traceId, `${span.name} is in the client's trace`);
-      assert.equal(aServer.parentSpanId, clientSpan.spanContext().spanId);
-      assert.equal(aPublish.parentSpanId, aServer.spanId);
-      assert.equal(bConsume.parentSpanId, aPublish.spanId);
-      assert.equal(bCall.parentSpanId, bConsume.spanId);
-      assert.equal(cServer.parentSpanId, bCall.spanId);
+      await waitUntil(() => followChain() !== undefined, 20_000, "the chain of spans: client → A's handler → A's publish → B's delivery → B's call → C's handler").catch((err: Error) => {
+        const all = [aProc, bProc, cProc].map((p) => spansOf(p).map((x) => `${x.name} ${SpanKind[x.kind]} ${x.spanId}←${x.parentSpanId}`));
+        throw new Error(`${err.message}; client span ${clientSpan.spanContext().spanId}; spans: ${JSON.stringify(all)}`);
+      });
+      const { aServer, aPublish, bConsume, bCall, cServer } = followChain()!;
+      for (const span of [aServer, aPublish, bConsume, bCall, cServer]) assert.equal(span.traceId, traceId, `${span.name} is in the client's trace`);
 
       assert.equal(aServer.name, `${aName}.Start.Go`);
       assert.equal(aPublish.name, `Pub to ${topic}`);
@@ -127,7 +132,9 @@ describe("one trace across processes: client → A → publish → subscriber B 
         .split("\n")
         .filter((l) => l.includes("lookup inside the trace"))
         .map((l) => JSON.parse(l) as { trace_id?: string; span_id?: string; step?: string });
-      assert.deepEqual(logLine.map((l) => [l.step, l.trace_id, l.span_id]), [[step, traceId, cServer.spanId]]);
+      assert.ok(logLine.length >= 1, "C logged inside the call");
+      for (const l of logLine) assert.deepEqual([l.step, l.trace_id], [step, traceId]);
+      assert.ok(logLine.some((l) => l.span_id === cServer.spanId), "a line carries the span of C's handler");
     });
   }
 });

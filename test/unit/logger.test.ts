@@ -26,14 +26,16 @@ function capture(): { logger: Logger; lines: () => Array<Record<string, unknown>
 
 test("a line logged inside a span carries its trace_id and span_id; one outside carries none", () => {
   const { logger, lines } = capture();
+  logger.info({ address: "127.0.0.1:1" }, "before");
   logger.info("outside");
   const ids = trace.getTracer("test").startActiveSpan("work", (span) => {
     logger.info("inside");
     span.end();
     return span.spanContext();
   });
-  const [outside, inside] = lines();
+  const [, outside, inside] = lines();
   assert.equal(outside!.trace_id, undefined);
+  assert.equal(outside!.address, undefined, "a line's fields do not leak into the next");
   assert.equal(inside!.trace_id, ids.traceId);
   assert.equal(inside!.span_id, ids.spanId);
 });
