@@ -87,7 +87,8 @@ export class Service {
   }
 
   async client(): Promise<Client> {
-    this._client ??= clientFor(this.opts, await this.registry());
+    const registry = await this.registry(); // awaited first: concurrent first calls must share one client
+    this._client ??= clientFor(this.opts, registry);
     return this._client;
   }
 
@@ -173,6 +174,7 @@ export class Service {
       advertise: this.opts.advertise,
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
+      headerTimeoutMs: this.opts.headerTimeout,
       auth: this.opts.auth,
     });
     for (const add of this.handlers) add(server);

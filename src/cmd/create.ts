@@ -67,7 +67,7 @@ export async function registryFor(o: ResolvedOptions): Promise<Registry> {
 
 /** A service's broker, given the service's registry (the http broker registers in it). */
 export async function brokerFor(o: ResolvedOptions, registry: Registry): Promise<Broker> {
-  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth };
+  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth, headerTimeoutMs: o.headerTimeout };
   if (typeof o.broker === "string") return createBroker(o.broker, { ...common, addresses: o.brokerAddress });
   await o.broker.init({ ...common, ...o.broker.options() });
   return o.broker;
@@ -82,6 +82,8 @@ export function clientFor(o: ResolvedOptions, registry: Registry): Client {
     retries: o.clientRetries,
     requestTimeout: o.clientRequestTimeout,
     poolSize: o.clientPoolSize,
+    dialTimeout: o.clientDialTimeout,
+    maxInFlight: o.clientMaxInFlight,
     maxMessageSize: o.maxMessageSize,
     auth: o.auth,
   });

@@ -41,6 +41,11 @@ export interface FlagOptions {
   /** Milliseconds. */
   clientRequestTimeout?: number;
   clientPoolSize?: number;
+  /** Milliseconds. */
+  clientDialTimeout?: number;
+  clientMaxInFlight?: number;
+  /** Milliseconds. */
+  headerTimeout?: number;
   mdnsInterface?: string;
 }
 
@@ -85,6 +90,13 @@ export function parseDuration(raw: string): number {
   return total;
 }
 
+/** A duration flag (go syntax or seconds) that must be more than zero, in milliseconds. */
+const positiveDuration: Parse = (raw) => {
+  const ms = parseDuration(raw);
+  if (ms <= 0) throw new Error(`"${raw}" must be positive`);
+  return ms;
+};
+
 const text: Parse = (raw) => {
   if (raw.trim() === "") throw new Error("must not be empty");
   return raw;
@@ -120,17 +132,11 @@ export const FLAGS: FlagSpec[] = [
   { flag: "transport", key: "transport", help: `client transport (${TRANSPORT_NAMES.join(", ")}); default tcp`, parse: oneOf(TRANSPORT_NAMES, "transport") },
   { flag: "selector", key: "selector", help: `node selection (${SELECTOR_NAMES.join(", ")}); default random`, parse: oneOf(SELECTOR_NAMES, "selector") },
   { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
-  {
-    flag: "client_request_timeout",
-    key: "clientRequestTimeout",
-    help: "per-attempt timeout (5s, 500ms); default 5s",
-    parse: (raw) => {
-      const ms = parseDuration(raw);
-      if (ms <= 0) throw new Error(`"${raw}" must be positive`);
-      return ms;
-    },
-  },
+  { flag: "client_request_timeout", key: "clientRequestTimeout", help: "per-attempt timeout (5s, 500ms); default 5s", parse: positiveDuration },
   { flag: "client_pool_size", key: "clientPoolSize", help: "connections per node; default 1", parse: wholeNumber(1) },
+  { flag: "client_dial_timeout", key: "clientDialTimeout", help: "longest a connection may take to establish (capped by the call's timeout); default 5s", parse: positiveDuration },
+  { flag: "client_max_in_flight", key: "clientMaxInFlight", help: "calls in flight per pooled tcp connection before calls fail fast with a 503; default 10000", parse: wholeNumber(1) },
+  { flag: "server_header_timeout", key: "headerTimeout", help: "longest an HTTP request's headers may take from its first byte (slowloris gets a 408); default 10s", parse: positiveDuration },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
 ];
 

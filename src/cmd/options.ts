@@ -34,6 +34,10 @@ export interface ServiceOptions {
   /** Per call attempt. Default "5s". */
   clientRequestTimeout?: Duration;
   clientPoolSize?: number;
+  /** Longest a connection may take to establish; each call's own timeout caps it further. Default "5s". */
+  clientDialTimeout?: Duration;
+  /** Calls in flight per pooled tcp connection; beyond it, with every pooled connection this busy, a call fails at once with a retryable 503. Default 10000. */
+  clientMaxInFlight?: number;
   mdnsInterface?: string;
   /** How long stop() waits for in-flight calls. Default "10s". */
   drainTimeout?: Duration;
@@ -43,6 +47,8 @@ export interface ServiceOptions {
   auth?: Auth;
   /** How long a peer may stall mid-request before it is cut off. Default "30s". */
   readTimeout?: Duration;
+  /** How long an HTTP request's headers (RPC port and http broker) may take from their first byte; a trickle cannot reset it (slowloris gets a 408). Default "10s". */
+  headerTimeout?: Duration;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
 }
@@ -60,7 +66,7 @@ export interface InitOptions {
  */
 export type Duration = number | string;
 
-const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "drainTimeout", "readTimeout"] as const;
+const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "clientDialTimeout", "drainTimeout", "readTimeout", "headerTimeout"] as const;
 type DurationKey = (typeof DURATION_KEYS)[number];
 
 /** The options with every duration in milliseconds. */
@@ -115,6 +121,9 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     clientRetries: f.clientRetries,
     clientRequestTimeout: f.clientRequestTimeout,
     clientPoolSize: f.clientPoolSize,
+    clientDialTimeout: f.clientDialTimeout,
+    clientMaxInFlight: f.clientMaxInFlight,
+    headerTimeout: f.headerTimeout,
     mdnsInterface: f.mdnsInterface,
   };
   return withoutUndefined(o);
