@@ -25,7 +25,17 @@ export { RegistryBase, ServiceNotFoundError, RegistryUnavailableError, isNotFoun
 // The broker's Event is BrokerEvent here, so it never hides the global Event.
 export type { Broker, BrokerOptions, Message, Event as BrokerEvent, Handler, Subscriber, SubscribeOptions, PublishOptions } from "./broker/broker.ts";
 export { NetworkBroker, type NetworkBrokerOptions } from "./broker/shared.ts";
-export type { ClientTransport, ClientTransportOptions, TransportRequest, TransportResponse } from "./transport/transport.ts";
+export type {
+  ClientTransport,
+  ClientTransportOptions,
+  Dispatch,
+  ServeOptions,
+  Transport,
+  TransportListener,
+  TransportRequest,
+  TransportResponse,
+} from "./transport/transport.ts";
+export { registerTransport, transports, transportNames } from "./transport/transports.ts";
 export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
 export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";

@@ -220,11 +220,17 @@ export class Service {
         {
           id: `${this.opts.name}-${this.id}`,
           address: this.server.advertisedAddress(),
-          metadata: { ...this.opts.metadata, transport: "tcp", protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
+          metadata: { ...this.opts.metadata, transport: this.advertisedTransport(), protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
       ],
     };
     return this.record;
+  }
+
+  /** The transport clients should call this node over: the one chosen, except that "http" (a client's choice to speak only HTTP) leaves tcp advertised. */
+  private advertisedTransport(): string {
+    const t = this.opts.transport;
+    return typeof t === "string" && t !== "http" ? t : "tcp";
   }
 
   private async register(): Promise<void> {

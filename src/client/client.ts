@@ -7,9 +7,8 @@ import { codecFor, JSON_TYPE } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, timeout } from "../errors.ts";
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
-import { HttpClientTransport } from "../transport/http.ts";
-import { TcpClientTransport } from "../transport/tcp.ts";
-import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
+import { transports } from "../transport/transports.ts";
+import { HEADER, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
 
 const CLIENT_ID = "go.micro.client";
@@ -19,11 +18,15 @@ export interface ClientOptions {
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
-   * "tcp" (default): tsmicro's framed tcp with nodes that advertise transport=tcp in their registry
-   * metadata, go-micro's HTTP transport with every other node (go-micro's own). "http": HTTP with
-   * every node. Or a transport instance, used with every node.
+   * "tcp" (default): each node is called over the transport its registry metadata advertises
+   * (`transport=tcp`: tsmicro's framed tcp), go-micro's HTTP transport with nodes that advertise
+   * none or one this client does not know (go-micro's own). "http": HTTP with every node. Another
+   * registered transport's name: like "tcp", and that transport for nodes called by address.
+   * Or a ClientTransport instance, used with every node.
    */
-  transport?: "tcp" | "http" | ClientTransport;
+  transport?: string | ClientTransport;
+  /** The transports to choose from by name. Default: every registered one (transports()). */
+  transports?: Transport[];
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
   retries?: number;
@@ -86,27 +89,40 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pr
 
 export class Client {
   readonly selector: Selector;
-  /** The transport for nodes that do not advertise tcp. */
-  readonly transport: ClientTransport;
-  /** The transport for nodes that advertise tcp, when the client prefers it. */
-  private readonly tcp?: ClientTransport;
+  /** A transport instance given in options, used with every node. */
+  private readonly fixed?: ClientTransport;
+  /** The transport of nodes called by address alone; "http" means HTTP with every node. */
+  private readonly preferred: string;
+  private readonly known: ReadonlyMap<string, Transport>;
+  /** Each transport's dialer, made on first use. */
+  private readonly dialers = new Map<string, ClientTransport>();
+  private readonly transportOpts: ClientTransportOptions;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
     this.credentials = opts.auth?.credentials();
-    const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
-    if (typeof opts.transport === "object") this.transport = opts.transport;
-    else {
-      this.transport = new HttpClientTransport(transportOpts);
-      if (opts.transport !== "http") this.tcp = new TcpClientTransport(transportOpts);
-    }
+    this.transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
+    this.known = new Map((opts.transports ?? transports()).map((t) => [t.name, t]));
+    if (typeof opts.transport === "object") this.fixed = opts.transport;
+    this.preferred = typeof opts.transport === "string" ? opts.transport : "tcp";
+    if (!this.fixed && !this.known.has(this.preferred)) throw new TypeError(`unknown transport "${this.preferred}" (known: ${[...this.known.keys()].join(", ")})`);
     this.options = {
       retries: opts.retries ?? 1,
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+  }
+
+  /** The dialer for node: the transport it advertises if this client knows it, else go-micro's HTTP. */
+  private transportFor(node: Node): ClientTransport {
+    if (this.fixed) return this.fixed;
+    const advertised = this.preferred === "http" ? "http" : node.metadata?.transport;
+    const transport = (advertised !== undefined && this.known.get(advertised)) || this.known.get("http") || this.known.get(this.preferred)!;
+    let dialer = this.dialers.get(transport.name);
+    if (!dialer) this.dialers.set(transport.name, (dialer = transport.dial(this.transportOpts)));
+    return dialer;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -131,7 +147,7 @@ export class Client {
 
     // A node called by address alone is taken to speak the preferred transport.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.tcp ? "tcp" : "http" } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferred } })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
@@ -150,7 +166,7 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        const transport = this.tcp && node.metadata?.transport === "tcp" ? this.tcp : this.transport;
+        const transport = this.transportFor(node);
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
         res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
@@ -182,7 +198,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await Promise.all([this.transport.close(), this.tcp?.close()]);
+    await Promise.all([this.fixed?.close(), ...[...this.dialers.values()].map((d) => d.close())]);
   }
 }
 

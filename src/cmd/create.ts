@@ -74,10 +74,9 @@ export async function brokerFor(o: ResolvedOptions, registry: Registry): Promise
 }
 
 export function clientFor(o: ResolvedOptions, registry: Registry): Client {
-  const t = o.transport;
   return new Client({
     registry,
-    transport: typeof t === "string" ? (t as "tcp" | "http") : t,
+    transport: o.transport,
     selector: o.selector,
     retries: o.clientRetries,
     requestTimeout: o.clientRequestTimeout,

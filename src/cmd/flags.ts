@@ -3,7 +3,8 @@
  * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
  * runMain() turns it into that line on stderr and exit 2.
  */
-import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, TRANSPORT_NAMES, parsePluginRef } from "./plugins.ts";
+import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, parsePluginRef } from "./plugins.ts";
+import { transportNames } from "../transport/transports.ts";
 
 export class FlagError extends Error {
   readonly exitCode: number = 2;
@@ -129,7 +130,8 @@ export const FLAGS: FlagSpec[] = [
   { flag: "server_address", key: "address", help: "host:port to listen on; default 127.0.0.1:0", parse: hostPort },
   { flag: "server_advertise", key: "advertise", help: "host:port to register instead of the bound address", parse: hostPort },
   { flag: "server_metadata", key: "metadata", help: "k=v node metadata (repeatable, or k=v,k2=v2)", parse: keyValue },
-  { flag: "transport", key: "transport", help: `client transport (${TRANSPORT_NAMES.join(", ")}); default tcp`, parse: oneOf(TRANSPORT_NAMES, "transport") },
+  // Checked against the transports registered when the flag is read, so a registered plugin can be chosen.
+  { flag: "transport", key: "transport", help: "client transport (tcp, http, or a registered one); default tcp", parse: (raw, prev) => oneOf(transportNames(), "transport")(raw, prev) },
   { flag: "selector", key: "selector", help: `node selection (${SELECTOR_NAMES.join(", ")}); default random`, parse: oneOf(SELECTOR_NAMES, "selector") },
   { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
   { flag: "client_request_timeout", key: "clientRequestTimeout", help: "per-attempt timeout (5s, 500ms); default 5s", parse: positiveDuration },

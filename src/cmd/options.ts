@@ -23,7 +23,11 @@ export interface ServiceOptions {
   /** A plugin name or URI ("mqtt://127.0.0.1:1883") or an instance. Default http. */
   broker?: string | Broker;
   brokerAddress?: string[];
-  /** Client transport: "tcp" (default) or "http", or an instance. */
+  /**
+   * "tcp" (default): call each node over the transport it advertises (tcp frames between tsmicro
+   * nodes, go-micro's HTTP with the others); "http": HTTP with every node; another registered
+   * transport's name: this node advertises it, so clients call it over it. Or a ClientTransport instance.
+   */
   transport?: string | ClientTransport;
   selector?: Strategy;
   /** How long a registration stays valid (go-micro RegisterTTL). Default "60s". */

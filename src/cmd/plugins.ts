@@ -7,7 +7,6 @@ import { readFileSync } from "node:fs";
 
 export const REGISTRY_NAMES = ["mdns", "memory", "etcd", "consul", "zookeeper", "dns", "nats"] as const;
 export const BROKER_NAMES = ["http", "memory", "nats", "mqtt", "rabbitmq", "redis", "kafka", "nsq", "googlepubsub"] as const;
-export const TRANSPORT_NAMES = ["tcp", "http"] as const;
 export const SELECTOR_NAMES = ["random", "roundrobin"] as const;
 
 /** URI schemes that name a plugin other than themselves. */

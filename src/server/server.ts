@@ -1,18 +1,25 @@
 /**
- * The RPC server: routes "Service.Method" endpoints to async handlers. One port speaks both the
- * tcp frame protocol (the default, fastest) and HTTP (for curl and go-micro tooling): the first
- * byte of a connection tells which.
+ * The RPC server: routes "Service.Method" endpoints to async handlers. One port speaks every
+ * known transport — the tcp frame protocol (the default, fastest), HTTP (for curl and go-micro
+ * tooling), and any registered one: a connection's first bytes tell which (transports.ts).
  */
-import type http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
-import { createHttpHandler } from "../transport/http.ts";
-import { serveTcpConnection } from "../transport/tcp.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE, HEADER, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
+import { transports } from "../transport/transports.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  HEADER,
+  type Headers,
+  type ServeOptions,
+  type Transport,
+  type TransportListener,
+  type TransportRequest,
+  type TransportResponse,
+} from "../transport/transport.ts";
 import { logger } from "../logger.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
@@ -42,6 +49,8 @@ export interface ServerOptions {
   headerTimeoutMs?: number;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
+  /** The transports served on the port, asked in order which one a connection speaks. Default: every registered one (transports()). */
+  transports?: Transport[];
 }
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -53,7 +62,7 @@ export class Server {
   private readonly routes = new Map<string, Route>();
   private readonly sockets = new Set<net.Socket>();
   private netServer?: net.Server;
-  private httpHandler?: http.Server;
+  private listeners: Array<{ transport: Transport; listener: TransportListener }> = [];
   private boundAddress?: string;
   private inflight = 0;
   private draining = false;
@@ -68,6 +77,7 @@ export class Server {
       readTimeoutMs: opts.readTimeoutMs ?? 30_000,
       headerTimeoutMs: opts.headerTimeoutMs ?? 10_000,
       describe: opts.describe ?? describeMessage,
+      transports: opts.transports ?? transports(),
     };
     this.handle("Debug.Health", () => ({ status: "ok" }));
   }
@@ -164,13 +174,16 @@ export class Server {
 
   async start(): Promise<string> {
     const { host, port } = parseHostPort(this.options.address);
-    const opts = {
+    const opts: ServeOptions = {
+      serverId: this.options.name,
       maxMessageSize: this.options.maxMessageSize,
       readTimeoutMs: this.options.readTimeoutMs,
-      serverId: this.options.name,
+      headerTimeoutMs: this.options.headerTimeoutMs,
       track: this.track,
+      draining: () => this.draining,
+      health: () => ({ status: "ok" }),
     };
-    const httpHandler = (this.httpHandler = createHttpHandler(this.dispatch, { ...opts, headerTimeoutMs: this.options.headerTimeoutMs, health: () => ({ status: "ok" }), draining: () => this.draining }));
+    const listeners = (this.listeners = this.options.transports.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
     const server = net.createServer((socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
@@ -178,15 +191,11 @@ export class Server {
       socket.setTimeout(this.options.readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
       socket.once("data", (head: Buffer) => {
         socket.setTimeout(0);
+        const served = listeners.find((l) => l.transport.detect(head));
+        if (!served) return void socket.destroy(); // no transport speaks it (http takes every first byte ≥ 0x20)
         socket.pause();
-        if (head[0]! < 0x20) {
-          serveTcpConnection(socket, head, this.dispatch, opts);
-          socket.resume();
-        } else {
-          socket.unshift(head);
-          httpHandler.emit("connection", socket);
-          socket.resume();
-        }
+        served.listener.serve(socket, head);
+        socket.resume();
       });
     });
     this.netServer = server;
@@ -227,7 +236,7 @@ export class Server {
         };
       });
     }
-    this.httpHandler?.close(); // stops its timeout checks
+    for (const { listener } of this.listeners) listener.close();
     for (const s of this.sockets) s.end();
     // Peers that do not close within a moment are cut off.
     const forced = setTimeout(() => {

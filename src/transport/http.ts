@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
-import { answerClientErrors, decodePath, trickleProofTimeouts } from "./http-guard.ts";
+import { answerClientErrors, answerOnSocket, decodePath, trickleProofTimeouts } from "./http-guard.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -21,6 +21,8 @@ import {
   type ClientTransportOptions,
   type Dispatch,
   type Headers,
+  type ServeOptions,
+  type Transport,
   type TransportRequest,
   type TransportResponse,
 } from "./transport.ts";
@@ -112,19 +114,6 @@ export class HttpClientTransport implements ClientTransport {
   }
 }
 
-export interface HttpServeOptions {
-  maxMessageSize: number;
-  readTimeoutMs: number;
-  /** A request's headers must be complete this long after its first byte. */
-  headerTimeoutMs: number;
-  serverId: string;
-  /** Answers GET /health. */
-  health(): { status: string };
-  track<T>(work: Promise<T>): Promise<T>;
-  /** True while the server drains: responses close their connection. */
-  draining(): boolean;
-}
-
 function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = false): void {
   if (goMicroCaller) {
     res.writeHead(200, { [HEADER.error]: headerSafeJSON(err), "Content-Length": 0 });
@@ -140,8 +129,8 @@ function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = f
   res.end(body);
 }
 
-/** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
-export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
+/** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the RPC server. */
+function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): http.Server {
   const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
     if (opts.draining()) res.setHeader("Connection", "close");
     if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {
@@ -212,3 +201,21 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
   server.keepAliveTimeout = 60_000;
   return server;
 }
+
+export const httpTransport: Transport = {
+  name: "http",
+  dial: (opts) => new HttpClientTransport(opts),
+  // Every connection that is not tcp frames: a request line, or garbage that gets HTTP's 400.
+  detect: (head) => head[0]! >= 0x20,
+  listen(dispatch, opts) {
+    const server = createHttpHandler(dispatch, opts);
+    return {
+      serve(socket, head) {
+        socket.unshift(head);
+        server.emit("connection", socket);
+      },
+      refuse: (socket, _head, err) => answerOnSocket(socket, err),
+      close: () => server.close(), // stops its timeout checks
+    };
+  },
+};

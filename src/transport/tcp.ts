@@ -16,6 +16,8 @@ import {
   type ClientTransportOptions,
   type Dispatch,
   type Headers,
+  type ServeOptions,
+  type Transport,
   type TransportRequest,
   type TransportResponse,
 } from "./transport.ts";
@@ -283,17 +285,8 @@ export class TcpClientTransport implements ClientTransport {
   }
 }
 
-export interface TcpServeOptions {
-  maxMessageSize: number;
-  /** A peer that leaves a frame half-sent this long is disconnected. */
-  readTimeoutMs: number;
-  serverId: string;
-  /** Called around every dispatched request, so the server can drain. */
-  track<T>(work: Promise<T>): Promise<T>;
-}
-
 /** Serves tcp frames on an accepted socket (its already-read first bytes are passed in). */
-export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: TcpServeOptions): void {
+function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: ServeOptions): void {
   socket.setNoDelay(true);
   const write = batchedWriter(socket);
   const send = (kind: FrameKind, id: number, headers: Headers | Buffer, body: Uint8Array) => {
@@ -346,3 +339,20 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
   socket.on("data", (chunk: Buffer) => reader.push(chunk));
   if (head.length > 0) reader.push(head);
 }
+
+/** The frame id of the first frame in head (0 if too little of it arrived), so a refusal answers that call. */
+const firstFrameId = (head: Buffer) => (head.length >= 9 ? head.readUInt32BE(5) : 0);
+
+export const tcpTransport: Transport = {
+  name: "tcp",
+  dial: (opts) => new TcpClientTransport(opts),
+  // A frame starts with the high byte of its length; HTTP with a method letter.
+  detect: (head) => head[0]! < 0x20,
+  listen: (dispatch, opts) => ({
+    serve: (socket, head) => serveTcpConnection(socket, head, dispatch, opts),
+    refuse(socket, head, err) {
+      socket.end(encodeFrame(FrameKind.Error, firstFrameId(head), {}, Buffer.from(JSON.stringify(err))));
+    },
+    close() {},
+  }),
+};

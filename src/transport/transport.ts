@@ -1,4 +1,5 @@
 /** How request bytes move between a client and a server node. */
+import type { Socket } from "node:net";
 import type { MicroError } from "../errors.ts";
 
 export type Headers = Record<string, string>;
@@ -54,3 +55,45 @@ export const HEADER = {
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
+
+/** What a server hands each transport it serves on its port. */
+export interface ServeOptions {
+  serverId: string;
+  maxMessageSize: number;
+  /** Milliseconds a peer may stall in the middle of a request. */
+  readTimeoutMs: number;
+  /** Milliseconds an HTTP request's headers may take from its first byte. */
+  headerTimeoutMs: number;
+  /** Called around every dispatched request, so the server can drain. */
+  track<T>(work: Promise<T>): Promise<T>;
+  /** True while the server drains. */
+  draining(): boolean;
+  /** The node's health, for transports that answer health checks. */
+  health(): { status: string };
+}
+
+/** A transport's server side on one server's port. */
+export interface TransportListener {
+  /** Serves a connection this transport detected; head is what was already read from it. */
+  serve(socket: Socket, head: Buffer): void;
+  /** Answers err in this transport's protocol on a connection it will not serve, and closes it. */
+  refuse(socket: Socket, head: Buffer, err: MicroError): void;
+  /** Stops whatever the listener runs besides its connections (timers). */
+  close(): void;
+}
+
+/**
+ * One way of carrying calls, both sides: clients dial nodes that advertise its name in their
+ * `transport` metadata, and every server serves it on its one port, telling it from the other
+ * transports by a connection's first bytes. Register one with registerTransport() (transports.ts).
+ */
+export interface Transport {
+  /** What nodes advertise as `transport` metadata and `--transport` chooses. */
+  readonly name: string;
+  /** Client side: a dialer with its own connections (one per Client). */
+  dial(opts: ClientTransportOptions): ClientTransport;
+  /** Whether a connection whose first bytes (at least one) are head speaks this transport. */
+  detect(head: Buffer): boolean;
+  /** Server side, for one server. */
+  listen(dispatch: Dispatch, opts: ServeOptions): TransportListener;
+}
