@@ -38,6 +38,10 @@ export interface ClientOptions {
   dialTimeout?: number;
   /** Calls in flight per pooled tcp connection before calls fail fast with a 503. Default 10000. */
   maxInFlight?: number;
+  /** Milliseconds of silence on a tcp connection before the client pings the node. Default 1000. */
+  pingInterval?: number;
+  /** Milliseconds a tcp connection may stay silent, pings unanswered, before it is dropped and its calls are retried elsewhere. Default 3000. */
+  pingTimeout?: number;
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
@@ -103,7 +107,8 @@ export class Client {
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
     this.credentials = opts.auth?.credentials();
-    this.transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
+    const { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout } = opts;
+    this.transportOpts = { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout };
     this.known = new Map((opts.transports ?? transports()).map((t) => [t.name, t]));
     if (typeof opts.transport === "object") this.fixed = opts.transport;
     this.preferred = typeof opts.transport === "string" ? opts.transport : "tcp";

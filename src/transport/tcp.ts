@@ -11,7 +11,10 @@ import { callTimeout, connectionError } from "./errors.ts";
 import {
   DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_PING_TIMEOUT_MS,
   HEADER,
+  KEEPALIVE_DELAY_MS,
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
@@ -89,6 +92,13 @@ export function batchedWriter(socket: net.Socket): (data: Buffer) => void {
   };
 }
 
+const NO_BYTES = Buffer.alloc(0);
+
+interface Liveness {
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+}
+
 /** One client connection to one node; calls are matched to responses by frame id. */
 class Connection {
   private readonly socket: net.Socket;
@@ -101,6 +111,15 @@ class Connection {
    */
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
+  /**
+   * Half-open detection: a peer whose process is frozen keeps the connection open (its kernel even
+   * answers TCP keepalive), so calls would wait out their whole timeout. Every ping interval of
+   * silence sends a ping; silence past the ping timeout drops the connection, failing its calls
+   * as retryable connection errors (the client retries them on another node).
+   */
+  private heartbeat?: NodeJS.Timeout;
+  private heard = false;
+  private silentMs = 0;
   readonly ready: Promise<void>;
   /** ready has resolved: requests need not wait for it. */
   connected = false;
@@ -109,14 +128,17 @@ class Connection {
   constructor(
     private readonly address: string,
     maxMessageSize: number,
+    private readonly liveness: Liveness,
     private readonly onClose: (c: Connection) => void,
   ) {
     this.socket = net.connect(parseHostPort(address));
     this.socket.setNoDelay(true);
+    this.socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.write = batchedWriter(this.socket);
     this.ready = new Promise((resolve, reject) => {
       this.socket.once("connect", () => {
         this.connected = true;
+        this.heartbeat = setInterval(() => this.beat(), liveness.pingIntervalMs).unref();
         resolve();
       });
       this.socket.once("error", reject);
@@ -124,12 +146,15 @@ class Connection {
     });
     this.ready.catch(() => {}); // observed by request(); a failed dial must not be unhandled
     const reader = new FrameReader(maxMessageSize, {
-      onFrame: (f) => this.settle(f),
+      onFrame: (f) => f.kind !== FrameKind.Pong && this.settle(f),
       onOversize: (id, length) =>
         this.fail(id, internalServerError("go.micro.client", `response of ${length} bytes exceeds the ${maxMessageSize} byte limit`)),
       onCorrupt: (err) => this.socket.destroy(err),
     });
-    this.socket.on("data", (chunk: Buffer) => reader.push(chunk));
+    this.socket.on("data", (chunk: Buffer) => {
+      this.heard = true;
+      reader.push(chunk);
+    });
     this.socket.on("error", () => {}); // surfaced through "close" to every pending call
     this.socket.on("close", () => this.shutdown("connection closed"));
   }
@@ -151,6 +176,18 @@ class Connection {
       if (deadline < this.timerAt) this.arm(deadline);
       this.write(frame);
     });
+  }
+
+  private beat(): void {
+    if (this.heard) {
+      this.heard = false;
+      this.silentMs = 0;
+      return;
+    }
+    this.silentMs += this.liveness.pingIntervalMs;
+    if (this.silentMs < this.liveness.pingTimeoutMs) return this.write(encodeFrame(FrameKind.Ping, 0, NO_BYTES, NO_BYTES));
+    this.socket.destroy();
+    this.shutdown(`no answer to pings for ${this.silentMs}ms: the node is unresponsive`);
   }
 
   private arm(at: number): void {
@@ -199,6 +236,7 @@ class Connection {
   private shutdown(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heartbeat);
     for (const id of [...this.pending.keys()]) this.fail(id, connectionError(this.address, reason));
     this.onClose(this);
   }
@@ -216,8 +254,10 @@ export class TcpClientTransport implements ClientTransport {
   private readonly maxMessageSize: number;
   private readonly dialTimeoutMs: number;
   private readonly maxInFlight: number;
+  private readonly liveness: Liveness;
 
   constructor(opts: ClientTransportOptions = {}) {
+    this.liveness = { pingIntervalMs: opts.pingInterval ?? DEFAULT_PING_INTERVAL_MS, pingTimeoutMs: opts.pingTimeout ?? DEFAULT_PING_TIMEOUT_MS };
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 10_000);
     this.poolSize = Math.max(1, opts.poolSize ?? 1);
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
@@ -264,7 +304,7 @@ export class TcpClientTransport implements ClientTransport {
     let best: Connection | undefined;
     for (const c of pool) if (!best || c.load < best.load) best = c;
     if (best && (best.load === 0 || pool.length >= this.poolSize)) return best;
-    const conn = new Connection(address, this.maxMessageSize, (c) => {
+    const conn = new Connection(address, this.maxMessageSize, this.liveness, (c) => {
       const p = this.pools.get(address);
       if (!p) return;
       const i = p.indexOf(c);
@@ -288,6 +328,7 @@ export class TcpClientTransport implements ClientTransport {
 /** Serves tcp frames on an accepted socket (its already-read first bytes are passed in). */
 function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: ServeOptions): void {
   socket.setNoDelay(true);
+  socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
   const write = batchedWriter(socket);
   const send = (kind: FrameKind, id: number, headers: Headers | Buffer, body: Uint8Array) => {
     if (socket.destroyed) return;
@@ -306,6 +347,7 @@ function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch
 
   const reader = new FrameReader(opts.maxMessageSize, {
     onFrame(frame) {
+      if (frame.kind === FrameKind.Ping) return send(FrameKind.Pong, frame.id, NO_BYTES, NO_BYTES);
       if (frame.kind !== FrameKind.Request) return;
       const h = frame.headers;
       const req: TransportRequest = {

@@ -39,6 +39,10 @@ export interface ClientTransportOptions {
   maxInFlight?: number;
   /** Milliseconds a connection may take to establish; a call waits no longer than this or its own timeout. Default 5000. */
   dialTimeout?: number;
+  /** Milliseconds of silence on a tcp connection after which the client pings the node. Default 1000. */
+  pingInterval?: number;
+  /** Milliseconds a tcp connection may stay silent, pings unanswered, before it is dropped and its calls fail retryable. Default 3000. */
+  pingTimeout?: number;
 }
 
 /** go-micro's header names. */
@@ -55,6 +59,10 @@ export const HEADER = {
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
+export const DEFAULT_PING_INTERVAL_MS = 1000;
+export const DEFAULT_PING_TIMEOUT_MS = 3000;
+/** Idle time before the kernel's TCP keepalive probes a connection (it then finds a vanished host; a frozen process, whose kernel still answers, only the ping finds). */
+export const KEEPALIVE_DELAY_MS = 10_000;
 
 /** What a server hands each transport it serves on its port. */
 export interface ServeOptions {
