@@ -8,7 +8,7 @@ import { MicroError, badRequest, internalServerError, timeout } from "../errors.
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { transports } from "../transport/transports.ts";
-import { HEADER, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
+import { HEADER, SECURE_METADATA, type ClientTLS, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
 
 const CLIENT_ID = "go.micro.client";
@@ -42,6 +42,12 @@ export interface ClientOptions {
   pingInterval?: number;
   /** Milliseconds a tcp connection may stay silent, pings unanswered, before it is dropped and its calls are retried elsewhere. Default 3000. */
   pingTimeout?: number;
+  /**
+   * How to dial nodes that advertise secure=true (TLS): the CA to verify them by (default: the
+   * system's) and, for nodes that require mutual TLS, this client's certificate and key. Given,
+   * it is also used with nodes called by address alone.
+   */
+  tls?: ClientTLS;
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
@@ -101,6 +107,7 @@ export class Client {
   /** Each transport's dialer, made on first use. */
   private readonly dialers = new Map<string, ClientTransport>();
   private readonly transportOpts: ClientTransportOptions;
+  private readonly tls?: ClientTLS;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
 
@@ -109,6 +116,7 @@ export class Client {
     this.credentials = opts.auth?.credentials();
     const { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout } = opts;
     this.transportOpts = { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout };
+    this.tls = opts.tls;
     this.known = new Map((opts.transports ?? transports()).map((t) => [t.name, t]));
     if (typeof opts.transport === "object") this.fixed = opts.transport;
     this.preferred = typeof opts.transport === "string" ? opts.transport : "tcp";
@@ -120,13 +128,15 @@ export class Client {
     };
   }
 
-  /** The dialer for node: the transport it advertises if this client knows it, else go-micro's HTTP. */
+  /** The dialer for node: the transport it advertises if this client knows it, else go-micro's HTTP; over TLS if the node advertises secure=true. */
   private transportFor(node: Node): ClientTransport {
     if (this.fixed) return this.fixed;
     const advertised = this.preferred === "http" ? "http" : node.metadata?.transport;
     const transport = (advertised !== undefined && this.known.get(advertised)) || this.known.get("http") || this.known.get(this.preferred)!;
-    let dialer = this.dialers.get(transport.name);
-    if (!dialer) this.dialers.set(transport.name, (dialer = transport.dial(this.transportOpts)));
+    const secure = node.metadata?.[SECURE_METADATA] === "true";
+    const key = secure ? `${transport.name}+tls` : transport.name;
+    let dialer = this.dialers.get(key);
+    if (!dialer) this.dialers.set(key, (dialer = transport.dial(secure ? { ...this.transportOpts, tls: this.tls ?? {} } : this.transportOpts)));
     return dialer;
   }
 
@@ -150,9 +160,9 @@ export class Client {
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
 
-    // A node called by address alone is taken to speak the preferred transport.
+    // A node called by address alone is taken to speak the preferred transport, over TLS if this client has TLS options.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferred } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferred, [SECURE_METADATA]: String(this.tls !== undefined) } })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;

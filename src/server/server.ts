@@ -5,6 +5,7 @@
  */
 import net from "node:net";
 import os from "node:os";
+import tls from "node:tls";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
@@ -15,6 +16,7 @@ import {
   HEADER,
   type Headers,
   type ServeOptions,
+  type ServerTLS,
   type Transport,
   type TransportListener,
   type TransportRequest,
@@ -51,6 +53,8 @@ export interface ServerOptions {
   describe?: (schema: DescMessage) => Value;
   /** The transports served on the port, asked in order which one a connection speaks. Default: every registered one (transports()). */
   transports?: Transport[];
+  /** Serve only TLS (mutual TLS with clientCA): the handshake comes first, then the transport is told inside it. Plaintext callers get a 400 saying so. */
+  tls?: ServerTLS;
 }
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -67,7 +71,7 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth">> & Pick<ServerOptions, "advertise" | "describe" | "auth">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls">> & Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -184,19 +188,32 @@ export class Server {
       health: () => ({ status: "ok" }),
     };
     const listeners = (this.listeners = this.options.transports.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
+    const secure = this.options.tls && secureOptions(this.options.tls);
+    /** Reads a connection's first bytes and hands it to the transport that speaks them (after a TLS handshake, when required). */
+    const accept = (socket: net.Socket, needsTls: boolean) => {
+      socket.setTimeout(this.options.readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
+      socket.once("data", (head: Buffer) => {
+        socket.pause();
+        if (needsTls && head[0] === TLS_HANDSHAKE) {
+          socket.unshift(head); // the TLS socket reads it again as the start of the handshake
+          const secured = new tls.TLSSocket(socket, secure);
+          secured.on("error", () => socket.destroy());
+          secured.once("secure", () => accept(secured, false));
+          return;
+        }
+        socket.setTimeout(0);
+        const served = listeners.find((l) => l.transport.detect(head));
+        if (!served) return void socket.destroy(); // no transport speaks it (http takes every first byte ≥ 0x20)
+        if (needsTls) return served.listener.refuse(socket, head, badRequest(this.options.name, "this node requires TLS: dial it with TLS (it advertises secure=true)"));
+        served.listener.serve(socket, head);
+        socket.resume();
+      });
+    };
     const server = net.createServer((socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
       socket.on("error", () => {});
-      socket.setTimeout(this.options.readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
-      socket.once("data", (head: Buffer) => {
-        socket.setTimeout(0);
-        const served = listeners.find((l) => l.transport.detect(head));
-        if (!served) return void socket.destroy(); // no transport speaks it (http takes every first byte ≥ 0x20)
-        socket.pause();
-        served.listener.serve(socket, head);
-        socket.resume();
-      });
+      accept(socket, secure !== undefined);
     });
     this.netServer = server;
     await new Promise<void>((resolve, reject) => {
@@ -245,6 +262,18 @@ export class Server {
     await closed;
     clearTimeout(forced);
   }
+}
+
+/** The first byte of a TLS record carrying a handshake (a ClientHello starts every TLS connection). */
+const TLS_HANDSHAKE = 0x16;
+
+function secureOptions(t: ServerTLS): tls.TLSSocketOptions {
+  return {
+    isServer: true,
+    secureContext: tls.createSecureContext({ cert: t.cert, key: t.key, ca: t.clientCA }),
+    requestCert: t.clientCA !== undefined,
+    rejectUnauthorized: t.clientCA !== undefined,
+  };
 }
 
 /**

@@ -9,6 +9,7 @@
  * callers get the error's code as HTTP status and the error JSON as body too.
  */
 import http from "node:http";
+import https from "node:https";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
@@ -45,16 +46,19 @@ function canonicalName(name: string): string {
 export class HttpClientTransport implements ClientTransport {
   private readonly agent: http.Agent;
   private readonly maxMessageSize: number;
+  private readonly secure: boolean;
 
   constructor(opts: ClientTransportOptions = {}) {
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) });
+    const agent = { keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) };
+    this.agent = opts.tls ? new https.Agent({ ...agent, ...opts.tls }) : new http.Agent(agent);
+    this.secure = opts.tls !== undefined;
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   }
 
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(address);
-      const r = http.request(
+      const r = (this.secure ? https : http).request(
         {
           agent: this.agent,
           host,
@@ -110,7 +114,7 @@ export class HttpClientTransport implements ClientTransport {
   }
 
   toString(): string {
-    return "http";
+    return this.secure ? "https" : "http";
   }
 }
 

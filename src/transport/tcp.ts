@@ -4,6 +4,7 @@
  * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
  */
 import net from "node:net";
+import tls from "node:tls";
 import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
@@ -15,6 +16,7 @@ import {
   DEFAULT_PING_TIMEOUT_MS,
   HEADER,
   KEEPALIVE_DELAY_MS,
+  type ClientTLS,
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
@@ -94,9 +96,11 @@ export function batchedWriter(socket: net.Socket): (data: Buffer) => void {
 
 const NO_BYTES = Buffer.alloc(0);
 
-interface Liveness {
+interface ConnectionOptions {
   pingIntervalMs: number;
   pingTimeoutMs: number;
+  /** Dial TLS with these. */
+  tls?: ClientTLS;
 }
 
 /** One client connection to one node; calls are matched to responses by frame id. */
@@ -128,15 +132,17 @@ class Connection {
   constructor(
     private readonly address: string,
     maxMessageSize: number,
-    private readonly liveness: Liveness,
+    private readonly liveness: ConnectionOptions,
     private readonly onClose: (c: Connection) => void,
   ) {
-    this.socket = net.connect(parseHostPort(address));
+    const target = parseHostPort(address);
+    const secure = liveness.tls;
+    this.socket = secure ? tls.connect({ ...target, ...secure, servername: net.isIP(target.host) ? undefined : target.host }) : net.connect(target);
     this.socket.setNoDelay(true);
     this.socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.write = batchedWriter(this.socket);
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once("connect", () => {
+      this.socket.once(secure ? "secureConnect" : "connect", () => {
         this.connected = true;
         this.heartbeat = setInterval(() => this.beat(), liveness.pingIntervalMs).unref();
         resolve();
@@ -155,8 +161,10 @@ class Connection {
       this.heard = true;
       reader.push(chunk);
     });
-    this.socket.on("error", () => {}); // surfaced through "close" to every pending call
-    this.socket.on("close", () => this.shutdown("connection closed"));
+    // Surfaced through "close" to every pending call, saying why (a TLS alert, a reset).
+    let failure: Error | undefined;
+    this.socket.on("error", (err) => (failure ??= err));
+    this.socket.on("close", () => this.shutdown(failure ? `connection closed: ${failure.message}` : "connection closed"));
   }
 
   /** Calls waiting for the dial to finish. */
@@ -254,10 +262,10 @@ export class TcpClientTransport implements ClientTransport {
   private readonly maxMessageSize: number;
   private readonly dialTimeoutMs: number;
   private readonly maxInFlight: number;
-  private readonly liveness: Liveness;
+  private readonly liveness: ConnectionOptions;
 
   constructor(opts: ClientTransportOptions = {}) {
-    this.liveness = { pingIntervalMs: opts.pingInterval ?? DEFAULT_PING_INTERVAL_MS, pingTimeoutMs: opts.pingTimeout ?? DEFAULT_PING_TIMEOUT_MS };
+    this.liveness = { pingIntervalMs: opts.pingInterval ?? DEFAULT_PING_INTERVAL_MS, pingTimeoutMs: opts.pingTimeout ?? DEFAULT_PING_TIMEOUT_MS, tls: opts.tls };
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 10_000);
     this.poolSize = Math.max(1, opts.poolSize ?? 1);
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
@@ -321,7 +329,7 @@ export class TcpClientTransport implements ClientTransport {
   }
 
   toString(): string {
-    return "tcp";
+    return this.liveness.tls ? "tcp+tls" : "tcp";
   }
 }
 

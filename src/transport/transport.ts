@@ -43,7 +43,27 @@ export interface ClientTransportOptions {
   pingInterval?: number;
   /** Milliseconds a tcp connection may stay silent, pings unanswered, before it is dropped and its calls fail retryable. Default 3000. */
   pingTimeout?: number;
+  /** Dial TLS, verified with these (an empty object: the system's CAs). */
+  tls?: ClientTLS;
 }
+
+/** A server's certificate and key (PEM), and for mutual TLS the CA its clients' certificates must come from. */
+export interface ServerTLS {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** Require a client certificate signed by this CA (mutual TLS). */
+  clientCA?: string | Buffer;
+}
+
+/** What a client dials TLS with (PEM): the CA to verify nodes by (default: the system's), and its own certificate for mutual TLS. */
+export interface ClientTLS {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+/** The registry metadata of a node that only speaks TLS (go-micro's http broker uses the same key). */
+export const SECURE_METADATA = "secure";
 
 /** go-micro's header names. */
 export const HEADER = {
