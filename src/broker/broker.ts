@@ -1,6 +1,7 @@
 /** Broker contract: the seed's go-micro method set, in TypeScript. */
 import type { Registry } from "../registry/registry.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { ClientTLS, ServerTLS } from "../transport/transport.ts";
 
 export interface Message {
   header: Record<string, string>;
@@ -55,6 +56,10 @@ export interface BrokerOptions {
   auth?: Auth;
   /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
   maxMessageSize?: number;
+  /** Serve subscriptions over TLS (mutual TLS with clientCA), advertised as secure=true (http broker). */
+  tls?: ServerTLS;
+  /** How to verify (and, for mutual TLS, present a certificate to) subscribers that advertise secure=true (http broker). */
+  clientTLS?: ClientTLS;
   /** Plugin-specific. */
   [key: string]: unknown;
 }

@@ -9,9 +9,10 @@
  * Handlers get the header as published: the Micro-Topic this broker adds for routing is removed.
  */
 import http from "node:http";
+import https from "node:https";
 import { randomUUID } from "node:crypto";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "../transport/transport.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, SECURE_METADATA } from "../transport/transport.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { answerClientErrors, trickleProofTimeouts } from "../transport/http-guard.ts";
@@ -51,6 +52,8 @@ export default class HttpBroker implements Broker {
   private boundAddress = "";
   private readonly subscriptions = new Map<string, HttpSubscription>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  /** For subscribers that advertise secure=true; made on first use. */
+  private secureAgent?: https.Agent;
   private renewTimer?: NodeJS.Timeout;
 
   constructor(opts: BrokerOptions = {}) {
@@ -77,10 +80,12 @@ export default class HttpBroker implements Broker {
   async connect(): Promise<void> {
     if (this.server) return;
     const { host, port } = parseHostPort(this.opts.addresses?.[0] ?? "127.0.0.1:0");
-    const server = http.createServer(
-      trickleProofTimeouts(this.opts.headerTimeoutMs ?? 10_000, this.opts.readTimeoutMs ?? 30_000),
-      (req, res) => this.receive(req, res),
-    );
+    const timeouts = trickleProofTimeouts(this.opts.headerTimeoutMs ?? 10_000, this.opts.readTimeoutMs ?? 30_000);
+    const receive = (req: http.IncomingMessage, res: http.ServerResponse) => this.receive(req, res);
+    const t = this.opts.tls;
+    const server: http.Server = t
+      ? https.createServer({ ...timeouts, cert: t.cert, key: t.key, ca: t.clientCA, requestCert: t.clientCA !== undefined, rejectUnauthorized: t.clientCA !== undefined }, receive)
+      : http.createServer(timeouts, receive);
     answerClientErrors(server, HTTP_BROKER_SERVICE);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -107,6 +112,7 @@ export default class HttpBroker implements Broker {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     this.agent.destroy();
+    this.secureAgent?.destroy();
   }
 
   private async renew(): Promise<void> {
@@ -171,9 +177,12 @@ export default class HttpBroker implements Broker {
   private post(node: Node, body: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(node.address);
-      const req = http.request(
+      // go-micro's http broker marks TLS subscribers with secure=true, and so does this one.
+      const secure = node.metadata?.[SECURE_METADATA] === "true";
+      if (secure) this.secureAgent ??= new https.Agent({ keepAlive: true, maxSockets: 64, ...this.opts.clientTLS });
+      const req = (secure ? https : http).request(
         {
-          agent: this.agent,
+          agent: secure ? this.secureAgent : this.agent,
           host,
           port,
           method: "POST",
@@ -247,7 +256,7 @@ export default class HttpBroker implements Broker {
     const service: Service = {
       name: HTTP_BROKER_SERVICE,
       version: opts.queue ?? BROADCAST_VERSION,
-      nodes: [{ id, address: this.boundAddress, metadata: { secure: "false", broker: "http", topic } }],
+      nodes: [{ id, address: this.boundAddress, metadata: { [SECURE_METADATA]: String(this.opts.tls !== undefined), broker: "http", topic } }],
     };
     const sub: HttpSubscription = {
       id,

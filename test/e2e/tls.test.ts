@@ -8,6 +8,8 @@ import { Client } from "../../src/client/client.ts";
 import { Server } from "../../src/server/server.ts";
 import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
+import HttpBroker, { HTTP_BROKER_SERVICE } from "../../src/broker/http.ts";
+import type { ClientTLS } from "../../src/transport/transport.ts";
 import { makeTestCerts, type TestCerts } from "../helpers/certs.ts";
 
 let certs: TestCerts;
@@ -90,6 +92,47 @@ describe("TLS on the RPC port", () => {
       assert.equal(node.calls(), 2, "only the clients with a certificate reached the handler");
     } finally {
       await node.server.stop(100);
+    }
+  });
+});
+
+describe("TLS on the http broker", () => {
+  it("a subscriber serving TLS advertises secure=true, publishers deliver over HTTPS, and plaintext or unverified deliveries are refused", async () => {
+    const registry = new MemoryRegistry();
+    const subscriber = new HttpBroker({ registry, tls: { cert: certs.serverCert, key: certs.serverKey, clientCA: certs.ca } });
+    await subscriber.connect();
+    const received: string[] = [];
+    await subscriber.subscribe("vault.opened", (e) => void received.push(Buffer.from(e.message.body).toString()));
+    const publishers: HttpBroker[] = [];
+    const publisher = async (clientTLS: ClientTLS) => {
+      const p = new HttpBroker({ registry, clientTLS });
+      publishers.push(p);
+      await p.connect();
+      return p;
+    };
+    try {
+      const [record] = await registry.getService(HTTP_BROKER_SERVICE);
+      const node = record!.nodes[0]!;
+      assert.equal(node.metadata?.secure, "true");
+      const trusted = await publisher({ ca: certs.ca, cert: certs.clientCert, key: certs.clientKey });
+      await trusted.publish("vault.opened", { header: {}, body: Buffer.from("over tls") });
+      assert.deepEqual(received, ["over tls"]);
+
+      // mutual TLS: a publisher without a client certificate, or one that does not trust the subscriber's CA, delivers nothing.
+      const anonymous = await publisher({ ca: certs.ca });
+      await assert.rejects(anonymous.publish("vault.opened", { header: {}, body: Buffer.from("anonymous") }), /certificate required|socket hang up|ECONNRESET/);
+      const distrustful = await publisher({ ca: certs.otherCa, cert: certs.clientCert, key: certs.clientKey });
+      await assert.rejects(distrustful.publish("vault.opened", { header: {}, body: Buffer.from("distrustful") }), /certificate/);
+      // Plaintext HTTP to the subscriber's port gets no delivery through.
+      const plain = await fetch(`http://${subscriber.address()}/?id=${encodeURIComponent(node.id)}`, { method: "POST", body: "{}", signal: AbortSignal.timeout(5000) }).then(
+        (res) => `HTTP ${res.status}`,
+        (err: Error) => err.message,
+      );
+      assert.doesNotMatch(plain, /HTTP 200/);
+      assert.deepEqual(received, ["over tls"], "only the verified delivery reached the handler");
+    } finally {
+      for (const p of publishers) await p.disconnect();
+      await subscriber.disconnect();
     }
   });
 });
