@@ -16,6 +16,7 @@ import { logger } from "./logger.ts";
 import type { ServiceImpl } from "./proto/service.ts";
 import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
+import { SECURE_METADATA } from "./transport/transport.ts";
 
 interface Subscription {
   topic: string;
@@ -175,6 +176,7 @@ export class Service {
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
       headerTimeoutMs: this.opts.headerTimeout,
+      tls: this.opts.serverTLS,
       auth: this.opts.auth,
     });
     for (const add of this.handlers) add(server);
@@ -220,7 +222,7 @@ export class Service {
         {
           id: `${this.opts.name}-${this.id}`,
           address: this.server.advertisedAddress(),
-          metadata: { ...this.opts.metadata, transport: this.advertisedTransport(), protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
+          metadata: { ...this.opts.metadata, transport: this.advertisedTransport(), [SECURE_METADATA]: String(this.opts.serverTLS !== undefined), protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
       ],
     };

@@ -67,7 +67,7 @@ export async function registryFor(o: ResolvedOptions): Promise<Registry> {
 
 /** A service's broker, given the service's registry (the http broker registers in it). */
 export async function brokerFor(o: ResolvedOptions, registry: Registry): Promise<Broker> {
-  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth, headerTimeoutMs: o.headerTimeout };
+  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth, headerTimeoutMs: o.headerTimeout, tls: o.serverTLS, clientTLS: o.clientTLS };
   if (typeof o.broker === "string") return createBroker(o.broker, { ...common, addresses: o.brokerAddress });
   await o.broker.init({ ...common, ...o.broker.options() });
   return o.broker;
@@ -85,5 +85,6 @@ export function clientFor(o: ResolvedOptions, registry: Registry): Client {
     maxInFlight: o.clientMaxInFlight,
     maxMessageSize: o.maxMessageSize,
     auth: o.auth,
+    tls: o.clientTLS,
   });
 }

@@ -3,6 +3,7 @@
  * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
  * runMain() turns it into that line on stderr and exit 2.
  */
+import { readFileSync } from "node:fs";
 import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, parsePluginRef } from "./plugins.ts";
 import { transportNames } from "../transport/transports.ts";
 
@@ -47,6 +48,13 @@ export interface FlagOptions {
   clientMaxInFlight?: number;
   /** Milliseconds. */
   headerTimeout?: number;
+  /** PEM text, read from the files the TLS flags name. */
+  serverTlsCert?: string;
+  serverTlsKey?: string;
+  serverTlsClientCa?: string;
+  clientTlsCa?: string;
+  clientTlsCert?: string;
+  clientTlsKey?: string;
   mdnsInterface?: string;
 }
 
@@ -98,6 +106,18 @@ const positiveDuration: Parse = (raw) => {
   return ms;
 };
 
+/** A flag naming a PEM file: its text, so a missing or wrong file is a bad flag (exit 2), not a failure at start. */
+const pemFile: Parse = (raw) => {
+  let pem: string;
+  try {
+    pem = readFileSync(raw, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read "${raw}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!pem.includes("-----BEGIN ")) throw new Error(`"${raw}" is not a PEM file`);
+  return pem;
+};
+
 const text: Parse = (raw) => {
   if (raw.trim() === "") throw new Error("must not be empty");
   return raw;
@@ -139,6 +159,12 @@ export const FLAGS: FlagSpec[] = [
   { flag: "client_dial_timeout", key: "clientDialTimeout", help: "longest a connection may take to establish (capped by the call's timeout); default 5s", parse: positiveDuration },
   { flag: "client_max_in_flight", key: "clientMaxInFlight", help: "calls in flight per pooled tcp connection before calls fail fast with a 503; default 10000", parse: wholeNumber(1) },
   { flag: "server_header_timeout", key: "headerTimeout", help: "longest an HTTP request's headers may take from its first byte (slowloris gets a 408); default 10s", parse: positiveDuration },
+  { flag: "server_tls_cert", key: "serverTlsCert", help: "PEM certificate file: the RPC port and http broker serve only TLS (with --server_tls_key)", parse: pemFile },
+  { flag: "server_tls_key", key: "serverTlsKey", help: "PEM private key file of --server_tls_cert", parse: pemFile },
+  { flag: "server_tls_client_ca", key: "serverTlsClientCa", help: "PEM CA file: require client certificates it signed (mutual TLS)", parse: pemFile },
+  { flag: "client_tls_ca", key: "clientTlsCa", help: "PEM CA file to verify nodes advertising secure=true by; default the system's CAs", parse: pemFile },
+  { flag: "client_tls_cert", key: "clientTlsCert", help: "PEM client certificate file for nodes that require mutual TLS (with --client_tls_key)", parse: pemFile },
+  { flag: "client_tls_key", key: "clientTlsKey", help: "PEM private key file of --client_tls_cert", parse: pemFile },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
 ];
 

@@ -6,7 +6,7 @@ import { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type
 import type { Broker } from "../broker/broker.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
-import type { ClientTransport } from "../transport/transport.ts";
+import type { ClientTLS, ClientTransport, ServerTLS } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
 
 export interface ServiceOptions {
@@ -53,6 +53,13 @@ export interface ServiceOptions {
   readTimeout?: Duration;
   /** How long an HTTP request's headers (RPC port and http broker) may take from their first byte; a trickle cannot reset it (slowloris gets a 408). Default "10s". */
   headerTimeout?: Duration;
+  /**
+   * Serve the RPC port (both protocols) and the http broker's subscriptions only over TLS (mutual
+   * TLS with clientCA); the node then advertises secure=true. PEM text. Off by default.
+   */
+  serverTLS?: ServerTLS;
+  /** How this service's client and publisher dial nodes that advertise secure=true: the CA (default: the system's), and a certificate for mutual TLS. PEM text. */
+  clientTLS?: ClientTLS;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
 }
@@ -129,8 +136,28 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     clientMaxInFlight: f.clientMaxInFlight,
     headerTimeout: f.headerTimeout,
     mdnsInterface: f.mdnsInterface,
+    // Partial here: completed from the code's options, and checked, in applyProcessOptions.
+    serverTLS: someOf({ cert: f.serverTlsCert, key: f.serverTlsKey, clientCA: f.serverTlsClientCa }) as ServerTLS | undefined,
+    clientTLS: someOf({ ca: f.clientTlsCa, cert: f.clientTlsCert, key: f.clientTlsKey }),
   };
   return withoutUndefined(o);
+}
+
+/** The fields that are set, or undefined if none is. */
+function someOf<T extends object>(o: T): T | undefined {
+  const set = withoutUndefined(o);
+  return Object.keys(set).length > 0 ? set : undefined;
+}
+
+/** A certificate without its key (or a key without its certificate): which option and flag are missing. */
+function tlsProblem(o: ServiceOptions): { option: string; flag: string } | undefined {
+  const s = o.serverTLS as Partial<ServerTLS> | undefined;
+  if (s && !s.cert) return { option: "serverTLS.cert", flag: "--server_tls_cert" };
+  if (s && !s.key) return { option: "serverTLS.key", flag: "--server_tls_key" };
+  const c = o.clientTLS;
+  if (c?.cert && !c.key) return { option: "clientTLS.key", flag: "--client_tls_key" };
+  if (c?.key && !c.cert) return { option: "clientTLS.cert", flag: "--client_tls_cert" };
+  return undefined;
 }
 
 /** So that an option left undefined never hides a default. */
@@ -165,6 +192,8 @@ function registrationProblem(o: ResolvedOptions): { key: RegistrationKey; why: s
 /** The code's options over the defaults, durations in milliseconds. Throws OptionError for registration times that cannot work. */
 export function resolveOptions(code: ServiceOptions): ResolvedOptions {
   const options = { ...DEFAULTS, ...inMilliseconds(code) };
+  const tls = tlsProblem(options);
+  if (tls) throw new OptionError(tls.option, "is missing: a TLS certificate needs its key, and a key its certificate");
   const problem = registrationProblem(options);
   if (problem) {
     throw new OptionError(problem.key, `${options[problem.key]} ms ${problem.why} (registerTTL ${options.registerTTL} ms, registerInterval ${options.registerInterval} ms)`);
@@ -184,7 +213,13 @@ export function applyProcessOptions(
   const parsed = fromArgv(argv, { allowUnknown });
   if (parsed.help) throw new HelpRequested(usage(current.name));
   const fromEnvironment = fromEnv(env);
-  const options = { ...current, ...inMilliseconds(toServiceOptions(fromEnvironment)), ...inMilliseconds(toServiceOptions(parsed.options)) };
+  const [fromVariables, fromFlags] = [toServiceOptions(fromEnvironment), toServiceOptions(parsed.options)];
+  const options = { ...current, ...inMilliseconds(fromVariables), ...inMilliseconds(fromFlags) };
+  // TLS settings merge field by field: a flag can add the client CA to a certificate set in code.
+  if (fromVariables.serverTLS || fromFlags.serverTLS) options.serverTLS = { ...current.serverTLS, ...fromVariables.serverTLS, ...fromFlags.serverTLS } as ServerTLS;
+  if (fromVariables.clientTLS || fromFlags.clientTLS) options.clientTLS = { ...current.clientTLS, ...fromVariables.clientTLS, ...fromFlags.clientTLS };
+  const tls = tlsProblem(options);
+  if (tls) throw new FlagError(`invalid TLS settings: ${tls.flag} (or ${tls.option} in code) is missing: a TLS certificate needs its key, and a key its certificate`);
   const problem = registrationProblem(options);
   if (problem) {
     // One line naming where each value came from (a flag, a MICRO_* variable, or code/default), led by the one set last.

@@ -10,6 +10,9 @@ import type { MicroError } from "../../src/errors.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import HttpBroker, { HTTP_BROKER_SERVICE } from "../../src/broker/http.ts";
 import type { ClientTLS } from "../../src/transport/transport.ts";
+import { Service } from "../../src/service.ts";
+import { FlagError, fromArgv } from "../../src/cmd/flags.ts";
+import { OptionError } from "../../src/cmd/options.ts";
 import { makeTestCerts, type TestCerts } from "../helpers/certs.ts";
 
 let certs: TestCerts;
@@ -134,5 +137,43 @@ describe("TLS on the http broker", () => {
       for (const p of publishers) await p.disconnect();
       await subscriber.disconnect();
     }
+  });
+});
+
+describe("TLS from flags and environment", () => {
+  it("a Service given go-micro style TLS flags and MICRO_* variables serves mutual TLS on its port and broker, advertises secure=true, and its own client and publisher get through", async () => {
+    const registry = new MemoryRegistry();
+    const { files } = certs;
+    const service = new Service({ name: "vault_service", registry, broker: "http", handleSignals: false }).init(
+      ["--server_tls_cert", files.serverCert, "--server_tls_key", files.serverKey, "--client_tls_ca", files.ca],
+      { env: { MICRO_SERVER_TLS_CLIENT_CA: files.ca, MICRO_CLIENT_TLS_CERT: files.clientCert, MICRO_CLIENT_TLS_KEY: files.clientKey } },
+    );
+    service.handle("Vault.Open", () => ({ opened: true }));
+    const events: unknown[] = [];
+    await service.subscribe("vault.events", (e: unknown) => void events.push(e));
+    await service.start();
+    const stranger = new Client({ registry, retries: 0, tls: { ca: certs.ca } }); // trusts the node, has no certificate
+    try {
+      const [record] = await registry.getService("vault_service");
+      assert.equal(record!.nodes[0]!.metadata?.secure, "true");
+      assert.deepEqual(await service.call("vault_service", "Vault.Open", {}), { opened: true });
+      await service.publish("vault.events", { n: 1 });
+      assert.deepEqual(events, [{ n: 1 }]);
+      const err = await failure(stranger.call("vault_service", "Vault.Open", {}));
+      assert.match(err.detail, /certificate required/);
+    } finally {
+      await stranger.close();
+      await service.stop();
+    }
+  });
+
+  it("a TLS file that cannot be read, or a certificate without its key, is one line naming the flag; in code, an OptionError", () => {
+    assert.throws(() => fromArgv(["--server_tls_cert=/nonexistent/cert.pem"]), (e: Error) => e instanceof FlagError && /^invalid value for --server_tls_cert: cannot read "\/nonexistent\/cert.pem": ENOENT$/.test(e.message));
+    assert.throws(() => fromArgv([`--client_tls_ca=${certs.dir}/server.ext`]), (e: Error) => e instanceof FlagError && /--client_tls_ca: .* is not a PEM file/.test(e.message));
+    assert.throws(
+      () => new Service({ registry: "memory" }).init([`--server_tls_cert=${certs.files.serverCert}`], { env: {} }),
+      (e: Error) => e instanceof FlagError && /--server_tls_key .* is missing/.test(e.message),
+    );
+    assert.throws(() => new Service({ clientTLS: { cert: certs.clientCert } }), (e: Error) => e instanceof OptionError && e.option === "clientTLS.key");
   });
 });
