@@ -7,6 +7,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import type { Broker, Event, SubscribeOptions, Subscriber } from "./broker/broker.ts";
 import { JSON_TYPE, PROTOBUF_TYPE, codecFor, isProtoMessage } from "./codec/codec.ts";
 import { logger } from "./logger.ts";
+import { wrap, type SubscriberFunc, type SubscriberWrapper } from "./wrapper/wrapper.ts";
 
 export const CONTENT_TYPE = "Content-Type";
 /** Names the protobuf type of a body, so a receiver holding several schemas can pick one. */
@@ -69,27 +70,26 @@ export function decodeEvent<T>(event: Event, schema?: DescMessage): T {
   return codec.decode(event.message.body, type) as T;
 }
 
+/** Subscribes handler to topic; wrappers (the first outermost) see each event before its body is decoded. */
 export function subscribeEvent<T = unknown>(
   broker: Broker,
   topic: string,
   handler: EventHandler<T>,
   opts: SubscribeEventOptions = {},
+  wrappers?: readonly SubscriberWrapper[],
 ): Promise<Subscriber> {
   const { schema, ...brokerOpts } = opts;
   if (schema) registerTypes(schema);
-  return broker.subscribe(
-    topic,
-    async (event) => {
-      let message: T;
-      try {
-        message = decodeEvent<T>(event, schema);
-      } catch (err) {
-        // Redelivering a body that cannot be decoded would loop forever: report it and move on.
-        logger.error({ topic, header: event.message.header, err: (err as Error).message }, "cannot decode event; dropped");
-        return;
-      }
-      await handler(message, event);
-    },
-    brokerOpts,
-  );
+  const deliver: SubscriberFunc = async (event) => {
+    let message: T;
+    try {
+      message = decodeEvent<T>(event, schema);
+    } catch (err) {
+      // Redelivering a body that cannot be decoded would loop forever: report it and move on.
+      logger.error({ topic, header: event.message.header, err: (err as Error).message }, "cannot decode event; dropped");
+      return;
+    }
+    await handler(message, event);
+  };
+  return broker.subscribe(topic, wrap(deliver, wrappers), brokerOpts);
 }

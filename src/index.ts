@@ -2,7 +2,7 @@
  * tsmicro's public API. Everything a public option accepts is exported here, including the base
  * classes plugin authors extend; internals (flag tables, the logger, wire helpers) are not.
  */
-export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type ServiceSubscription } from "./service.ts";
+export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type Hook, type ServiceSubscription } from "./service.ts";
 export { runMain } from "./run-main.ts";
 export { Client, notFoundError, type CallOptions, type ClientOptions } from "./client/client.ts";
 export { Server, type CallContext, type HandlerFn, type HandlerOptions, type ServerOptions } from "./server/server.ts";
@@ -28,18 +28,58 @@ export { NetworkBroker, type NetworkBrokerOptions } from "./broker/shared.ts";
 export type {
   ClientTransport,
   ClientTransportOptions,
+  ClientTLS,
   Dispatch,
   ServeOptions,
+  ServerTLS,
   Transport,
   TransportListener,
   TransportRequest,
   TransportResponse,
+  Headers,
 } from "./transport/transport.ts";
-export { registerTransport, transports, transportNames } from "./transport/transports.ts";
-export { Selector, filterMetadata, filterVersion, type Strategy, type Filter, type SelectOptions } from "./selector/selector.ts";
-export { codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
+export { getHeader } from "./transport/transport.ts";
+export {
+  wrap,
+  type ClientCall,
+  type CallFunc,
+  type CallWrapper,
+  type HandlerFunc,
+  type HandlerWrapper,
+  type Publication,
+  type PublishFunc,
+  type PublishWrapper,
+  type SubscriberFunc,
+  type SubscriberWrapper,
+} from "./wrapper/wrapper.ts";
+export {
+  Selector,
+  selectors,
+  filterMetadata,
+  filterVersion,
+  type Strategy,
+  type SelectionStrategy,
+  type StrategyFactory,
+  type Filter,
+  type SelectOptions,
+} from "./selector/selector.ts";
+export { codecs, codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";
-export { parsePluginRef, MissingPackageError, UnknownPluginError, type PluginRef } from "./cmd/plugins.ts";
+export {
+  registries,
+  brokers,
+  transports,
+  servedTransports,
+  PluginKind,
+  parsePluginRef,
+  importOptional,
+  MissingPackageError,
+  UnknownPluginError,
+  type PluginRef,
+  type PluginFactory,
+  type RegistryFactory,
+  type BrokerFactory,
+} from "./cmd/plugins.ts";
 export { OptionError } from "./cmd/options.ts";
 export { sharedToken, type Auth } from "./auth/auth.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";

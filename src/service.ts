@@ -8,15 +8,16 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
 import { brokerFor, clientFor, registryFor } from "./cmd/create.ts";
-import { applyProcessOptions, resolveOptions, toSeconds, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
+import { applyProcessOptions, resolveOptions, toSeconds, type Hook, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
 import { MissingPackageError } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
-import { publishEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
+import { encodeEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { logger } from "./logger.ts";
 import type { ServiceImpl } from "./proto/service.ts";
 import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
 import { SECURE_METADATA } from "./transport/transport.ts";
+import { wrap, type PublishFunc } from "./wrapper/wrapper.ts";
 
 interface Subscription {
   topic: string;
@@ -41,6 +42,8 @@ export class Service {
   private _client?: Client;
   private _registry?: Registry;
   private _broker?: Broker;
+  /** The broker's publish behind the service's publish wrappers, made with the broker. */
+  private publisher?: PublishFunc;
   private readonly handlers: Array<(s: Server) => void> = [];
   private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
@@ -83,13 +86,20 @@ export class Service {
   }
 
   async broker(): Promise<Broker> {
-    this._broker ??= await brokerFor(this.opts, await this.registry());
+    if (!this._broker) {
+      const broker = await brokerFor(this.opts, await this.registry());
+      this._broker ??= broker;
+      this.publisher = wrap<PublishFunc>((p) => this._broker!.publish(p.topic, p.message), this.opts.wrapPublish);
+    }
     return this._broker;
   }
 
   async client(): Promise<Client> {
-    const registry = await this.registry(); // awaited first: concurrent first calls must share one client
-    this._client ??= clientFor(this.opts, registry);
+    if (!this._client) {
+      const client = await clientFor(this.opts, await this.registry());
+      if (this._client) await client.close(); // a concurrent call made one first
+      else this._client = client;
+    }
     return this._client;
   }
 
@@ -120,7 +130,7 @@ export class Service {
   async publish(topic: string, message: unknown, opts?: PublishEventOptions): Promise<void> {
     const broker = await this.broker();
     if (!this.running) await broker.connect(); // publishing before (or without) run()
-    await publishEvent(broker, topic, message, opts);
+    await this.publisher!({ topic, message: encodeEvent(topic, message, opts) });
   }
 
   /** Subscribes a typed handler; before start() the subscription starts with the service. */
@@ -133,7 +143,7 @@ export class Service {
     this.subscriptions.push(sub);
     if (this.running) {
       try {
-        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts);
+        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts, this.opts.wrapSubscriber);
       } catch (err) {
         forget();
         throw err;
@@ -169,6 +179,7 @@ export class Service {
   }
 
   private async startParts(): Promise<void> {
+    await this.step("a beforeStart hook failed", () => runHooks(this.opts.beforeStart));
     const server = new Server({
       name: this.opts.name,
       address: this.opts.address,
@@ -178,6 +189,7 @@ export class Service {
       headerTimeoutMs: this.opts.headerTimeout,
       tls: this.opts.serverTLS,
       auth: this.opts.auth,
+      wrapHandler: this.opts.wrapHandler,
     });
     for (const add of this.handlers) add(server);
     this.server = server;
@@ -188,7 +200,7 @@ export class Service {
     await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
     logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
     for (const sub of this.subscriptions) {
-      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts));
+      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts, this.opts.wrapSubscriber));
     }
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
     const interval = this.opts.registerInterval;
@@ -197,6 +209,7 @@ export class Service {
         this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
       }, interval);
     }
+    await this.step("an afterStart hook failed", () => runHooks(this.opts.afterStart));
   }
 
   /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
@@ -260,10 +273,24 @@ export class Service {
     process.off("SIGTERM", onSignal);
   }
 
-  /** Deregisters at once, drains in-flight calls, unsubscribes and disconnects. */
+  /**
+   * Runs the beforeStop hooks, deregisters at once, drains in-flight calls, unsubscribes,
+   * disconnects, then runs the afterStop hooks. A hook's failure does not stop the rest: it is
+   * stop()'s rejection at the end, as in go-micro.
+   */
   stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
+    this.stopping ??= this.stopWithHooks();
     return this.stopping;
+  }
+
+  private async stopWithHooks(): Promise<void> {
+    const started = this.running !== undefined;
+    const failures: unknown[] = [];
+    if (started) await runHooks(this.opts.beforeStop, failures);
+    await this.shutdown();
+    if (started) await runHooks(this.opts.afterStop, failures);
+    this.resolveRun?.();
+    if (failures.length > 0) throw failures[0];
   }
 
   private async shutdown(): Promise<void> {
@@ -282,11 +309,22 @@ export class Service {
     await this._client?.close();
     await registry?.close();
     if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
-    this.resolveRun?.();
   }
 }
 
-export type { Duration, InitOptions, ServiceOptions } from "./cmd/options.ts";
+/** Runs hooks in order. With `failures`, a failing hook is recorded there and the rest still run; without, the first failure throws. */
+async function runHooks(hooks: readonly Hook[] | undefined, failures?: unknown[]): Promise<void> {
+  for (const hook of hooks ?? []) {
+    try {
+      await hook();
+    } catch (err) {
+      if (!failures) throw err;
+      failures.push(err);
+    }
+  }
+}
+
+export type { Duration, Hook, InitOptions, ServiceOptions } from "./cmd/options.ts";
 
 /** go-micro's micro.NewService. */
 export function newService(opts?: ServiceOptions): Service {

@@ -5,7 +5,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { type MicroError, forbidden, unauthorized } from "../errors.ts";
-import type { Headers } from "../transport/transport.ts";
+import { getHeader, type Headers } from "../transport/transport.ts";
 
 export interface Auth {
   /** Headers that prove the caller, added to every call and delivery it makes. */
@@ -22,7 +22,7 @@ export function sharedToken(token: string): Auth {
   return {
     credentials: () => ({ Authorization: `Bearer ${token}` }),
     verify(headers, id) {
-      const given = headers.Authorization ?? headers.authorization;
+      const given = getHeader(headers, "Authorization");
       if (!given?.startsWith("Bearer ")) return unauthorized(id, "no credentials: send Authorization: Bearer <token>");
       return timingSafeEqual(digest(given.slice(7)), expected) ? undefined : forbidden(id, "invalid credentials");
     },

@@ -42,6 +42,8 @@ export interface Subscriber {
 export interface BrokerOptions {
   /** Server addresses (host:port or URLs). */
   addresses?: string[];
+  /** The URI the broker was chosen by, without its query (it may carry credentials or a vhost). */
+  url?: string;
   /** Used by brokers that find subscribers through the registry (http). */
   registry?: Registry;
   /** Seconds; how long registry entries of subscribers live (http broker). */

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { FLAGS, FlagError } from "../cmd/flags.ts";
+import { FLAGS, FlagError, helpText } from "../cmd/flags.ts";
 import { MicroError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { parseHostPort } from "../address.ts";
@@ -176,7 +176,7 @@ function program(): Command {
     .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, "tsmicro: ")) })
     .exitOverride() // inherited by the commands below: usage errors exit 2, not commander's 1
     .showHelpAfterError(false);
-  for (const f of CLIENT_FLAGS) cli.option(`--${f.flag} <value>`, `${f.help} [$MICRO_${f.flag.toUpperCase()}]`);
+  for (const f of CLIENT_FLAGS) cli.option(`--${f.flag} <value>`, `${helpText(f)} [$MICRO_${f.flag.toUpperCase()}]`);
 
   cli.command("services").description("list the services of the registry").action(action(services));
   cli.command("service <name>").description("a service's versions, nodes and endpoints").action(action(describeService));

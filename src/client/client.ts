@@ -7,9 +7,10 @@ import { codecFor, JSON_TYPE } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, timeout } from "../errors.ts";
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
-import { transports } from "../transport/transports.ts";
+import { UnknownPluginError, transports } from "../cmd/plugins.ts";
 import { HEADER, SECURE_METADATA, type ClientTLS, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import { wrap, type CallFunc, type CallWrapper } from "../wrapper/wrapper.ts";
 
 const CLIENT_ID = "go.micro.client";
 
@@ -18,14 +19,15 @@ export interface ClientOptions {
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
-   * "tcp" (default): each node is called over the transport its registry metadata advertises
-   * (`transport=tcp`: tsmicro's framed tcp), go-micro's HTTP transport with nodes that advertise
-   * none or one this client does not know (go-micro's own). "http": HTTP with every node. Another
-   * registered transport's name: like "tcp", and that transport for nodes called by address.
-   * Or a ClientTransport instance, used with every node.
+   * "tcp" (default): each node is called over the registered transport its registry metadata
+   * names (`transport=tcp`: tsmicro's framed tcp), go-micro's HTTP transport with nodes that name
+   * none or one this client does not know (every node answers HTTP). "http": HTTP with every node.
+   * Another registered transport's name: like "tcp", and that transport for nodes called by
+   * address. A transport registered lazily must be resolved first (`await transports.resolve(name)`;
+   * services do). Or a ClientTransport instance, used with every node.
    */
-  transport?: string | ClientTransport;
-  /** The transports to choose from by name. Default: every registered one (transports()). */
+  transport?: "tcp" | "http" | (string & {}) | ClientTransport;
+  /** The transports to choose from by name, instead of the registered ones. */
   transports?: Transport[];
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
@@ -51,6 +53,8 @@ export interface ClientOptions {
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
+  /** Wrappers around each attempt on a node; the first is the outermost. */
+  wrapCall?: CallWrapper[];
 }
 
 export interface CallOptions {
@@ -74,6 +78,8 @@ export interface CallOptions {
   address?: string;
   filters?: Filter[];
   strategy?: Strategy;
+  /** Wrappers around each attempt of this call, inside the client's own. */
+  wrapCall?: CallWrapper[];
 }
 
 /** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
@@ -103,13 +109,16 @@ export class Client {
   private readonly fixed?: ClientTransport;
   /** The transport of nodes called by address alone; "http" means HTTP with every node. */
   private readonly preferred: string;
-  private readonly known: ReadonlyMap<string, Transport>;
-  /** Each transport's dialer, made on first use. */
+  private readonly lookup: (name: string) => Transport | undefined;
+  /** Each transport's dialer by the name nodes advertise (+tls), made on first use. */
   private readonly dialers = new Map<string, ClientTransport>();
   private readonly transportOpts: ClientTransportOptions;
   private readonly tls?: ClientTLS;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   private readonly credentials?: Headers;
+  /** The client's call wrappers around an attempt; undefined without wrappers, so a call then goes straight to the transport. */
+  private readonly wrapped?: CallFunc;
+  private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
     this.selector = new Selector(opts.registry, opts.selector ?? "random");
@@ -117,26 +126,46 @@ export class Client {
     const { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout } = opts;
     this.transportOpts = { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout };
     this.tls = opts.tls;
-    this.known = new Map((opts.transports ?? transports()).map((t) => [t.name, t]));
+    if (opts.transports) {
+      const given = new Map(opts.transports.map((t) => [t.name, t]));
+      this.lookup = (name) => given.get(name);
+    } else this.lookup = (name) => transports.get(name);
     if (typeof opts.transport === "object") this.fixed = opts.transport;
-    this.preferred = typeof opts.transport === "string" ? opts.transport : "tcp";
-    if (!this.fixed && !this.known.has(this.preferred)) throw new TypeError(`unknown transport "${this.preferred}" (known: ${[...this.known.keys()].join(", ")})`);
+    this.preferred = typeof opts.transport === "string" ? opts.transport.toLowerCase() : "tcp";
+    if (!this.fixed && !this.lookup(this.preferred)) {
+      const name = this.preferred;
+      const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
+      throw new UnknownPluginError("transport", name, transports.names(), `transport "${name}" ${why}`);
+    }
     this.options = {
       retries: opts.retries ?? 1,
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+    if (opts.wrapCall?.length) {
+      this.wrapCall = opts.wrapCall;
+      this.wrapped = wrap(this.attempt, opts.wrapCall);
+    }
   }
+
+  /** One attempt on one node, as call wrappers see it. */
+  private readonly attempt: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
 
   /** The dialer for node: the transport it advertises if this client knows it, else go-micro's HTTP; over TLS if the node advertises secure=true. */
   private transportFor(node: Node): ClientTransport {
     if (this.fixed) return this.fixed;
-    const advertised = this.preferred === "http" ? "http" : node.metadata?.transport;
-    const transport = (advertised !== undefined && this.known.get(advertised)) || this.known.get("http") || this.known.get(this.preferred)!;
+    const named = this.preferred === "http" ? "http" : (node.metadata?.transport ?? "http");
     const secure = node.metadata?.[SECURE_METADATA] === "true";
-    const key = secure ? `${transport.name}+tls` : transport.name;
-    let dialer = this.dialers.get(key);
-    if (!dialer) this.dialers.set(key, (dialer = transport.dial(secure ? { ...this.transportOpts, tls: this.tls ?? {} } : this.transportOpts)));
+    const key = secure ? `${named}+tls` : named;
+    return this.dialers.get(key) ?? this.dial(named, secure, key);
+  }
+
+  private dial(named: string, secure: boolean, key: string): ClientTransport {
+    const transport = this.lookup(named) ?? this.lookup("http") ?? this.lookup(this.preferred)!;
+    const own = secure ? `${transport.name}+tls` : transport.name;
+    let dialer = this.dialers.get(own);
+    if (!dialer) this.dialers.set(own, (dialer = transport.dial(secure ? { ...this.transportOpts, tls: this.tls ?? {} } : this.transportOpts)));
+    this.dialers.set(key, dialer); // an unknown name maps to its fallback's dialer
     return dialer;
   }
 
@@ -159,6 +188,8 @@ export class Client {
     const { signal } = opts;
     const budget = opts.timeout ?? timeoutMs * (retries + 1);
     const deadline = performance.now() + budget;
+    // Per-call wrappers sit inside the client's; only a call that brings its own builds a chain.
+    const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
     // A node called by address alone is taken to speak the preferred transport, over TLS if this client has TLS options.
     const next = opts.address
@@ -181,10 +212,12 @@ export class Client {
       if (!node) break;
       let res;
       try {
-        const transport = this.transportFor(node);
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
-        res = await unlessAborted(transport.request(node.address, req, attemptMs), signal);
+        const sent = wrapped
+          ? wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt })
+          : this.transportFor(node).request(node.address, req, attemptMs);
+        res = await unlessAborted(sent, signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried
@@ -213,7 +246,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await Promise.all([this.fixed?.close(), ...[...this.dialers.values()].map((d) => d.close())]);
+    await Promise.all([this.fixed?.close(), ...[...new Set(this.dialers.values())].map((d) => d.close())]);
   }
 }
 

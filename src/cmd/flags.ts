@@ -4,8 +4,8 @@
  * runMain() turns it into that line on stderr and exit 2.
  */
 import { readFileSync } from "node:fs";
-import { BROKER_NAMES, REGISTRY_NAMES, SELECTOR_NAMES, parsePluginRef } from "./plugins.ts";
-import { transportNames } from "../transport/transports.ts";
+import { brokers, parsePluginRef, registries, transports, type PluginKind } from "./plugins.ts";
+import { selectors } from "../selector/selector.ts";
 
 export class FlagError extends Error {
   readonly exitCode: number = 2;
@@ -63,15 +63,17 @@ type Parse = (raw: string, prev: unknown) => unknown;
 interface FlagSpec {
   flag: string;
   key: keyof FlagOptions;
-  help: string;
+  /** A function for text that names what is registered when usage() is asked for. */
+  help: string | (() => string);
   parse: Parse;
 }
 
+/** A name (or URI) registered in kind when the flag is read, so plugins registered by the program count. */
 const oneOf =
-  (known: readonly string[], what: string): Parse =>
+  (kind: PluginKind<unknown>): Parse =>
   (raw) => {
     const { name } = parsePluginRef(raw);
-    if (!known.includes(name)) throw new Error(`unknown ${what} "${raw}" (known: ${known.join(", ")})`);
+    if (!kind.has(name)) throw new Error(`unknown ${kind.kind} "${raw}" (known: ${kind.names().join(", ")})`);
     return raw;
   };
 
@@ -139,20 +141,19 @@ const keyValue: Parse = (raw, prev) => {
 };
 
 export const FLAGS: FlagSpec[] = [
-  { flag: "registry", key: "registry", help: `registry plugin or URI (${REGISTRY_NAMES.join(", ")}); default mdns`, parse: oneOf(REGISTRY_NAMES, "registry") },
+  { flag: "registry", key: "registry", help: () => `registry plugin or URI (${registries.names().join(", ")}); default mdns`, parse: oneOf(registries) },
   { flag: "registry_address", key: "registryAddress", help: "comma-separated registry addresses", parse: list },
   { flag: "register_ttl", key: "registerTTL", help: "seconds a registration stays valid (> register_interval); default 60", parse: wholeNumber(1) },
   { flag: "register_interval", key: "registerInterval", help: "seconds between re-registrations (< register_ttl); default 30", parse: wholeNumber(1) },
-  { flag: "broker", key: "broker", help: `broker plugin or URI (${BROKER_NAMES.join(", ")}); default http`, parse: oneOf(BROKER_NAMES, "broker") },
+  { flag: "broker", key: "broker", help: () => `broker plugin or URI (${brokers.names().join(", ")}); default http`, parse: oneOf(brokers) },
   { flag: "broker_address", key: "brokerAddress", help: "comma-separated broker addresses", parse: list },
   { flag: "server_name", key: "name", help: "service name", parse: text },
   { flag: "server_version", key: "version", help: "service version", parse: text },
   { flag: "server_address", key: "address", help: "host:port to listen on; default 127.0.0.1:0", parse: hostPort },
   { flag: "server_advertise", key: "advertise", help: "host:port to register instead of the bound address", parse: hostPort },
   { flag: "server_metadata", key: "metadata", help: "k=v node metadata (repeatable, or k=v,k2=v2)", parse: keyValue },
-  // Checked against the transports registered when the flag is read, so a registered plugin can be chosen.
-  { flag: "transport", key: "transport", help: "client transport (tcp, http, or a registered one); default tcp", parse: (raw, prev) => oneOf(transportNames(), "transport")(raw, prev) },
-  { flag: "selector", key: "selector", help: `node selection (${SELECTOR_NAMES.join(", ")}); default random`, parse: oneOf(SELECTOR_NAMES, "selector") },
+  { flag: "transport", key: "transport", help: () => `client transport (${transports.names().join(", ")}); default tcp`, parse: oneOf(transports) },
+  { flag: "selector", key: "selector", help: () => `node selection (${selectors.names().join(", ")}); default random`, parse: oneOf(selectors) },
   { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
   { flag: "client_request_timeout", key: "clientRequestTimeout", help: "per-attempt timeout (5s, 500ms); default 5s", parse: positiveDuration },
   { flag: "client_pool_size", key: "clientPoolSize", help: "connections per node; default 1", parse: wholeNumber(1) },
@@ -238,7 +239,9 @@ export function fromArgv(argv: string[], { allowUnknown = false } = {}): ParsedA
   return { options, positionals, help };
 }
 
+export const helpText = (spec: FlagSpec): string => (typeof spec.help === "string" ? spec.help : spec.help());
+
 export function usage(program: string): string {
-  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${f.help}  [$MICRO_${f.flag.toUpperCase()}]`);
+  const lines = FLAGS.map((f) => `  --${f.flag.padEnd(24)} ${helpText(f)}  [$MICRO_${f.flag.toUpperCase()}]`);
   return `Usage: ${program} [flags]\n\nFlags:\n${lines.join("\n")}\n`;
 }

@@ -8,6 +8,10 @@ import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
 import type { ClientTLS, ClientTransport, ServerTLS } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
+
+/** A lifecycle hook; a rejection of a start hook fails start() with a StartupError. */
+export type Hook = () => void | Promise<void>;
 
 export interface ServiceOptions {
   name?: string;
@@ -62,6 +66,22 @@ export interface ServiceOptions {
   clientTLS?: ClientTLS;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
+  /** go-micro's wrappers; in each list the first is the outermost. Around each attempt of a client call on a node. */
+  wrapCall?: CallWrapper[];
+  /** Around every handler of this service's server, given the decoded request. */
+  wrapHandler?: HandlerWrapper[];
+  /** Around every publish of service.publish(), given the encoded message. */
+  wrapPublish?: PublishWrapper[];
+  /** Around every delivery to service.subscribe() handlers, before the body is decoded. */
+  wrapSubscriber?: SubscriberWrapper[];
+  /** go-micro's lifecycle hooks, run in order: before the server starts; a failure fails start(). */
+  beforeStart?: Hook[];
+  /** After the service is serving, subscribed and registered; a failure fails start() (and stops what started). */
+  afterStart?: Hook[];
+  /** When stop() begins, before deregistering; a failure is stop()'s rejection once the service has stopped. */
+  beforeStop?: Hook[];
+  /** Once everything is stopped and disconnected. */
+  afterStop?: Hook[];
 }
 
 export interface InitOptions {

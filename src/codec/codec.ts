@@ -7,6 +7,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import { jsonCodec } from "./json.ts";
 import { protoCodec } from "./proto.ts";
 import { bytesCodec } from "./bytes.ts";
+import { PluginKind } from "../cmd/plugins.ts";
 
 export interface Codec {
   readonly contentType: string;
@@ -18,8 +19,14 @@ export const JSON_TYPE = "application/json";
 export const PROTOBUF_TYPE = "application/protobuf";
 export const BYTES_TYPE = "application/octet-stream";
 
-// The codec files do not import Codec (that would be an import cycle): this table checks them.
-const byType = new Map<string, Codec>([
+/**
+ * Codecs by Content-Type (lower case), for request, response and event bodies:
+ * `codecs.register("application/msgpack", msgpackCodec)`. Registered eagerly, unlike other plugin
+ * kinds: every call looks its codec up, so the lookup must be synchronous.
+ */
+export const codecs = new PluginKind<Codec>("codec");
+// The codec files do not import Codec (that would be an import cycle): registering them checks them.
+for (const [type, codec] of [
   [JSON_TYPE, jsonCodec],
   ["text/json", jsonCodec],
   ["application/json-rpc", jsonCodec],
@@ -28,17 +35,19 @@ const byType = new Map<string, Codec>([
   ["application/proto", protoCodec],
   ["application/grpc+proto", protoCodec],
   [BYTES_TYPE, bytesCodec],
-]);
+] as const satisfies ReadonlyArray<readonly [string, Codec]>) {
+  codecs.register(type, codec);
+}
 
 /** The codec for a Content-Type (parameters such as "; charset=utf-8" ignored); JSON when absent. */
 export function codecFor(contentType: string | undefined): Codec | undefined {
   if (!contentType) return jsonCodec;
-  // Almost every call names a type exactly as listed: skip the normalising on the hot path.
-  return byType.get(contentType) ?? byType.get(contentType.split(";", 1)[0]!.trim().toLowerCase());
+  // Almost every call names a type exactly as registered: skip the normalising on the hot path.
+  return codecs.get(contentType) ?? codecs.get(contentType.split(";", 1)[0]!.trim().toLowerCase());
 }
 
 export function supportedContentTypes(): string[] {
-  return [...byType.keys()];
+  return codecs.names();
 }
 
 /** True for values created by @bufbuild/protobuf (they carry their type name). */

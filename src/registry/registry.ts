@@ -54,6 +54,8 @@ export interface RegistryOptions {
   addresses?: string[];
   /** Milliseconds a lookup or a server round-trip may take. */
   timeout?: number;
+  /** The URI the registry was chosen by, without its query (for plugins that read credentials or a path from it). */
+  url?: string;
   /** Anything plugin-specific (e.g. mdns interface). */
   [key: string]: unknown;
 }

@@ -1,14 +1,40 @@
 /**
- * Node selection: strategies (random, roundrobin) over a service's nodes, filters (version,
- * metadata) and a short memory of nodes that just failed, so retries move elsewhere.
+ * Node selection: strategies registered by name (random and roundrobin built in; `selectors`
+ * takes more) over a service's nodes, filters (version, metadata) and a short memory of nodes
+ * that just failed, so retries move elsewhere.
  * Nodes are read from a watch-driven CacheRegistry, as go-micro's selector cache does: no registry
  * round-trip (and no copy of its records) per call, and the last known nodes while the registry is down.
  */
 import { CacheRegistry } from "../registry/cache.ts";
 import type { Node, Registry, Service } from "../registry/registry.ts";
+import { PluginKind, UnknownPluginError } from "../cmd/plugins.ts";
 
-export type Strategy = "random" | "roundrobin";
+/** A registered strategy's name. */
+export type Strategy = "random" | "roundrobin" | (string & {});
 export type Filter = (services: Service[]) => Service[];
+
+/** Picks the node for a call. Each selector (each client) makes its own, so state such as round-robin counters is per client. */
+export interface SelectionStrategy {
+  /** One of `nodes` (never empty): the service's nodes left after filters, failed and penalised nodes. */
+  select(nodes: readonly Node[], service: string): Node;
+}
+export type StrategyFactory = () => SelectionStrategy;
+
+const random: StrategyFactory = () => ({ select: (nodes) => nodes[Math.floor(Math.random() * nodes.length)]! });
+
+const roundRobin: StrategyFactory = () => {
+  const counters = new Map<string, number>();
+  return {
+    select(nodes, service) {
+      const i = counters.get(service) ?? 0;
+      counters.set(service, i + 1);
+      return nodes[i % nodes.length]!;
+    },
+  };
+};
+
+/** Selection strategies by name, for `--selector`, ClientOptions.selector and CallOptions.strategy. */
+export const selectors = new PluginKind<StrategyFactory>("selector").register("random", random).register("roundrobin", roundRobin);
 
 export interface SelectOptions {
   filters?: Filter[];
@@ -32,16 +58,27 @@ export const filterMetadata =
 const PENALTY_MS = 2000;
 
 export class Selector {
-  private readonly counters = new Map<string, number>();
+  /** This selector's strategy instances by name; the default one is made at construction. */
+  private readonly strategies = new Map<string, SelectionStrategy>();
+  private readonly strategy: SelectionStrategy;
   private readonly penalised = new Map<string, number>();
   /** Nodes come from a watch-driven cache: no registry round-trip, and no copy, per call. */
   readonly cache: CacheRegistry;
 
-  constructor(
-    registry: Registry,
-    private readonly strategy: Strategy = "random",
-  ) {
+  constructor(registry: Registry, strategy: Strategy = "random") {
+    this.strategy = this.strategyFor(strategy);
     this.cache = registry instanceof CacheRegistry ? registry : new CacheRegistry(registry);
+  }
+
+  private strategyFor(name: string): SelectionStrategy {
+    let strategy = this.strategies.get(name);
+    if (!strategy) {
+      const factory = selectors.get(name.toLowerCase());
+      if (!factory) throw new UnknownPluginError("selector", name, selectors.names());
+      strategy = factory();
+      this.strategies.set(name, strategy);
+    }
+    return strategy;
   }
 
   /** Throws the registry's error (ServiceNotFoundError when there is no such service). */
@@ -53,7 +90,7 @@ export class Selector {
       for (const f of opts.filters) services = f(services);
       nodes = services.flatMap((s) => s.nodes);
     }
-    const strategy = opts.strategy ?? this.strategy;
+    const strategy = opts.strategy === undefined ? this.strategy : this.strategyFor(opts.strategy);
     return (exclude) => {
       let pool = nodes;
       // Only when something is excluded or penalised does the pool need filtering.
@@ -66,12 +103,7 @@ export class Selector {
         pool = healthy.length > 0 ? healthy : allowed;
       }
       if (pool.length === 0) return undefined;
-      if (strategy === "roundrobin") {
-        const i = this.counters.get(service) ?? 0;
-        this.counters.set(service, i + 1);
-        return pool[i % pool.length];
-      }
-      return pool[Math.floor(Math.random() * pool.length)];
+      return strategy.select(pool, service);
     };
   }
 

@@ -1,7 +1,7 @@
 /**
  * The RPC server: routes "Service.Method" endpoints to async handlers. One port speaks every
  * known transport — the tcp frame protocol (the default, fastest), HTTP (for curl and go-micro
- * tooling), and any registered one: a connection's first bytes tell which (transports.ts).
+ * tooling), and any registered one: a connection's first bytes tell which (servedTransports()).
  */
 import net from "node:net";
 import os from "node:os";
@@ -10,7 +10,7 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
-import { transports } from "../transport/transports.ts";
+import { servedTransports } from "../cmd/plugins.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -28,6 +28,7 @@ import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 import type { Auth } from "../auth/auth.ts";
+import { wrap, type HandlerFunc, type HandlerWrapper } from "../wrapper/wrapper.ts";
 
 export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
@@ -51,10 +52,12 @@ export interface ServerOptions {
   headerTimeoutMs?: number;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
-  /** The transports served on the port, asked in order which one a connection speaks. Default: every registered one (transports()). */
+  /** The transports served on the port, asked in order which one a connection speaks. Default: every registered one (servedTransports()). */
   transports?: Transport[];
   /** Serve only TLS (mutual TLS with clientCA): the handshake comes first, then the transport is told inside it. Plaintext callers get a 400 saying so. */
   tls?: ServerTLS;
+  /** Wrappers around every handler, given the decoded request; the first is the outermost. */
+  wrapHandler?: HandlerWrapper[];
 }
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -71,7 +74,8 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls">> & Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports">> &
+    Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -81,7 +85,6 @@ export class Server {
       readTimeoutMs: opts.readTimeoutMs ?? 30_000,
       headerTimeoutMs: opts.headerTimeoutMs ?? 10_000,
       describe: opts.describe ?? describeMessage,
-      transports: opts.transports ?? transports(),
     };
     this.handle("Debug.Health", () => ({ status: "ok" }));
   }
@@ -101,7 +104,10 @@ export class Server {
     }
     if (typeof target === "function") {
       if (!/^[^.\s]+\.[^.\s]+$/.test(name)) throw new TypeError(`endpoint "${name}" must look like "Service.Method"`);
-      this.routes.set(name, { ...(opts as HandlerOptions), fn: target as HandlerFn });
+      // Wrapped once here, not per call: without wrappers the route holds the handler itself.
+      const wrappers = this.options.wrapHandler;
+      const fn = wrappers?.length ? (wrap<HandlerFunc>(async (request, ctx) => (target as HandlerFn)(request, ctx), wrappers) as HandlerFn) : (target as HandlerFn);
+      this.routes.set(name, { ...(opts as HandlerOptions), fn });
       return this;
     }
     const perMethod = (opts ?? {}) as Record<string, HandlerOptions>;
@@ -187,7 +193,8 @@ export class Server {
       draining: () => this.draining,
       health: () => ({ status: "ok" }),
     };
-    const listeners = (this.listeners = this.options.transports.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
+    const served = this.options.transports ?? (await servedTransports());
+    const listeners = (this.listeners = served.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
     const secure = this.options.tls && secureOptions(this.options.tls);
     /** Reads a connection's first bytes and hands it to the transport that speaks them (after a TLS handshake, when required). */
     const accept = (socket: net.Socket, needsTls: boolean) => {

@@ -5,7 +5,7 @@
  * A frame's first byte is the high byte of its length, always < 0x20, which is how the server
  * tells tcp frames from HTTP (whose first byte is a method letter) on one port.
  */
-import type { Headers } from "./transport.ts";
+import { canonicalHeaderKey, type Headers } from "./transport.ts";
 
 export const enum FrameKind {
   Request = 1,
@@ -65,7 +65,7 @@ function decodeHeaderBlock(block: Buffer): Headers {
     const key = block.toString("utf8", off + 2, off + 2 + kl);
     off += 2 + kl;
     const vl = block.readUInt16BE(off);
-    headers[key] = block.toString("utf8", off + 2, off + 2 + vl);
+    headers[canonicalHeaderKey(key)] = block.toString("utf8", off + 2, off + 2 + vl); // one case rule with http
     off += 2 + vl;
   }
   if (off !== block.length) throw new RangeError("malformed header block");

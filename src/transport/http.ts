@@ -18,6 +18,7 @@ import { answerClientErrors, answerOnSocket, decodePath, trickleProofTimeouts } 
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
+  canonicalHeaderKey,
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
@@ -30,18 +31,6 @@ import {
 
 /** Header names that belong to HTTP itself and are not call metadata. */
 const HOP_HEADERS = new Set(["host", "connection", "content-length", "transfer-encoding", "keep-alive", "accept-encoding", "user-agent", "accept"]);
-
-/** Node lower-cases header names; handlers see them as go-micro writes them ("micro-id" → "Micro-Id"). Names seen are remembered (bounded). */
-const canonicalNames = new Map<string, string>();
-function canonicalName(name: string): string {
-  let canonical = canonicalNames.get(name);
-  if (canonical === undefined) {
-    canonical = name.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase());
-    if (canonicalNames.size >= 1024) canonicalNames.clear();
-    canonicalNames.set(name, canonical);
-  }
-  return canonical;
-}
 
 export class HttpClientTransport implements ClientTransport {
   private readonly agent: http.Agent;
@@ -173,8 +162,9 @@ function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): http.Server 
       }
       const headers: Headers = {};
       for (const [k, v] of Object.entries(req.headers)) {
-        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[canonicalName(k)] = v;
+        if (!HOP_HEADERS.has(k) && typeof v === "string") headers[canonicalHeaderKey(k)] = v; // Node lower-cases them
       }
+      headers[HEADER.id] ??= randomUUID(); // a caller that sent none (curl) gets one, as on tcp
       const pathEndpoint = decodePath(req.url);
       if (pathEndpoint === undefined) {
         writeError(res, badRequest(opts.serverId, "malformed percent-escape in the request path"));

@@ -5,6 +5,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
+import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
@@ -358,6 +359,7 @@ function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch
       if (frame.kind === FrameKind.Ping) return send(FrameKind.Pong, frame.id, NO_BYTES, NO_BYTES);
       if (frame.kind !== FrameKind.Request) return;
       const h = frame.headers;
+      h[HEADER.id] ??= randomUUID(); // as the http transport: every request has an id, the caller's if it sent one
       const req: TransportRequest = {
         service: h[HEADER.service] ?? "",
         endpoint: h[HEADER.endpoint] ?? "",

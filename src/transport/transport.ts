@@ -2,7 +2,37 @@
 import type { Socket } from "node:net";
 import type { MicroError } from "../errors.ts";
 
+/**
+ * Call metadata. Keys are compared case-insensitively (as HTTP and go-micro's metadata do); every
+ * transport hands servers, handlers and wrappers their keys canonicalised as Go's
+ * http.CanonicalHeaderKey does ("micro-id" and "MICRO-ID" → "Micro-Id"), and getHeader() finds a
+ * key however it was written.
+ */
 export type Headers = Record<string, string>;
+
+/** Keys seen are remembered (bounded): a fleet sends the same few keys over and over. */
+const canonicalKeys = new Map<string, string>();
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Go's CanonicalMIMEHeaderKey: the first letter and each letter after a hyphen upper case, the rest lower; a key that is not an HTTP token is left alone. */
+export function canonicalHeaderKey(key: string): string {
+  let canonical = canonicalKeys.get(key);
+  if (canonical === undefined) {
+    canonical = TOKEN.test(key) ? key.toLowerCase().replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase()) : key;
+    if (canonicalKeys.size >= 1024) canonicalKeys.clear();
+    canonicalKeys.set(key, canonical);
+  }
+  return canonical;
+}
+
+/** The value of header `name`, whatever the case of its key. */
+export function getHeader(headers: Headers, name: string): string | undefined {
+  const exact = headers[name];
+  if (exact !== undefined) return exact;
+  const lower = name.toLowerCase();
+  for (const key in headers) if (key.toLowerCase() === lower) return headers[key];
+  return undefined;
+}
 
 export interface TransportRequest {
   service: string;
@@ -113,7 +143,7 @@ export interface TransportListener {
 /**
  * One way of carrying calls, both sides: clients dial nodes that advertise its name in their
  * `transport` metadata, and every server serves it on its one port, telling it from the other
- * transports by a connection's first bytes. Register one with registerTransport() (transports.ts).
+ * transports by a connection's first bytes. Register one with `transports.register(name, it)` (cmd/plugins.ts).
  */
 export interface Transport {
   /** What nodes advertise as `transport` metadata and `--transport` chooses. */

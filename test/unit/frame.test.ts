@@ -14,7 +14,7 @@ function collect(max = 1024) {
   return { reader, frames, oversize, corrupt };
 }
 
-test("frames round-trip headers (UTF-8) and bodies, whatever the chunking", () => {
+test("frames round-trip headers (UTF-8, keys canonicalised as on http) and bodies, whatever the chunking", () => {
   const a = encodeFrame(FrameKind.Request, 7, { "Micro-Endpoint": "S.M", name: "软件工程" }, Buffer.from("hello"));
   const b = encodeFrame(FrameKind.Response, 8, {}, Buffer.alloc(0));
   const stream = Buffer.concat([a, b]);
@@ -22,7 +22,7 @@ test("frames round-trip headers (UTF-8) and bodies, whatever the chunking", () =
     const { reader, frames } = collect();
     for (let i = 0; i < stream.length; i += size) reader.push(stream.subarray(i, i + size));
     assert.equal(frames.length, 2, `chunk size ${size}`);
-    assert.deepEqual(frames[0]!.headers, { "Micro-Endpoint": "S.M", name: "软件工程" });
+    assert.deepEqual(frames[0]!.headers, { "Micro-Endpoint": "S.M", Name: "软件工程" });
     assert.equal(frames[0]!.body.toString(), "hello");
     assert.equal(frames[0]!.id, 7);
     assert.equal(frames[1]!.kind, FrameKind.Response);

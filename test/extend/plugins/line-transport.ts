@@ -1,14 +1,29 @@
 /**
- * A transport written outside src/, as a third party would: one JSON object per line, one
- * connection per call. Its first byte is "{", which neither tcp frames (< 0x20) nor an HTTP method
- * starts with, so servers tell it apart on their one port once it is registered first.
+ * A transport written outside src/ with tsmicro's public API, as a third party would: one JSON
+ * object per line, one connection per call. Its first byte is "{", which neither tcp frames
+ * (< 0x20) nor an HTTP method starts with; servers ask it before the built-ins, so they tell it
+ * apart on their one port once it is registered (`transports.register("line", lineTransport)`).
  *   request:  {"service","endpoint","contentType","headers","body":<base64>}\n
  *   response: {"contentType","body":<base64>}\n  or  {"error":<go-micro error>}\n
  */
 import net from "node:net";
-import { MicroError } from "../../src/errors.ts";
-import { callTimeout, connectionError } from "../../src/transport/errors.ts";
-import type { ClientTransport, Dispatch, ServeOptions, Transport, TransportRequest, TransportResponse } from "../../src/transport/transport.ts";
+import {
+  MicroError,
+  internalServerError,
+  timeout,
+  type ClientTransport,
+  type Dispatch,
+  type ServeOptions,
+  type Transport,
+  type TransportRequest,
+  type TransportResponse,
+} from "../../../src/index.ts";
+
+/** A failure of the connection or a timeout: the client may retry it on another node. */
+function retryable(err: MicroError): MicroError {
+  err.retryable = true;
+  return err;
+}
 
 interface Line {
   service?: string;
@@ -52,13 +67,13 @@ class LineClient implements ClientTransport {
       const socket = net.connect({ host, port });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(callTimeout(address, timeoutMs));
+        reject(retryable(timeout("go.micro.client", `line: no answer from ${address} within ${timeoutMs}ms`)));
       }, timeoutMs);
       const settle = () => {
         clearTimeout(timer);
         socket.end();
       };
-      socket.on("error", (err) => (settle(), reject(connectionError(address, err))));
+      socket.on("error", (err) => (settle(), reject(retryable(internalServerError("go.micro.client", `line: ${address}: ${err.message}`)))));
       socket.on("connect", () => send(socket, { service: req.service, endpoint: req.endpoint, contentType: req.contentType, headers: req.headers, body: Buffer.from(req.body).toString("base64") }));
       onLines(socket, Buffer.alloc(0), (line) => {
         settle();

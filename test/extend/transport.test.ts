@@ -5,14 +5,9 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Client } from "../../src/client/client.ts";
+import { Client, FlagError, Service, fromArgv, servedTransports, transports } from "../../src/index.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { Service } from "../../src/service.ts";
-import { FlagError, fromArgv } from "../../src/cmd/flags.ts";
-import { registerTransport, transportNames } from "../../src/transport/transports.ts";
-import { tcpTransport } from "../../src/transport/tcp.ts";
-import { httpTransport } from "../../src/transport/http.ts";
-import { lineClients, lineServed, lineTransport } from "../plugins/line-transport.ts";
+import { lineClients, lineServed, lineTransport } from "./plugins/line-transport.ts";
 
 describe("a transport registered from outside src/", () => {
   const registry = new MemoryRegistry();
@@ -21,8 +16,8 @@ describe("a transport registered from outside src/", () => {
 
   before(async () => {
     assert.throws(() => fromArgv(["--transport=line"]), (e: Error) => e instanceof FlagError && /unknown transport "line"/.test(e.message), "unknown before it is registered");
-    registerTransport(lineTransport);
-    assert.deepEqual(transportNames(), ["line", "tcp", "http"], "asked first by servers, the built-ins last");
+    transports.register("line", lineTransport);
+    assert.deepEqual((await servedTransports()).map((t) => t.name), ["line", "tcp", "http"], "servers ask it first, the built-ins last");
     service = new Service({ name: "liner", registry, broker: "memory", handleSignals: false }).init(["--transport=line"]);
     service.handle("Liner.Echo", (req: unknown) => req);
     await service.start();
@@ -58,7 +53,7 @@ describe("a transport registered from outside src/", () => {
 
   it("its errors are go-micro errors, and a client that does not know it calls such a node over HTTP", async () => {
     const client = new Client({ registry, retries: 0 });
-    const unknownTransport = new Client({ registry, retries: 0, transports: [tcpTransport, httpTransport] });
+    const unknownTransport = new Client({ registry, retries: 0, transports: [transports.get("tcp")!, transports.get("http")!] });
     try {
       const err = (await client.call("liner", "Liner.Nope", {}).catch((e: Error) => e)) as { code: number; detail: string };
       assert.equal(err.code, 404);
