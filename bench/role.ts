@@ -6,8 +6,19 @@ export interface RoleContext {
   namespace: string;
   /** The info the peer process's role returned (its address, registry record, …). */
   peer: unknown;
+  /** What the scenario varies (payload size, nodes, subscribers); empty for the standard rows. */
+  params: ScenarioParams;
   /** Loopback ports the harness reserved, for systems that must know every node's port up front (Moleculer TCP). */
   ports: number[];
+}
+
+export interface ScenarioParams {
+  /** Bytes of the echo request's name (the response carries them back); default the 5 of "davie". */
+  payload?: number;
+  /** Nodes of the service in the client's registry (all at the one server's address). */
+  nodes?: number;
+  /** Subscriptions to the topic in the subscriber process. */
+  subscribers?: number;
 }
 
 export interface Role {
@@ -17,6 +28,13 @@ export interface Role {
   op?: () => unknown;
   /** Set by roles that measure what they receive (subscribers) instead of the ops they issue. */
   recorder?: Recorder;
+  /** Set by roles run by a program of their own (go-micro's): it generates the load and measures itself. */
+  external?: ExternalRole;
+}
+
+export interface ExternalRole {
+  load(concurrency: number): void;
+  mark(): Promise<{ cpuMicros: number; rss: number; stats: WindowStats }>;
 }
 
 export type RoleStart = (ctx: RoleContext) => Promise<Role>;

@@ -1,17 +1,19 @@
 /**
- * npm run bench [-- --smoke] [--only=id,…] [--rounds=N] [--window=ms] [--cpu-prof [--cpu-prof-dir=dir]]
+ * npm run bench [-- --smoke] [--only=id,…] [--rounds=N] [--window=ms] [--node=N] [--cpu-prof [--cpu-prof-dir=dir]]
  *
  * Runs every scenario of scenarios.ts with client and server in separate processes on 127.0.0.1
  * and prints one table: throughput, latency, CPU per process, ratios against the anchors of this
  * same run, idle RSS, and whether the goals hold. Progress goes to stderr, the table to stdout.
  */
 import os from "node:os";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { canConnect } from "../test/helpers/net.ts";
 import { codecBench, type CodecRow } from "./codec.ts";
-import { CONCURRENCY, runIdle, runLoad, type LoadResult, type Timing } from "./harness.ts";
+import { goMicroBinary } from "./go/build.ts";
+import { CONCURRENCY, nodeBinary, runIdle, runLoad, type LoadResult, type Timing } from "./harness.ts";
 import { PUBSUB_WINDOW } from "./pubsub.ts";
 import { GOALS, IDLE_SCENARIOS, LOAD_SCENARIOS, type LoadScenario, type Measured } from "./scenarios.ts";
 
@@ -25,6 +27,8 @@ const { values: args } = parseArgs({
     window: { type: "string" },
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string", default: ".tmp/profiles" },
+    node: { type: "string" },
+    "soak-window": { type: "string" },
   },
 });
 const profileDir = args["cpu-prof"] ? args["cpu-prof-dir"] : undefined;
@@ -32,8 +36,25 @@ const profileDir = args["cpu-prof"] ? args["cpu-prof-dir"] : undefined;
 const timing: Timing = args.smoke
   ? { warmupMs: 300, windowMs: 700, idleSettleMs: 300, profileDir }
   : { warmupMs: 1000, windowMs: Number(args.window ?? 4000), idleSettleMs: 2000, profileDir };
+// The soak runs once, 10 s of warm-up then a minute (smoke: as short as the rest).
+const soakTiming: Timing = args.smoke ? timing : { ...timing, warmupMs: 10_000, windowMs: Number(args["soak-window"] ?? 60_000) };
 const rounds = Number(args.rounds ?? (args.smoke ? 1 : 2));
 const selected = (id: string) => !args.only || args.only.split(",").some((part) => id.includes(part.trim()));
+
+/** Builds go-micro's program before anything is timed (minutes the first time); a reason to skip its rows if that fails. */
+function buildGoFixture(): string | undefined {
+  progress("[bench] go-micro fixture (bench/go)");
+  try {
+    goMicroBinary();
+    return undefined;
+  } catch (err) {
+    return `skipped: ${(err as Error).message}`;
+  }
+}
+
+const ownMajor = Number(process.versions.node.split(".")[0]);
+const nodeMajor = (s: LoadScenario) => (args.node ? Number(args.node) : (s.node ?? ownMajor));
+const nodeFor = (s: LoadScenario) => nodeBinary(nodeMajor(s));
 
 type Row = { scenario: LoadScenario; result?: LoadResult; skipped?: string; failed?: string };
 
@@ -44,6 +65,9 @@ async function main(): Promise<void> {
   const loads = LOAD_SCENARIOS.filter((s) => selected(s.id));
   const rows = new Map<string, Row>(loads.map((s) => [s.id, { scenario: s }]));
   for (const s of loads) if (s.needsNats && !natsUp) rows.get(s.id)!.skipped = `skipped: NATS unreachable at 127.0.0.1:${NATS_PORT}`;
+  for (const s of loads) if (!nodeFor(s)) rows.get(s.id)!.skipped = `skipped: no Node ${nodeMajor(s)} (this one's, or one .ci/setup/node.sh put in the cache)`;
+  const goFixture = loads.some((s) => s.needsGo) ? buildGoFixture() : undefined;
+  if (goFixture) for (const s of loads) if (s.needsGo) rows.get(s.id)!.skipped = goFixture;
 
   // Rounds alternate the order, and each scenario keeps its best round: a burst of load from
   // elsewhere on the machine then costs one round of one scenario, not the comparison.
@@ -51,10 +75,10 @@ async function main(): Promise<void> {
     const order = round % 2 === 1 ? loads : [...loads].reverse();
     for (const s of order) {
       const row = rows.get(s.id)!;
-      if (row.skipped) continue;
+      if (row.skipped || (s.group === "soak" && round > 1)) continue;
       progress(`[bench] round ${round}/${rounds} ${s.id}`);
       try {
-        const result = await runLoad(s, timing);
+        const result = await runLoad(s, s.group === "soak" ? soakTiming : timing, nodeFor(s)!);
         if (!row.result || result.ops > row.result.ops) row.result = result;
       } catch (err) {
         row.failed = `failed: ${(err as Error).message.split("\n")[0]}`;
@@ -67,7 +91,8 @@ async function main(): Promise<void> {
 
   const idle = IDLE_SCENARIOS.filter((s) => selected(s.id));
   progress(`[bench] idle RSS: ${idle.map((s) => s.id).join(", ")}`);
-  const rss = await Promise.all(idle.map((s) => runIdle(s, timing).catch((err: Error) => err)));
+  const idleNode = nodeBinary(args.node ? Number(args.node) : ownMajor) ?? process.execPath;
+  const rss = await Promise.all(idle.map((s) => runIdle(s, timing, idleNode).catch((err: Error) => err)));
 
   const measured = new Map<string, Measured>();
   for (const [id, row] of rows) if (row.result) measured.set(id, row.result);
@@ -89,11 +114,19 @@ async function header(): Promise<string> {
     ? "SMOKE run (no thresholds)"
     : `warm-up ${timing.warmupMs / 1000} s, window ${timing.windowMs / 1000} s, best of ${rounds} round(s)`;
   return [
-    `tsmicro benchmarks — ${cpus.length} cores (${cpus[0]?.model.trim()}), Node ${process.version}, ${os.platform()} ${os.release()}`,
-    `tsmicro ${version("tsmicro")}, moleculer ${version("moleculer")}, @nats-io/transport-node ${version("@nats-io/transport-node")}, nats ${version("nats")} (Moleculer's), nats-server ${await natsServerVersion()}`,
+    `tsmicro benchmarks — ${cpus.length} cores (${cpus[0]?.model.trim()}), ${nodeVersions()}, ${os.platform()} ${os.release()}`,
+    `tsmicro ${version("tsmicro")}, moleculer ${version("moleculer")} and ${version("moleculer-0.15")}, go-micro v5 (bench/go/go.mod), @nats-io/transport-node ${version("@nats-io/transport-node")}, nats ${version("nats")} (Moleculer's), nats-server ${await natsServerVersion()}`,
     `concurrency ${CONCURRENCY}, pub/sub window ${PUBSUB_WINDOW} events, ${shape}; all traffic on 127.0.0.1`,
     "",
   ].join("\n");
+}
+
+/** Which Node each row ran on. */
+function nodeVersions(): string {
+  const versionOf = (binary: string | undefined) => (binary ? execFileSync(binary, ["--version"], { encoding: "utf8" }).trim() : "missing");
+  if (args.node) return `Node ${versionOf(nodeBinary(Number(args.node)))} (every row: --node=${args.node})`;
+  const others = [...new Set(LOAD_SCENARIOS.map((s) => s.node).filter((n): n is number => n !== undefined && n !== ownMajor))];
+  return [`Node ${process.version}`, ...others.map((n) => `rows "on Node ${n}": ${versionOf(nodeBinary(n))}`)].join(", ");
 }
 
 async function natsServerVersion(): Promise<string> {
@@ -123,6 +156,8 @@ function table(
   const groups: Array<[LoadScenario["group"], string]> = [
     ["rpc", `RPC echo {"name":"davie"} → {"msg":"Hello davie"}`],
     ["pubsub", `Pub/sub, 200-byte events (client = publisher, server = subscriber)`],
+    ["scale", "How cost grows (tsmicro's defaults; MB/s = request + response bodies)"],
+    ["soak", `Soak: tsmicro's defaults at full load, ${soakTiming.windowMs / 1000} s after ${soakTiming.warmupMs / 1000} s of warm-up`],
   ];
   for (const [group, title] of groups) {
     const inGroup = [...rows.values()].filter((r) => r.scenario.group === group);
@@ -134,14 +169,16 @@ function table(
         lines.push([label, "0", "-", "-", "-", "-", skipped ?? failed ?? "no result"]);
         continue;
       }
-      const ratios = (s.anchors ?? [])
-        .map((a) => {
-          const anchor = measured.get(a)?.ops;
-          const name = LOAD_SCENARIOS.find((x) => x.id === a)!.short;
-          return anchor ? `${(r.ops / anchor).toFixed(2)}× ${name}` : `– ${name}`;
-        })
-        .join(" · ");
-      lines.push([label, int(r.ops), ms(r.p50), ms(r.p99), pct(r.cpuClient), pct(r.cpuServer), ratios]);
+      const throughput = s.bytesPerOp ? [`${((r.ops * s.bytesPerOp) / 1e6).toFixed(1)} MB/s`] : [];
+      const mb = (b: number) => `${b >= 0 ? "+" : ""}${(b / 2 ** 20).toFixed(1)} MB`;
+      if (s.group === "soak") throughput.push(`RSS ${mb(r.rssGrowthClient)} client, ${mb(r.rssGrowthServer)} server`);
+      const ratios = (s.anchors ?? []).map((a) => {
+        const anchor = measured.get(a)?.ops;
+        const name = LOAD_SCENARIOS.find((x) => x.id === a)!.short;
+        return anchor ? `${(r.ops / anchor).toFixed(2)}× ${name}` : `– ${name}`;
+      });
+      const notes = [...throughput, ...ratios].join(" · ");
+      lines.push([label, int(r.ops), ms(r.p50), ms(r.p99), pct(r.cpuClient), pct(r.cpuServer), notes]);
     }
   }
   if (codecRows.length > 0) {

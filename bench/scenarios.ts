@@ -1,5 +1,7 @@
 /** Every benchmark scenario, the anchors each is compared with, and the goals of issue 6. */
 
+import type { ScenarioParams } from "./role.ts";
+
 /** A system file in bench/systems and one of its roles. */
 export interface RoleRef {
   system: string;
@@ -8,7 +10,7 @@ export interface RoleRef {
 
 export interface LoadScenario {
   id: string;
-  group: "rpc" | "pubsub";
+  group: "rpc" | "pubsub" | "scale" | "soak";
   label: string;
   /** How the scenario is named in the ratios of others that compare with it. */
   short: string;
@@ -17,6 +19,14 @@ export interface LoadScenario {
   /** Whose operations count: the client's calls (RPC) or the subscriber's receipts (pub/sub). */
   measuredBy: "client" | "server";
   needsNats?: boolean;
+  /** Passed to both roles: what a row of the "how cost grows" table varies. */
+  params?: ScenarioParams;
+  /** Bytes on the wire per operation (request + response bodies), for MB/s. */
+  bytesPerOp?: number;
+  /** The Node major both processes run on, when not the harness's own (Moleculer 0.15 needs ≥ 22); --node=N overrides every row's. */
+  node?: number;
+  /** Runs bench/go's go-micro program, built from the Go module proxy (needs go). */
+  needsGo?: boolean;
   /** Loopback ports to reserve up front (Moleculer TCP lists every node's port in its static urls). */
   ports?: number;
   /** Ids of the scenarios whose throughput this one is divided by. */
@@ -43,7 +53,7 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
     server: role("tsmicro", "server"),
     client: role("tsmicro", "tcp-client"),
     measuredBy: "client",
-    anchors: ["rpc.raw-tcp", "rpc.moleculer-tcp"],
+    anchors: ["rpc.raw-tcp", "rpc.moleculer-tcp", "rpc.gomicro"],
   },
   {
     id: "rpc.tsmicro-http",
@@ -77,12 +87,46 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
   {
     id: "rpc.moleculer-tcp",
     group: "rpc",
-    label: "Moleculer, TCP transporter (loopback)",
+    label: "Moleculer 0.14, TCP transporter (loopback)",
     short: "moleculer tcp",
     server: role("moleculer", "tcp-server"),
     client: role("moleculer", "tcp-client"),
     measuredBy: "client",
     ports: 2,
+    anchors: ["rpc.raw-tcp"],
+  },
+  {
+    id: "rpc.tsmicro-tcp-node24",
+    group: "rpc",
+    label: "tsmicro, default transport, on Node 24",
+    short: "tsmicro tcp node 24",
+    server: role("tsmicro", "server"),
+    client: role("tsmicro", "tcp-client"),
+    measuredBy: "client",
+    node: 24,
+    anchors: ["rpc.moleculer15-tcp"],
+  },
+  {
+    id: "rpc.moleculer15-tcp",
+    group: "rpc",
+    label: "Moleculer 0.15, TCP transporter (loopback), on Node 24",
+    short: "moleculer 0.15 tcp",
+    server: role("moleculer-015", "tcp-server"),
+    client: role("moleculer-015", "tcp-client"),
+    measuredBy: "client",
+    ports: 2,
+    node: 24,
+    anchors: ["rpc.raw-tcp"],
+  },
+  {
+    id: "rpc.gomicro",
+    group: "rpc",
+    label: "go-micro v5, its default transport (http)",
+    short: "go-micro",
+    server: role("gomicro", "server"),
+    client: role("gomicro", "client"),
+    measuredBy: "client",
+    needsGo: true,
     anchors: ["rpc.raw-tcp"],
   },
   {
@@ -131,14 +175,96 @@ export const LOAD_SCENARIOS: LoadScenario[] = [
   {
     id: "pubsub.tsmicro-http",
     group: "pubsub",
-    label: "tsmicro http broker (no NATS)",
+    label: "tsmicro http broker, the default (no NATS)",
     short: "tsmicro http broker",
     server: role("tsmicro", "http-broker-subscriber"),
     client: role("tsmicro", "http-broker-publisher"),
     measuredBy: "server",
+    anchors: ["pubsub.nats-raw", "pubsub.gomicro-http"],
+  },
+  {
+    id: "pubsub.gomicro-http",
+    group: "pubsub",
+    label: "go-micro v5 http broker, its default",
+    short: "go-micro http broker",
+    server: role("gomicro", "subscriber"),
+    client: role("gomicro", "publisher"),
+    measuredBy: "server",
+    needsGo: true,
     anchors: ["pubsub.nats-raw"],
   },
 ];
+
+/** How cost grows: payload size against the floor at the same size, nodes in the registry, subscribers per topic. */
+const PAYLOADS: Array<[bytes: number, name: string]> = [
+  [100, "100 B"],
+  [10 * 1024, "10 KB"],
+  [1024 * 1024, "1 MB"],
+];
+// Request {"name":"…"} and response {"msg":"Hello …"}: the payload twice plus 27 bytes of JSON.
+const echoBytes = (payload: number) => 2 * payload + 27;
+
+LOAD_SCENARIOS.push(
+  ...PAYLOADS.flatMap(([bytes, name]): LoadScenario[] => [
+    {
+      id: `scale.rpc-${bytes}`,
+      group: "scale",
+      label: `RPC, ${name} payload, tsmicro default transport`,
+      short: `tsmicro ${name}`,
+      server: role("tsmicro", "server"),
+      client: role("tsmicro", "tcp-client"),
+      measuredBy: "client",
+      params: { payload: bytes },
+      bytesPerOp: echoBytes(bytes),
+      anchors: [`scale.floor-${bytes}`],
+    },
+    {
+      id: `scale.floor-${bytes}`,
+      group: "scale",
+      label: `RPC, ${name} payload, raw TCP echo (floor)`,
+      short: `floor ${name}`,
+      server: role("raw-tcp", "server"),
+      client: role("raw-tcp", "client"),
+      measuredBy: "client",
+      params: { payload: bytes },
+      bytesPerOp: echoBytes(bytes),
+    },
+  ]),
+  ...[1, 10, 100].map(
+    (nodes): LoadScenario => ({
+      id: `scale.nodes-${nodes}`,
+      group: "scale",
+      label: `RPC with ${nodes} node${nodes > 1 ? "s" : ""} of the service in the registry`,
+      short: `${nodes} node${nodes > 1 ? "s" : ""}`,
+      server: role("tsmicro", "server"),
+      client: role("tsmicro", "tcp-client"),
+      measuredBy: "client",
+      params: { nodes },
+      anchors: nodes > 1 ? ["scale.nodes-1"] : [],
+    }),
+  ),
+  ...[1, 10, 50].map(
+    (subscribers): LoadScenario => ({
+      id: `scale.subscribers-${subscribers}`,
+      group: "scale",
+      label: `default broker, ${subscribers} subscriber${subscribers > 1 ? "s" : ""} (ops = deliveries)`,
+      short: `${subscribers} subscriber${subscribers > 1 ? "s" : ""}`,
+      server: role("tsmicro", "http-broker-subscriber"),
+      client: role("tsmicro", "http-broker-publisher"),
+      measuredBy: "server",
+      params: { subscribers },
+      anchors: subscribers > 1 ? ["scale.subscribers-1"] : [],
+    }),
+  ),
+);
+
+/** The soak: tsmicro's defaults at full load for a long window (run.ts gives it its own timing), RSS growth after the warm-up. */
+LOAD_SCENARIOS.push(
+  ...["rpc.tsmicro-tcp", "pubsub.tsmicro-http"].map((id): LoadScenario => {
+    const s = LOAD_SCENARIOS.find((x) => x.id === id)!;
+    return { ...s, id: `soak.${id}`, group: "soak", label: `${s.label}, soak`, anchors: [] };
+  }),
+);
 
 // tsx's loader runs on a thread of its own (module.register hooks) and costs ~35 MB in every
 // process; the rows under tsx show it, the plain-node rows show what the frameworks cost.
@@ -158,6 +284,9 @@ export interface Goal {
 
 export interface Measured {
   ops?: number;
+  rssGrowthClient?: number;
+  rssGrowthServer?: number;
+  p50?: number;
   p99?: number;
   rssBytes?: number;
 }
@@ -178,25 +307,56 @@ function atLeast(id: string, anchor: string, factor: number, text: string): Goal
   };
 }
 
-export const GOALS: Goal[] = [
-  atLeast("rpc.tsmicro-tcp", "rpc.moleculer-tcp", 1.5, "tsmicro default RPC ≥ 1.5× Moleculer TCP throughput"),
-  {
-    text: "tsmicro default RPC p99 no worse than Moleculer TCP's",
+function p99NoWorse(id: string, anchor: string, text: string): Goal {
+  return {
+    text,
     check(results) {
-      const ours = results.get("rpc.tsmicro-tcp")?.p99;
-      const theirs = results.get("rpc.moleculer-tcp")?.p99;
+      const ours = results.get(id)?.p99;
+      const theirs = results.get(anchor)?.p99;
       if (ours === undefined || theirs === undefined) return undefined;
       return { figure: `${ours.toFixed(2)} ms vs ${theirs.toFixed(2)} ms`, met: ours <= theirs };
     },
-  },
+  };
+}
+
+export const GOALS: Goal[] = [
+  atLeast("rpc.tsmicro-tcp", "rpc.gomicro", 1.5, "tsmicro default RPC ≥ 1.5× go-micro default RPC"),
+  atLeast("pubsub.tsmicro-http", "pubsub.gomicro-http", 2, "tsmicro default broker ≥ 2× go-micro http broker"),
+  atLeast("rpc.tsmicro-tcp", "rpc.moleculer-tcp", 2, "tsmicro default RPC ≥ 2× Moleculer 0.14 TCP throughput"),
+  atLeast("rpc.tsmicro-tcp-node24", "rpc.moleculer15-tcp", 2, "on Node 24: tsmicro default RPC ≥ 2× Moleculer 0.15 TCP"),
+  p99NoWorse("rpc.tsmicro-tcp", "rpc.moleculer-tcp", "tsmicro default RPC p99 no worse than Moleculer 0.14 TCP's"),
+  p99NoWorse("rpc.tsmicro-tcp-node24", "rpc.moleculer15-tcp", "on Node 24: tsmicro default RPC p99 no worse than Moleculer 0.15's"),
   atLeast("rpc.tsmicro-tcp", "rpc.raw-tcp", 0.7, "tsmicro default RPC ≥ 0.7× the raw TCP floor"),
   atLeast("pubsub.tsmicro-nats", "pubsub.moleculer-nats", 1.2, "tsmicro over NATS ≥ 1.2× Moleculer over NATS"),
   atLeast("pubsub.tsmicro-nats", "pubsub.nats-raw", 0.8, "tsmicro NATS pub/sub ≥ 0.8× raw NATS client"),
   {
-    text: "idle tsmicro service ≤ 60 MB RSS",
+    text: "default (http) broker ≥ 50k events/s, p50 ≤ 5 ms, p99 ≤ 25 ms",
+    check(results) {
+      const r = results.get("pubsub.tsmicro-http");
+      if (r?.ops === undefined || r.p50 === undefined || r.p99 === undefined) return undefined;
+      return {
+        figure: `${Math.round(r.ops / 1000)}k/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
+        met: r.ops >= 50_000 && r.p50 <= 5 && r.p99 <= 25,
+      };
+    },
+  },
+  atLeast("pubsub.tsmicro-http", "pubsub.nats-raw", 0.4, "default (http) broker ≥ 0.4× raw NATS client"),
+  ...["soak.rpc.tsmicro-tcp", "soak.pubsub.tsmicro-http"].map(
+    (id): Goal => ({
+      text: `soak ${id.includes("rpc") ? "RPC" : "pub/sub"}: RSS growth after warm-up ≤ 5 MB (client, server)`,
+      check(results) {
+        const r = results.get(id);
+        if (r?.rssGrowthClient === undefined || r.rssGrowthServer === undefined) return undefined;
+        const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
+        return { figure: `${mb(r.rssGrowthClient)}, ${mb(r.rssGrowthServer)}`, met: Math.max(r.rssGrowthClient, r.rssGrowthServer) <= 5 * 2 ** 20 };
+      },
+    }),
+  ),
+  {
+    text: "idle tsmicro service ≤ 50 MB RSS",
     check(results) {
       const rss = results.get("idle.tsmicro")?.rssBytes;
-      return rss === undefined ? undefined : { figure: `${(rss / 2 ** 20).toFixed(1)} MB`, met: rss <= 60 * 2 ** 20 };
+      return rss === undefined ? undefined : { figure: `${(rss / 2 ** 20).toFixed(1)} MB`, met: rss <= 50 * 2 ** 20 };
     },
   },
 ];

@@ -26,10 +26,15 @@ export function runWorker(loadRoles: (system: string) => Promise<Roles>): void {
         start(msg).catch(fail);
         break;
       case "load":
+        if (role.external) return role.external.load(msg.concurrency);
         if (!role.op) return fail(new Error("this role generates no load"));
         stopLoad = closedLoop(role.op, msg.concurrency, opRecorder, fail);
         break;
       case "mark": {
+        if (role.external) {
+          role.external.mark().then((m) => send({ type: "mark", ...m }), fail);
+          break;
+        }
         const cpu = process.cpuUsage();
         const stats = (role.recorder ?? opRecorder).take();
         send({ type: "mark", cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage().rss, stats });

@@ -7,8 +7,11 @@ export const ECHO_REQUEST: EchoRequest = { name: "davie" };
 
 export const hello = (req: EchoRequest) => ({ msg: `Hello ${req.name}` });
 
-/** Fails a scenario at start whose system answers something else than the echo. */
-export function checkEchoResponse(res: unknown): void {
+/** The echo request of a scenario: "davie", or a name of `payload` bytes. */
+export const echoRequest = (payload?: number): EchoRequest => (payload ? { name: "x".repeat(payload) } : ECHO_REQUEST);
+
+/** Fails a scenario at start whose system answers something else than the echo of request. */
+export function checkEchoResponse(res: unknown, request: EchoRequest = ECHO_REQUEST): void {
   const text = JSON.stringify(res);
-  if (text !== '{"msg":"Hello davie"}') throw new Error(`unexpected echo response ${text}`);
+  if (text !== JSON.stringify(hello(request))) throw new Error(`unexpected echo response ${text.slice(0, 80)}`);
 }

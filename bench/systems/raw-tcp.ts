@@ -6,21 +6,30 @@
 import net from "node:net";
 import { batchedWriter } from "../../src/transport/tcp.ts"; // the same write batching as tsmicro's transport
 import type { Roles } from "../role.ts";
-import { ECHO_REQUEST } from "./echo.ts";
+import { echoRequest } from "./echo.ts";
 
-/** Calls back with each complete frame's id and body. */
+/** Calls back with each complete frame's id and body; chunks are joined once a frame is complete, so large frames cost one copy. */
 function frameParser(onFrame: (id: number, body: Buffer) => void): (chunk: Buffer) => void {
-  let pending: Buffer = Buffer.alloc(0);
+  let chunks: Buffer[] = [];
+  let buffered = 0;
+  let needed = 8; // bytes that must be buffered before the next frame can be parsed
   return (chunk) => {
-    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    chunks.push(chunk);
+    buffered += chunk.length;
+    if (buffered < needed) return;
+    let pending = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered);
     let off = 0;
-    while (pending.length - off >= 8) {
+    for (;;) {
+      if (pending.length - off < 8) break;
       const end = off + 4 + pending.readUInt32BE(off);
       if (end > pending.length) break;
       onFrame(pending.readUInt32BE(off + 4), pending.subarray(off + 8, end));
       off = end;
     }
     pending = pending.subarray(off);
+    chunks = pending.length > 0 ? [pending] : [];
+    buffered = pending.length;
+    needed = pending.length >= 4 ? 4 + pending.readUInt32BE(0) : 8;
   };
 }
 
@@ -55,7 +64,7 @@ export const roles: Roles = {
       waiting.delete(id);
       resolve?.();
     }));
-    const body = Buffer.from(JSON.stringify(ECHO_REQUEST));
+    const body = Buffer.from(JSON.stringify(echoRequest(ctx.params.payload)));
     let nextId = 0;
     return {
       op: () =>

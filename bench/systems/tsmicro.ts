@@ -12,9 +12,9 @@ import MemoryRegistry from "../../src/registry/memory.ts";
 import type { Service as ServiceRecord } from "../../src/registry/registry.ts";
 import { Service } from "../../src/service.ts";
 import { publishOp, receipts, sentAt, stampedBody, type SubscriberInfo } from "../pubsub.ts";
-import { Recorder } from "../recorder.ts";
+import { nowMs, Recorder } from "../recorder.ts";
 import type { RoleContext, Roles } from "../role.ts";
-import { ECHO_REQUEST, checkEchoResponse, hello, type EchoRequest } from "./echo.ts";
+import { checkEchoResponse, echoRequest, hello, type EchoRequest } from "./echo.ts";
 
 const SERVICE = "bench.greeter";
 /** Nothing but the 200-byte body, as the raw NATS client sends it (headers cost nats.js ~1 µs per message each side). */
@@ -30,10 +30,15 @@ async function startService(broker: string): Promise<Service> {
 
 async function rpcClient(ctx: RoleContext, transport: "tcp" | "http") {
   const registry = new MemoryRegistry({ isolated: true });
-  await registry.register(ctx.peer as ServiceRecord);
+  const record = ctx.peer as ServiceRecord;
+  await registry.register(record);
+  // More nodes of the service, all at the server's address: the selector chooses among them all.
+  const [node] = record.nodes;
+  for (let i = 1; i < (ctx.params.nodes ?? 1); i++) await registry.register({ ...record, nodes: [{ ...node!, id: `${node!.id}-${i}` }] });
   const client = new Client({ registry, transport });
-  const op = () => client.call(SERVICE, "Greeter.Hello", ECHO_REQUEST);
-  checkEchoResponse(await op());
+  const request = echoRequest(ctx.params.payload);
+  const op = () => client.call(SERVICE, "Greeter.Hello", request);
+  checkEchoResponse(await op(), request);
   return { op };
 }
 
@@ -41,7 +46,10 @@ async function subscriber(broker: Broker, registry: MemoryRegistry | undefined, 
   await broker.connect();
   const recorder = new Recorder();
   const credits = await receipts(recorder);
-  await broker.subscribe(`${ctx.namespace}.events`, (event) => credits.received(sentAt(event.message.body)));
+  const topic = `${ctx.namespace}.events`;
+  // Every subscription records its deliveries; the first returns the publisher's credit (one per event published).
+  await broker.subscribe(topic, (event) => credits.received(sentAt(event.message.body)));
+  for (let i = 1; i < (ctx.params.subscribers ?? 1); i++) await broker.subscribe(topic, (event) => recorder.record(nowMs() - sentAt(event.message.body)));
   // The http broker's publisher finds subscribers in its registry: hand it this one's records.
   const records = registry ? await registry.getService(HTTP_BROKER_SERVICE) : [];
   return { info: { creditPort: credits.port, records }, recorder };

@@ -1,4 +1,5 @@
-import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { protobuf } from "./protobuf.ts";
 
 function requireSchema(schema: DescMessage | undefined): DescMessage {
   if (!schema) throw new TypeError("protobuf codec needs a message schema (no generated type is known for this body)");
@@ -8,9 +9,9 @@ function requireSchema(schema: DescMessage | undefined): DescMessage {
 export const protoCodec = {
   contentType: "application/protobuf",
   encode(value: unknown, schema?: DescMessage): Uint8Array {
-    return toBinary(requireSchema(schema), value as never);
+    return protobuf().toBinary(requireSchema(schema), value as never);
   },
   decode(body: Uint8Array, schema?: DescMessage): unknown {
-    return fromBinary(requireSchema(schema), body);
+    return protobuf().fromBinary(requireSchema(schema), body);
   },
 };

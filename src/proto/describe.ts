@@ -7,7 +7,8 @@
  * qualified ("student.Student"), "[]T" for repeated and "map<K,V>" for maps. A message field lists
  * its own fields in values, except where that would recurse.
  */
-import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import type { DescField, DescMessage, ScalarType } from "@bufbuild/protobuf";
+import { protobuf } from "../codec/protobuf.ts";
 import type { Value } from "../registry/registry.ts";
 
 /** The Value of a message type: {name: "Student", type: "student.Student", values: [fields]}. */
@@ -38,4 +39,4 @@ function elementOf(field: DescField): { type: string; message?: DescMessage } {
   return { type: scalarName(field.scalar) };
 }
 
-const scalarName = (scalar: ScalarType) => ScalarType[scalar].toLowerCase();
+const scalarName = (scalar: ScalarType) => protobuf().ScalarType[scalar].toLowerCase();

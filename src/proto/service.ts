@@ -8,7 +8,8 @@
  *   const students = createClient(StudentManager, "student_service", service);
  *   const student = await students.getStudent({ name: "davie" }); // a typed Student
  */
-import { create, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { protobuf } from "../codec/protobuf.ts";
 import type { CallOptions } from "../client/client.ts";
 import { PROTOBUF_TYPE } from "../codec/codec.ts";
 import type { CallContext, HandlerFn, HandlerOptions } from "../server/handler.ts";
@@ -56,7 +57,7 @@ export function createClient<S extends DescService>(descriptor: S, service: stri
   for (const method of unaryMethods(descriptor)) {
     const schemas = { requestSchema: method.input, responseSchema: method.output };
     client[method.localName] = (request, opts) =>
-      caller.call(service, endpointName(method), create(method.input, request), { contentType: PROTOBUF_TYPE, ...defaults, ...opts, ...schemas });
+      caller.call(service, endpointName(method), protobuf().create(method.input, request), { contentType: PROTOBUF_TYPE, ...defaults, ...opts, ...schemas });
   }
   return client as ServiceClient<S>;
 }
@@ -75,7 +76,7 @@ export function protoRoutes(descriptor: DescService, impl: object): ProtoRoute[]
     return {
       endpoint: endpointName(method),
       // create() turns a plain object into the message (and passes a message through).
-      handler: async (request, ctx) => create(method.output, (await fn.call(impl, request, ctx)) as MessageInitShape<DescMessage>),
+      handler: async (request, ctx) => protobuf().create(method.output, (await fn.call(impl, request, ctx)) as MessageInitShape<DescMessage>),
       options: { requestSchema: method.input, responseSchema: method.output },
     };
   });

@@ -81,12 +81,17 @@ export class CacheRegistry implements Registry {
    * getService does.
    */
   async snapshot(name: string): Promise<Snapshot> {
+    const cached = this.cached(name);
+    if (cached) return cached;
+    const services = await this.lookup(name);
+    const fetched = this.entries.get(name);
+    return fetched ? snapshotOf(fetched) : snapshotOf({ services, expiresAt: 0 });
+  }
+
+  /** snapshot() without waiting: the cached nodes, or undefined when the service must be fetched first. */
+  cached(name: string): Snapshot | undefined {
     const entry = this.entries.get(name);
-    if (!entry) {
-      const services = await this.lookup(name);
-      const fetched = this.entries.get(name);
-      return fetched ? snapshotOf(fetched) : snapshotOf({ services, expiresAt: 0 });
-    }
+    if (!entry) return undefined;
     // Expired: refresh in the background; lookup handles its own failures.
     if (entry.expiresAt <= Date.now()) this.lookup(name).catch(() => undefined);
     return snapshotOf(entry);

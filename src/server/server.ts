@@ -5,12 +5,12 @@
  */
 import net from "node:net";
 import os from "node:os";
-import tls from "node:tls";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
 import { servedTransports } from "../cmd/plugins.ts";
+import { onePort } from "../transport/one-port.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -195,32 +195,21 @@ export class Server {
     };
     const served = this.options.transports ?? (await servedTransports());
     const listeners = (this.listeners = served.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
-    const secure = this.options.tls && secureOptions(this.options.tls);
-    /** Reads a connection's first bytes and hands it to the transport that speaks them (after a TLS handshake, when required). */
-    const accept = (socket: net.Socket, needsTls: boolean) => {
-      socket.setTimeout(this.options.readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
-      socket.once("data", (head: Buffer) => {
-        socket.pause();
-        if (needsTls && head[0] === TLS_HANDSHAKE) {
-          socket.unshift(head); // the TLS socket reads it again as the start of the handshake
-          const secured = new tls.TLSSocket(socket, secure);
-          secured.on("error", () => socket.destroy());
-          secured.once("secure", () => accept(secured, false));
-          return;
-        }
-        socket.setTimeout(0);
-        const served = listeners.find((l) => l.transport.detect(head));
-        if (!served) return void socket.destroy(); // no transport speaks it (http takes every first byte ≥ 0x20)
-        if (needsTls) return served.listener.refuse(socket, head, badRequest(this.options.name, "this node requires TLS: dial it with TLS (it advertises secure=true)"));
-        served.listener.serve(socket, head);
-        socket.resume();
-      });
-    };
+    const accept = onePort({
+      protocols: listeners.map(({ transport, listener }) => ({
+        detect: (head) => transport.detect(head),
+        serve: (socket, head) => listener.serve(socket, head),
+        refuse: (socket, head, err) => listener.refuse(socket, head, err),
+      })),
+      readTimeoutMs: this.options.readTimeoutMs,
+      serverId: this.options.name,
+      tls: this.options.tls,
+    });
     const server = net.createServer((socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
       socket.on("error", () => {});
-      accept(socket, secure !== undefined);
+      accept(socket);
     });
     this.netServer = server;
     await new Promise<void>((resolve, reject) => {
@@ -269,18 +258,6 @@ export class Server {
     await closed;
     clearTimeout(forced);
   }
-}
-
-/** The first byte of a TLS record carrying a handshake (a ClientHello starts every TLS connection). */
-const TLS_HANDSHAKE = 0x16;
-
-function secureOptions(t: ServerTLS): tls.TLSSocketOptions {
-  return {
-    isServer: true,
-    secureContext: tls.createSecureContext({ cert: t.cert, key: t.key, ca: t.clientCA }),
-    requestCert: t.clientCA !== undefined,
-    rejectUnauthorized: t.clientCA !== undefined,
-  };
 }
 
 /**

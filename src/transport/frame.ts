@@ -57,7 +57,8 @@ export function encodeFrame(kind: FrameKind, id: number, headers: Headers | Buff
   return frame;
 }
 
-function decodeHeaderBlock(block: Buffer): Headers {
+/** Call metadata keys are canonicalised (one case rule with http); a broker message's header keeps its keys as published (canonical = false). */
+export function decodeHeaderBlock(block: Buffer, canonical = true): Headers {
   const headers: Headers = {};
   let off = 0;
   while (off < block.length) {
@@ -65,7 +66,7 @@ function decodeHeaderBlock(block: Buffer): Headers {
     const key = block.toString("utf8", off + 2, off + 2 + kl);
     off += 2 + kl;
     const vl = block.readUInt16BE(off);
-    headers[canonicalHeaderKey(key)] = block.toString("utf8", off + 2, off + 2 + vl); // one case rule with http
+    headers[canonical ? canonicalHeaderKey(key) : key] = block.toString("utf8", off + 2, off + 2 + vl);
     off += 2 + vl;
   }
   if (off !== block.length) throw new RangeError("malformed header block");

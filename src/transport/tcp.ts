@@ -58,8 +58,9 @@ class HeaderBlocks {
 const requestBlocks = new HeaderBlocks();
 const responseBlocks = new HeaderBlocks();
 
-function hasEntries(headers: Headers): boolean {
-  for (const _ in headers) return true;
+/** Whether headers hold anything besides the Timeout header every call carries. */
+function hasMetadata(headers: Headers): boolean {
+  for (const key in headers) if (key !== HEADER.timeout) return true;
   return false;
 }
 
@@ -69,11 +70,16 @@ const callHeaders = (req: TransportRequest): Headers => ({
   [HEADER.contentType]: req.contentType,
 });
 
-/** A request's headers; calls without metadata of their own reuse one encoded block per endpoint. */
+/**
+ * A request's headers. Calls without metadata of their own reuse one encoded block per endpoint
+ * and timeout: the client's Timeout header (the server's deadline) repeats call after call, and
+ * encoding a block per call for it cost a quarter of the calls per second.
+ */
 function requestHeaders(req: TransportRequest): Headers | Buffer {
-  if (hasEntries(req.headers)) return { ...callHeaders(req), ...req.headers };
-  const key = `${req.service}\n${req.endpoint}\n${req.contentType}`;
-  return requestBlocks.get(key) ?? requestBlocks.add(key, callHeaders(req));
+  if (hasMetadata(req.headers)) return { ...callHeaders(req), ...req.headers };
+  const timeout = req.headers[HEADER.timeout];
+  const key = `${req.service}\n${req.endpoint}\n${req.contentType}\n${timeout ?? ""}`;
+  return requestBlocks.get(key) ?? requestBlocks.add(key, timeout === undefined ? callHeaders(req) : { ...callHeaders(req), [HEADER.timeout]: timeout });
 }
 
 const responseHeaders = (contentType: string): Buffer =>
