@@ -27,7 +27,7 @@ import { isNotFound, type Node, type Registry, type Service } from "../registry/
 import { CacheRegistry, type Snapshot } from "../registry/cache.ts";
 import { tcpTransport } from "../transport/tcp.ts";
 import { httpTransport } from "../transport/http.ts";
-import { onePort } from "../transport/one-port.ts";
+import { onePortServer } from "../transport/one-port.ts";
 import { FRAME_CAPABILITY, FrameDeliveries, Status, receiveBatch, type Delivery, type Outcome } from "./frame-delivery.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { answerClientErrors, answerOnSocket, trickleProofTimeouts } from "../transport/http-guard.ts";
@@ -169,7 +169,7 @@ export default class HttpBroker implements Broker {
       Promise.resolve(this.opts.auth?.verify(req.headers, ERROR_ID) ?? receiveBatch(req, limit, ERROR_ID, this.deliverFrame));
     const frames = tcpTransport.listen(dispatchBatch, frameOptions);
     // Frames from tsmicro publishers, go-micro's HTTP from the others; over TLS first when it has a certificate.
-    const accept = onePort({
+    const server = onePortServer({
       protocols: [
         { detect: tcpTransport.detect, serve: frames.serve, refuse: frames.refuse },
         {
@@ -184,12 +184,7 @@ export default class HttpBroker implements Broker {
       readTimeoutMs,
       serverId: ERROR_ID,
       tls: this.opts.tls,
-    });
-    const server = net.createServer((socket) => {
-      this.sockets.add(socket);
-      socket.once("close", () => this.sockets.delete(socket));
-      socket.on("error", () => {});
-      accept(socket);
+      sockets: this.sockets,
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

@@ -10,7 +10,7 @@ import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
 import { servedTransports } from "../cmd/plugins.ts";
-import { onePort } from "../transport/one-port.ts";
+import { onePortServer } from "../transport/one-port.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -195,7 +195,7 @@ export class Server {
     };
     const served = this.options.transports ?? (await servedTransports());
     const listeners = (this.listeners = served.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
-    const accept = onePort({
+    const server = onePortServer({
       protocols: listeners.map(({ transport, listener }) => ({
         detect: (head) => transport.detect(head),
         serve: (socket, head) => listener.serve(socket, head),
@@ -204,12 +204,7 @@ export class Server {
       readTimeoutMs: this.options.readTimeoutMs,
       serverId: this.options.name,
       tls: this.options.tls,
-    });
-    const server = net.createServer((socket) => {
-      this.sockets.add(socket);
-      socket.once("close", () => this.sockets.delete(socket));
-      socket.on("error", () => {});
-      accept(socket);
+      sockets: this.sockets,
     });
     this.netServer = server;
     await new Promise<void>((resolve, reject) => {

@@ -3,7 +3,7 @@
  * TLS handshake when the port requires TLS (then the protocol is told inside the TLS stream). The
  * RPC server serves its transports this way, the http broker its frame and HTTP deliveries.
  */
-import type net from "node:net";
+import net from "node:net";
 import tls from "node:tls";
 import { badRequest } from "../errors.ts";
 import type { ServerTLS, TransportListener } from "./transport.ts";
@@ -22,13 +22,15 @@ export interface OnePortOptions {
   serverId: string;
   /** Serve only TLS; mutual TLS with clientCA. */
   tls?: ServerTLS;
+  /** Holds the open connections, so their owner can end them. */
+  sockets: Set<net.Socket>;
 }
 
 /** The first byte of a TLS record carrying a handshake (a ClientHello starts every TLS connection). */
 const TLS_HANDSHAKE = 0x16;
 
-/** A function that takes an accepted connection and hands it to its protocol. */
-export function onePort(opts: OnePortOptions): (socket: net.Socket) => void {
+/** A server (not yet listening) that hands each accepted connection to its protocol. */
+export function onePortServer(opts: OnePortOptions): net.Server {
   const t = opts.tls;
   const secure: tls.TLSSocketOptions | undefined = t && {
     isServer: true,
@@ -55,5 +57,10 @@ export function onePort(opts: OnePortOptions): (socket: net.Socket) => void {
       socket.resume();
     });
   };
-  return (socket) => accept(socket, secure !== undefined);
+  return net.createServer((socket) => {
+    opts.sockets.add(socket);
+    socket.once("close", () => opts.sockets.delete(socket));
+    socket.on("error", () => {});
+    accept(socket, secure !== undefined);
+  });
 }
