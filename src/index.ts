@@ -24,7 +24,7 @@ export type {
 export { RegistryBase, ServiceNotFoundError, RegistryUnavailableError, isNotFound } from "./registry/registry.ts";
 // The broker's Event is BrokerEvent here, so it never hides the global Event.
 export type { Broker, BrokerOptions, Message, Event as BrokerEvent, Handler, Subscriber, SubscribeOptions, PublishOptions } from "./broker/broker.ts";
-export { NetworkBroker, type NetworkBrokerOptions } from "./broker/shared.ts";
+export { NetworkBroker, type NetworkBrokerOptions, type NetworkSubscribeOptions } from "./broker/shared.ts";
 export type {
   ClientTransport,
   ClientTransportOptions,

@@ -20,18 +20,16 @@ export interface Event {
 /** A handler that throws (or rejects) tells at-least-once brokers to redeliver. */
 export type Handler = (event: Event) => Promise<void> | void;
 
+/** What every broker's subscribe() takes; plugins extend it with their own (e.g. NetworkSubscribeOptions' prefetch). */
 export interface SubscribeOptions {
   /** Queue group: each message goes to one subscriber of the group. */
   queue?: string;
   /** Ack after the handler returns (default true). With false the handler calls event.ack(). */
   autoAck?: boolean;
-  /** Plugin-specific (e.g. durable, qos, prefetch). */
-  [key: string]: unknown;
 }
 
-export interface PublishOptions {
-  [key: string]: unknown;
-}
+/** Options of one publish: none in common; plugins extend it with their own (e.g. MqttPublishOptions' qos). */
+export interface PublishOptions {}
 
 export interface Subscriber {
   readonly topic: string;
@@ -62,8 +60,6 @@ export interface BrokerOptions {
   tls?: ServerTLS;
   /** How to verify (and, for mutual TLS, present a certificate to) subscribers that advertise secure=true (http broker). */
   clientTLS?: ClientTLS;
-  /** Plugin-specific. */
-  [key: string]: unknown;
 }
 
 export interface Broker {

@@ -25,8 +25,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import type * as PubSub from "@google-cloud/pubsub";
 import { importOptional } from "../cmd/plugins.ts";
-import type { Handler, Message, SubscribeOptions } from "./broker.ts";
-import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+import type { Handler, Message } from "./broker.ts";
+import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface GooglePubSubBrokerOptions extends NetworkBrokerOptions {
   /** Google Cloud project of the topics and subscriptions. */
@@ -121,7 +121,7 @@ export default class GooglePubSubBroker extends NetworkBroker {
     }
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     const lib = this.lib!;
     const own = !opts.queue;
     const name = opts.queue ? subscriptionName(topic, opts.queue) : `tsmicro-${randomUUID()}`;

@@ -24,8 +24,8 @@
 import { randomUUID } from "node:crypto";
 import type * as Mqtt from "mqtt";
 import { importOptional } from "../cmd/plugins.ts";
-import type { Handler, Message, PublishOptions, SubscribeOptions } from "./broker.ts";
-import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+import type { Handler, Message, PublishOptions } from "./broker.ts";
+import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface MqttBrokerOptions extends NetworkBrokerOptions {
   /** Default QoS of publish and subscribe. */
@@ -44,9 +44,19 @@ export interface MqttBrokerOptions extends NetworkBrokerOptions {
 
 type QoS = 0 | 1 | 2;
 
+/** A publish's QoS, instead of the broker's default. */
+export interface MqttPublishOptions extends PublishOptions {
+  qos?: QoS;
+}
+
+/** A subscription's QoS, instead of the broker's default. */
+export interface MqttSubscribeOptions extends NetworkSubscribeOptions {
+  qos?: QoS;
+}
+
 interface LocalSubscriber {
   handler: Handler;
-  opts: SubscribeOptions;
+  opts: MqttSubscribeOptions;
 }
 
 /** One server subscription (one topic filter) and the local subscribers sharing it. */
@@ -121,7 +131,7 @@ export default class MqttBroker extends NetworkBroker {
     return undefined;
   }
 
-  protected async send(topic: string, message: Message, opts: PublishOptions): Promise<void> {
+  protected async send(topic: string, message: Message, opts: MqttPublishOptions): Promise<void> {
     const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
     // An empty user-property list makes mqtt.js send a packet Mosquitto drops: send none instead.
     const properties = Object.keys(message.header).length > 0 ? { userProperties: message.header } : {};
@@ -129,7 +139,7 @@ export default class MqttBroker extends NetworkBroker {
     await this.whileReconnecting(this.client!.publishAsync(toMqttTopic(topic), body, { qos: this.qos(opts), properties }));
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: MqttSubscribeOptions): Promise<StopListening> {
     const qos = this.qos(opts);
     const filter = opts.queue ? `$share/${escapeReserved(opts.queue)}/${toMqttTopic(topic)}` : toMqttTopic(topic);
     let shared = this.byFilter.get(filter);
@@ -185,7 +195,7 @@ export default class MqttBroker extends NetworkBroker {
     return Promise.all(deliveries);
   }
 
-  private qos(opts: PublishOptions | SubscribeOptions): QoS {
+  private qos(opts: MqttPublishOptions | MqttSubscribeOptions): QoS {
     const qos = opts.qos ?? this.opts.qos ?? 1;
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new BrokerInputError(`mqtt broker: qos must be 0, 1 or 2, not ${JSON.stringify(qos)}`);
     return qos;

@@ -15,10 +15,10 @@ import { createHash, randomUUID } from "node:crypto";
 import type * as Nats from "@nats-io/transport-node";
 import type * as JetStream from "@nats-io/jetstream";
 import { importOptional } from "../cmd/plugins.ts";
-import type { BrokerOptions, Handler, Message, SubscribeOptions } from "./broker.ts";
-import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, decodeEnvelope, encodeEnvelope, type StopListening } from "./shared.ts";
+import type { Handler, Message } from "./broker.ts";
+import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, decodeEnvelope, encodeEnvelope, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
-export interface NatsBrokerOptions extends BrokerOptions {
+export interface NatsBrokerOptions extends NetworkBrokerOptions {
   /** At-least-once delivery through JetStream (the server must run with JetStream enabled). */
   jetstream?: boolean;
   /** How long a stream created by this broker keeps a message, consumed or not (default 24 h). */
@@ -109,7 +109,7 @@ export default class NatsBroker extends NetworkBroker {
     }
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     if (this.jetstream) return this.consume(this.jetstream, topic, handler, opts);
     const connection = this.connection!;
     const subscription = connection.subscribe(topic, {
@@ -127,7 +127,7 @@ export default class NatsBroker extends NetworkBroker {
     };
   }
 
-  private async consume(js: JetStreamSession, topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  private async consume(js: JetStreamSession, topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     const { AckPolicy, DeliverPolicy } = js.lib;
     const stream = await this.streamFor(topic);
     const name = engineName(opts.queue ?? `tsmicro-${randomUUID()}`);

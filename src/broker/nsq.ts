@@ -26,7 +26,7 @@
 import { randomUUID } from "node:crypto";
 import type * as Nsq from "nsqjs";
 import { importOptional } from "../cmd/plugins.ts";
-import type { Handler, Message, SubscribeOptions } from "./broker.ts";
+import type { Handler, Message } from "./broker.ts";
 import {
   BrokerInputError,
   NetworkBroker,
@@ -35,6 +35,7 @@ import {
   retry,
   type NetworkBrokerOptions,
   type Settlement,
+  type NetworkSubscribeOptions,
   type StopListening,
 } from "./shared.ts";
 
@@ -113,7 +114,7 @@ export default class NsqBroker extends NetworkBroker {
     );
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     const channel = opts.queue ?? `${randomUUID()}${EPHEMERAL}`;
     if (!validName(channel)) throw new BrokerInputError(`nsq broker: invalid queue ${JSON.stringify(channel)}: NSQ channels are ${NAME_RULE}`);
     await Promise.all(this.serverAddresses().map((address) => this.emptyIfUnsubscribed(address, topic)));
@@ -175,7 +176,7 @@ export default class NsqBroker extends NetworkBroker {
   }
 
   /** A reader of one nsqd; it reconnects and subscribes again by itself. */
-  private startReader(address: string, topic: string, channel: string, opts: SubscribeOptions, onMessage: (msg: Nsq.Message) => void) {
+  private startReader(address: string, topic: string, channel: string, opts: NetworkSubscribeOptions, onMessage: (msg: Nsq.Message) => void) {
     const reader = new this.nsq!.Reader(topic, channel, {
       nsqdTCPAddresses: [address],
       maxInFlight: Number(opts.prefetch ?? this.opts.prefetch ?? 10),

@@ -15,8 +15,8 @@
  */
 import type * as Amqp from "amqplib";
 import { importOptional } from "../cmd/plugins.ts";
-import type { Handler, Message, SubscribeOptions } from "./broker.ts";
-import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type StopListening } from "./shared.ts";
+import type { Handler, Message } from "./broker.ts";
+import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface RabbitMQBrokerOptions extends NetworkBrokerOptions {
   /** Topic exchange to publish to and bind queues on (default "micro"). */
@@ -33,7 +33,7 @@ interface Session {
 interface Consumer {
   readonly topic: string;
   readonly handler: Handler;
-  readonly opts: SubscribeOptions;
+  readonly opts: NetworkSubscribeOptions;
   channel?: Amqp.Channel;
 }
 
@@ -81,7 +81,7 @@ export default class RabbitMQBroker extends NetworkBroker {
     );
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     if (opts.queue && Buffer.byteLength(queueObjectName(topic, opts.queue)) > MAX_NAME_BYTES)
       throw new BrokerInputError(`rabbitmq broker: queue name "${queueObjectName(topic, opts.queue)}" is longer than ${MAX_NAME_BYTES} bytes`);
     const consumer: Consumer = { topic, handler, opts };

@@ -21,7 +21,7 @@ import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import type * as Redis from "redis";
 import { importOptional } from "../cmd/plugins.ts";
-import type { Handler, Message, SubscribeOptions } from "./broker.ts";
+import type { Handler, Message } from "./broker.ts";
 import {
   NOTHING_TO_SETTLE,
   NetworkBroker,
@@ -29,6 +29,7 @@ import {
   encodeEnvelope,
   keepRunning,
   type NetworkBrokerOptions,
+  type NetworkSubscribeOptions,
   type StopListening,
 } from "./shared.ts";
 
@@ -121,7 +122,7 @@ export default class RedisBroker extends NetworkBroker {
     await this.whileReconnecting(script);
   }
 
-  protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     if (opts.queue || this.opts.streams) return this.readStream(topic, handler, opts);
     const subscriber = await this.pubsubClient();
     const listener = (payload: Buffer) => {
@@ -142,7 +143,7 @@ export default class RedisBroker extends NetworkBroker {
     return this.pubsub;
   }
 
-  private async readStream(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
+  private async readStream(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     const client = this.client!;
     const key = streamKey(topic);
     const group = opts.queue ?? `tsmicro-${randomUUID()}`;

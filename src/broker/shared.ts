@@ -18,6 +18,12 @@ import type {
   Subscriber,
 } from "./broker.ts";
 
+/** What network brokers' subscribe() takes besides the common options. */
+export interface NetworkSubscribeOptions extends SubscribeOptions {
+  /** Messages handed to this subscriber at a time before it acks (where the engine has such a window). */
+  prefetch?: number;
+}
+
 export interface NetworkBrokerOptions extends BrokerOptions {
   /** How long publish/subscribe wait for a lost connection to come back before failing (default 10 000 ms). */
   reconnectWait?: number;
@@ -70,7 +76,7 @@ export abstract class NetworkBroker implements Broker {
   /** Closes them; subscriptions are already stopped. */
   protected abstract close(): Promise<void>;
   protected abstract send(topic: string, message: Message, opts: PublishOptions): Promise<void>;
-  protected abstract listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening>;
+  protected abstract listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening>;
   /** Engine-specific topic rules; returns why the topic is invalid, or undefined. */
   protected topicProblem(_topic: string, _use: "publish" | "subscribe"): string | undefined {
     return undefined;
@@ -125,7 +131,7 @@ export abstract class NetworkBroker implements Broker {
     }
   }
 
-  async subscribe(topic: string, handler: Handler, opts: SubscribeOptions = {}): Promise<Subscriber> {
+  async subscribe(topic: string, handler: Handler, opts: NetworkSubscribeOptions = {}): Promise<Subscriber> {
     this.requireConnected();
     this.checkTopic(topic, "subscribe");
     checkQueue(this.plugin, opts.queue);

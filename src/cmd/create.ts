@@ -6,6 +6,7 @@
 import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import { Client } from "../client/client.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
+import type { MdnsRegistryOptions } from "../registry/mdns.ts";
 import { toSeconds, type ResolvedOptions } from "./options.ts";
 import { brokers, parsePluginRef, registries, transports, type PluginFactory, type PluginKind } from "./plugins.ts";
 
@@ -16,18 +17,20 @@ async function create<T, O extends { addresses?: string[]; url?: string }>(kind:
   return factory({ ...opts, ...ref.options, addresses: opts.addresses ?? ref.addresses, url: ref.url ?? opts.url });
 }
 
-export function createRegistry(value: string, opts: RegistryOptions = {}): Promise<Registry> {
-  return create(registries, value, opts);
+/** Builds the registry named by value; O is its plugin's own options type (e.g. `createRegistry<MemoryRegistryOptions>("memory", {isolated: true})`). */
+export function createRegistry<O extends RegistryOptions = RegistryOptions>(value: string, opts?: O): Promise<Registry> {
+  return create<Registry, RegistryOptions>(registries, value, opts ?? {});
 }
 
-export function createBroker(value: string, opts: BrokerOptions = {}): Promise<Broker> {
-  return create(brokers, value, opts);
+/** Builds the broker named by value; O is its plugin's own options type (e.g. `createBroker<NatsBrokerOptions>("nats", {jetstream: true})`). */
+export function createBroker<O extends BrokerOptions = BrokerOptions>(value: string, opts?: O): Promise<Broker> {
+  return create<Broker, BrokerOptions>(brokers, value, opts ?? {});
 }
 
 /** A service's registry: an instance given in code, or built from its name or URI. */
 export async function registryFor(o: ResolvedOptions): Promise<Registry> {
   if (typeof o.registry !== "string") return o.registry;
-  return createRegistry(o.registry, { addresses: o.registryAddress, interface: o.mdnsInterface });
+  return createRegistry<MdnsRegistryOptions>(o.registry, { addresses: o.registryAddress, interface: o.mdnsInterface });
 }
 
 /** A service's broker, given the service's registry (the http broker registers in it). */

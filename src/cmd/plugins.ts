@@ -30,11 +30,30 @@ export class PluginKind<P> {
     return this;
   }
 
-  /** Registers a plugin that is imported only when first resolved (so its client library is never loaded by users of others). */
+  /**
+   * Registers a plugin that is imported only when first resolved (so its client library is never
+   * loaded by users of others). Concurrent resolves share one import; a failed one is tried again next time.
+   */
   registerLazy(name: string, load: () => Promise<P>): this {
     const key = name.toLowerCase();
+    let loading: Promise<P> | undefined;
+    const loadOnce = (): Promise<P> =>
+      (loading ??= load().then(
+        (plugin) => {
+          // A register() while it was importing wins.
+          if (this.loaders.get(key) === loadOnce) {
+            this.loaders.delete(key);
+            this.loaded.set(key, plugin);
+          }
+          return plugin;
+        },
+        (err: unknown) => {
+          loading = undefined;
+          throw err;
+        },
+      ));
     this.loaded.delete(key);
-    this.loaders.set(key, load);
+    this.loaders.set(key, loadOnce);
     return this;
   }
 
@@ -59,13 +78,7 @@ export class PluginKind<P> {
     if (plugin !== undefined) return plugin;
     const load = this.loaders.get(key);
     if (!load) throw new UnknownPluginError(this.kind, name, this.names());
-    const imported = await load();
-    // A register() while it was importing wins.
-    if (this.loaders.get(key) === load) {
-      this.loaders.delete(key);
-      this.loaded.set(key, imported);
-    }
-    return this.loaded.get(key) ?? imported;
+    return load();
   }
 }
 

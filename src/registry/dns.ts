@@ -39,7 +39,17 @@ export class ReadOnlyRegistryError extends Error {
   }
 }
 
+export interface DnsRegistryOptions extends RegistryOptions {
+  /** Appended to service names that are not fully qualified. */
+  domain?: string;
+  /** The port of names that have only A/AAAA records. */
+  port?: number;
+  /** Milliseconds between the lookups of a watch. */
+  pollInterval?: number;
+}
+
 export default class DnsRegistry extends RegistryBase implements Registry {
+  protected declare opts: DnsRegistryOptions;
   private readonly resolver: dns.Resolver;
   private readonly watchers = new WatcherSet();
   /** Names watch() follows, with the nodes last resolved for each (keyed by node id). */
@@ -48,14 +58,14 @@ export default class DnsRegistry extends RegistryBase implements Registry {
   /** A watch without a service is running: every name looked up gets followed. */
   private followLookups = false;
 
-  /** Options: addresses (DNS servers, host:port), domain, port (for A/AAAA-only names), pollInterval (ms). */
-  constructor(opts: RegistryOptions = {}) {
+  /** addresses are DNS servers (host:port). */
+  constructor(opts: DnsRegistryOptions = {}) {
     super(opts);
     this.resolver = new dns.Resolver({ timeout: this.timeout, tries: 1 });
     if (opts.addresses?.length) this.resolver.setServers(opts.addresses);
   }
 
-  override init(opts: RegistryOptions): void {
+  override init(opts: DnsRegistryOptions): void {
     super.init(opts);
     if (opts.addresses?.length) this.resolver.setServers(opts.addresses);
   }

@@ -26,6 +26,7 @@ import {
   mergeByVersion,
   type Endpoint,
   type Registry,
+  type RegistryOptions,
   type RegisterOptions,
   type Service,
   type WatchOptions,
@@ -159,7 +160,13 @@ function parseResponse(records: Answer[]): { nodes: Array<{ instance: string; se
   return { nodes, names };
 }
 
+export interface MdnsRegistryOptions extends RegistryOptions {
+  /** The interface (name or IPv4 address) to multicast on. Default loopback (127.0.0.1). */
+  interface?: string;
+}
+
 export default class MdnsRegistry extends RegistryBase implements Registry {
+  protected declare opts: MdnsRegistryOptions;
   /** Joined to the group: answers queries, hears announcements and goodbyes. */
   private mdns?: makeMdns.MulticastDNS;
   /** On a port of its own: asks, and gets the answers go-micro sends back to the asker. */

@@ -78,11 +78,15 @@ class MemoryStore {
 
 const sharedStore = new MemoryStore();
 
+export interface MemoryRegistryOptions extends RegistryOptions {
+  /** A store of this instance's own instead of the process's shared one (useful in tests). */
+  isolated?: boolean;
+}
+
 export default class MemoryRegistry extends RegistryBase implements Registry {
   private readonly store: MemoryStore;
 
-  /** `{isolated: true}` gives the instance a store of its own (useful in tests). */
-  constructor(opts: RegistryOptions = {}) {
+  constructor(opts: MemoryRegistryOptions = {}) {
     super(opts);
     this.store = opts.isolated ? new MemoryStore() : sharedStore;
   }

@@ -21,6 +21,7 @@ import {
   servicesOrNotFound,
   splitByNode,
   type Registry,
+  type RegistryOptions,
   type RegisterOptions,
   type Service,
   type WatchAction,
@@ -53,7 +54,13 @@ function readResult(value: unknown): { action?: string; service?: unknown; ttl?:
 
 const nodeKey = (s: Service) => `${s.name}\0${s.nodes[0]!.id}`;
 
+export interface NatsRegistryOptions extends RegistryOptions {
+  /** Milliseconds a lookup waits for the nodes' answers. */
+  queryTimeout?: number;
+}
+
 export default class NatsRegistry extends RegistryBase implements Registry {
+  protected declare opts: NatsRegistryOptions;
   private connecting?: Promise<NatsConnection>;
   private connected = false;
   /** Our own nodes, each as the service holding just it: what we answer queries with until it expires. */

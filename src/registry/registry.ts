@@ -56,8 +56,6 @@ export interface RegistryOptions {
   timeout?: number;
   /** The URI the registry was chosen by, without its query (for plugins that read credentials or a path from it). */
   url?: string;
-  /** Anything plugin-specific (e.g. mdns interface). */
-  [key: string]: unknown;
 }
 
 export interface Registry {

@@ -10,8 +10,10 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, describe, it, type TestContext } from "node:test";
 import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/broker.ts";
-import { subscriptionName } from "../../src/broker/googlepubsub.ts";
-import { streamKey } from "../../src/broker/redis.ts";
+import { subscriptionName, type GooglePubSubBrokerOptions } from "../../src/broker/googlepubsub.ts";
+import type { MqttBrokerOptions } from "../../src/broker/mqtt.ts";
+import type { NatsBrokerOptions } from "../../src/broker/nats.ts";
+import { streamKey, type RedisBrokerOptions } from "../../src/broker/redis.ts";
 import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/create.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
@@ -74,11 +76,11 @@ const always = async () => undefined;
 /** Rejected by every network broker. */
 const COMMON_INVALID_TOPICS = ["", "has space"];
 
-function networkBroker(scheme: string, defaultAddress: string, opts: BrokerOptions = {}) {
+function networkBroker<O extends BrokerOptions>(scheme: string, defaultAddress: string, opts?: O) {
   return (address = defaultAddress) => createBroker(`${scheme}://${address}`, opts);
 }
 
-const natsSetup = (name: string, opts: BrokerOptions, atLeastOnce: boolean): BrokerSetup => ({
+const natsSetup = (name: string, opts: NatsBrokerOptions, atLeastOnce: boolean): BrokerSetup => ({
   name,
   create: networkBroker("nats", "127.0.0.1:4222", opts),
   unavailable: listening(4222, "NATS"),
@@ -97,7 +99,7 @@ const natsSetup = (name: string, opts: BrokerOptions, atLeastOnce: boolean): Bro
   cleanup: atLeastOnce ? deleteJetStreamStreams : undefined,
 });
 
-const mqttSetup = (name: string, opts: BrokerOptions, durable: boolean): BrokerSetup => ({
+const mqttSetup = (name: string, opts: MqttBrokerOptions, durable: boolean): BrokerSetup => ({
   name,
   create: networkBroker("mqtt", "127.0.0.1:1883", opts),
   unavailable: listening(1883, "Mosquitto"),
@@ -111,7 +113,7 @@ const mqttSetup = (name: string, opts: BrokerOptions, durable: boolean): BrokerS
   ownServer: { start: startMosquitto, command: "mosquitto" },
 });
 
-const redisSetup = (name: string, opts: BrokerOptions): BrokerSetup => ({
+const redisSetup = (name: string, opts: RedisBrokerOptions): BrokerSetup => ({
   name,
   create: networkBroker("redis", "127.0.0.1:6379", opts),
   unavailable: listening(6379, "Redis"),
@@ -182,7 +184,7 @@ const setups: BrokerSetup[] = [
   },
   {
     name: "googlepubsub",
-    create: networkBroker("googlepubsub", "127.0.0.1:8085", { projectId: PUBSUB_PROJECT }),
+    create: networkBroker<GooglePubSubBrokerOptions>("googlepubsub", "127.0.0.1:8085", { projectId: PUBSUB_PROJECT }),
     unavailable: listening(8085, "The Pub/Sub emulator", "pubsub"),
     ciProvides: true,
     // Too short, not starting with a letter, reserved prefix, a slash, too long.

@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import type { NatsRegistryOptions } from "../../src/registry/nats.ts";
 import { after, before, describe } from "node:test";
 import { create, toJson } from "@bufbuild/protobuf";
 import { Client, MicroError, PROTOBUF_TYPE, Service, createRegistry, isNotFound, notFound, type Registry } from "../../src/index.ts";
@@ -119,7 +120,7 @@ for (const shared of REGISTRIES) {
       let registry: Registry;
       before(async () => {
         // nats: lookups listen 500 ms for answers (100 ms by default), for a loaded machine.
-        registry = await createRegistry(shared.tsmicro, { queryTimeout: 500 });
+        registry = await createRegistry<NatsRegistryOptions>(shared.tsmicro, { queryTimeout: 500 });
       });
       after(async () => {
         await registry.close?.();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { FlagError, OptionError, Service, createBroker, fromArgv, fromEnv, parseDuration, parsePluginRef } from "../../src/index.ts";
+import type { NatsBrokerOptions } from "../../src/broker/nats.ts";
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -114,8 +115,9 @@ test("a plugin URI's query sets the plugin's options, so a flag can choose a dur
     url: "mqtt://127.0.0.1:1883",
     options: { durable: true, clientId: "message-1", sessionExpiry: 600, qos: 1 },
   });
-  const broker = await createBroker("nats://127.0.0.1:4222?jetstream=true", { reconnectWait: 5 });
-  assert.equal(broker.options().jetstream, true);
-  assert.equal(broker.options().reconnectWait, 5, "options from code are kept");
+  const broker = await createBroker<NatsBrokerOptions>("nats://127.0.0.1:4222?jetstream=true", { reconnectWait: 5 });
+  const options = broker.options() as NatsBrokerOptions;
+  assert.equal(options.jetstream, true);
+  assert.equal(options.reconnectWait, 5, "options from code are kept");
   assert.equal(broker.address(), "127.0.0.1:4222", "the query is not part of the address");
 });
