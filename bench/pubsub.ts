@@ -63,8 +63,8 @@ export async function receipts(recorder: Recorder): Promise<Receipts> {
  * waits for: nats.js returns at once, tsmicro's NATS broker after a server round trip); a publish
  * that fails fails the next op.
  */
-export async function publishOp(subscriber: SubscriberInfo, publish: () => unknown): Promise<() => Promise<void>> {
-  const acquire = await creditWindow(subscriber);
+export async function publishOp(subscriber: SubscriberInfo, publish: () => unknown, deliveriesPerPublish = 1): Promise<() => Promise<void>> {
+  const acquire = await creditWindow(subscriber, deliveriesPerPublish);
   let failure: unknown;
   return async () => {
     if (failure) throw failure;
@@ -73,8 +73,11 @@ export async function publishOp(subscriber: SubscriberInfo, publish: () => unkno
   };
 }
 
-/** Resolves once the publisher may send one more event. */
-async function creditWindow(subscriber: SubscriberInfo): Promise<() => Promise<void> | undefined> {
+/**
+ * Resolves once the publisher may send one more event. The window counts deliveries: an event to
+ * n subscriptions takes n credits, and each delivery gives one back.
+ */
+async function creditWindow(subscriber: SubscriberInfo, cost: number): Promise<() => Promise<void> | undefined> {
   let inFlight = 0;
   const waiting: Array<() => void> = [];
   let partial: Buffer = Buffer.alloc(0);
@@ -85,14 +88,14 @@ async function creditWindow(subscriber: SubscriberInfo): Promise<() => Promise<v
     let off = 0;
     for (; off + 4 <= partial.length; off += 4) inFlight -= partial.readUInt32BE(off);
     partial = partial.subarray(off);
-    while (waiting.length > 0 && inFlight < PUBSUB_WINDOW) {
-      inFlight++;
+    while (waiting.length > 0 && inFlight + cost <= Math.max(PUBSUB_WINDOW, cost)) {
+      inFlight += cost;
       waiting.shift()!();
     }
   });
   return () => {
-    if (inFlight < PUBSUB_WINDOW) {
-      inFlight++;
+    if (inFlight + cost <= Math.max(PUBSUB_WINDOW, cost)) {
+      inFlight += cost;
       return undefined;
     }
     return new Promise<void>((resolve) => waiting.push(resolve));

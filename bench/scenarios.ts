@@ -204,58 +204,44 @@ const PAYLOADS: Array<[bytes: number, name: string]> = [
 // Request {"name":"…"} and response {"msg":"Hello …"}: the payload twice plus 27 bytes of JSON.
 const echoBytes = (payload: number) => 2 * payload + 27;
 
+/** The echo at a payload size, through tsmicro's default transport or the raw TCP floor (its anchor). */
+function payloadRow(bytes: number, name: string, system: "tsmicro" | "floor"): LoadScenario {
+  const tsmicro = system === "tsmicro";
+  return {
+    id: `scale.${tsmicro ? "rpc" : "floor"}-${bytes}`,
+    group: "scale",
+    label: `RPC, ${name} payload, ${tsmicro ? "tsmicro default transport" : "raw TCP echo (floor)"}`,
+    short: `${tsmicro ? "tsmicro" : "floor"} ${name}`,
+    server: tsmicro ? role("tsmicro", "server") : role("raw-tcp", "server"),
+    client: tsmicro ? role("tsmicro", "tcp-client") : role("raw-tcp", "client"),
+    measuredBy: "client",
+    params: { payload: bytes },
+    bytesPerOp: echoBytes(bytes),
+    anchors: tsmicro ? [`scale.floor-${bytes}`] : [],
+  };
+}
+
+/** RPC with n nodes of the service in the client's registry, or the default broker with n subscribers; anchored on n = 1. */
+function countRow(what: "nodes" | "subscribers", n: number): LoadScenario {
+  const rpc = what === "nodes";
+  const noun = `${rpc ? "node" : "subscriber"}${n > 1 ? "s" : ""}`;
+  return {
+    id: `scale.${what}-${n}`,
+    group: "scale",
+    label: rpc ? `RPC with ${n} ${noun} of the service in the registry` : `default broker, ${n} ${noun} (ops = deliveries)`,
+    short: `${n} ${noun}`,
+    server: rpc ? role("tsmicro", "server") : role("tsmicro", "http-broker-subscriber"),
+    client: rpc ? role("tsmicro", "tcp-client") : role("tsmicro", "http-broker-publisher"),
+    measuredBy: rpc ? "client" : "server",
+    params: { [what]: n },
+    anchors: n > 1 ? [`scale.${what}-1`] : [],
+  };
+}
+
 LOAD_SCENARIOS.push(
-  ...PAYLOADS.flatMap(([bytes, name]): LoadScenario[] => [
-    {
-      id: `scale.rpc-${bytes}`,
-      group: "scale",
-      label: `RPC, ${name} payload, tsmicro default transport`,
-      short: `tsmicro ${name}`,
-      server: role("tsmicro", "server"),
-      client: role("tsmicro", "tcp-client"),
-      measuredBy: "client",
-      params: { payload: bytes },
-      bytesPerOp: echoBytes(bytes),
-      anchors: [`scale.floor-${bytes}`],
-    },
-    {
-      id: `scale.floor-${bytes}`,
-      group: "scale",
-      label: `RPC, ${name} payload, raw TCP echo (floor)`,
-      short: `floor ${name}`,
-      server: role("raw-tcp", "server"),
-      client: role("raw-tcp", "client"),
-      measuredBy: "client",
-      params: { payload: bytes },
-      bytesPerOp: echoBytes(bytes),
-    },
-  ]),
-  ...[1, 10, 100].map(
-    (nodes): LoadScenario => ({
-      id: `scale.nodes-${nodes}`,
-      group: "scale",
-      label: `RPC with ${nodes} node${nodes > 1 ? "s" : ""} of the service in the registry`,
-      short: `${nodes} node${nodes > 1 ? "s" : ""}`,
-      server: role("tsmicro", "server"),
-      client: role("tsmicro", "tcp-client"),
-      measuredBy: "client",
-      params: { nodes },
-      anchors: nodes > 1 ? ["scale.nodes-1"] : [],
-    }),
-  ),
-  ...[1, 10, 50].map(
-    (subscribers): LoadScenario => ({
-      id: `scale.subscribers-${subscribers}`,
-      group: "scale",
-      label: `default broker, ${subscribers} subscriber${subscribers > 1 ? "s" : ""} (ops = deliveries)`,
-      short: `${subscribers} subscriber${subscribers > 1 ? "s" : ""}`,
-      server: role("tsmicro", "http-broker-subscriber"),
-      client: role("tsmicro", "http-broker-publisher"),
-      measuredBy: "server",
-      params: { subscribers },
-      anchors: subscribers > 1 ? ["scale.subscribers-1"] : [],
-    }),
-  ),
+  ...PAYLOADS.flatMap(([bytes, name]) => [payloadRow(bytes, name, "tsmicro"), payloadRow(bytes, name, "floor")]),
+  ...[1, 10, 100].map((n) => countRow("nodes", n)),
+  ...[1, 10, 50].map((n) => countRow("subscribers", n)),
 );
 
 /** The soak: tsmicro's defaults at full load for a long window (run.ts gives it its own timing), RSS growth after the warm-up. */

@@ -12,7 +12,7 @@ import MemoryRegistry from "../../src/registry/memory.ts";
 import type { Service as ServiceRecord } from "../../src/registry/registry.ts";
 import { Service } from "../../src/service.ts";
 import { publishOp, receipts, sentAt, stampedBody, type SubscriberInfo } from "../pubsub.ts";
-import { nowMs, Recorder } from "../recorder.ts";
+import { Recorder } from "../recorder.ts";
 import type { RoleContext, Roles } from "../role.ts";
 import { checkEchoResponse, echoRequest, hello, type EchoRequest } from "./echo.ts";
 
@@ -47,9 +47,8 @@ async function subscriber(broker: Broker, registry: MemoryRegistry | undefined, 
   const recorder = new Recorder();
   const credits = await receipts(recorder);
   const topic = `${ctx.namespace}.events`;
-  // Every subscription records its deliveries; the first returns the publisher's credit (one per event published).
-  await broker.subscribe(topic, (event) => credits.received(sentAt(event.message.body)));
-  for (let i = 1; i < (ctx.params.subscribers ?? 1); i++) await broker.subscribe(topic, (event) => recorder.record(nowMs() - sentAt(event.message.body)));
+  // Every subscription records its deliveries and returns their credits (the publisher takes one per subscription).
+  for (let i = 0; i < (ctx.params.subscribers ?? 1); i++) await broker.subscribe(topic, (event) => credits.received(sentAt(event.message.body)));
   // The http broker's publisher finds subscribers in its registry: hand it this one's records.
   const records = registry ? await registry.getService(HTTP_BROKER_SERVICE) : [];
   return { info: { creditPort: credits.port, records }, recorder };
@@ -58,7 +57,8 @@ async function subscriber(broker: Broker, registry: MemoryRegistry | undefined, 
 async function publisher(broker: Broker, ctx: RoleContext) {
   await broker.connect();
   const topic = `${ctx.namespace}.events`;
-  return { op: await publishOp(ctx.peer as SubscriberInfo, () => broker.publish(topic, { header: NO_HEADERS, body: stampedBody() })) };
+  const deliveries = ctx.params.subscribers ?? 1;
+  return { op: await publishOp(ctx.peer as SubscriberInfo, () => broker.publish(topic, { header: NO_HEADERS, body: stampedBody() }), deliveries) };
 }
 
 export const roles: Roles = {
