@@ -1,4 +1,4 @@
-// Builds the published package: src/ → dist/ (ESM, .d.ts, maps) plus the dashboard's static files.
+// Builds the published package: src/ → dist/ (ESM, .d.ts, maps) plus the dashboard's static files (type-checked).
 // tsc rewrites "./x.ts" to "./x.js" in the JavaScript it emits but leaves the declarations' import
 // paths as written, so those are rewritten here for consumers whose tools expect .js.
 import { execFileSync } from "node:child_process";
@@ -20,4 +20,6 @@ for (const file of readdirSync(dist, { recursive: true, encoding: "utf8" })) {
   const fixed = text.replace(relativeTs, "$1.js$2");
   if (fixed !== text) writeFileSync(path, fixed);
 }
-cpSync(join(root, "src/cli/web"), join(dist, "cli/web"), { recursive: true });
+// The dashboard's page is // @ts-check JavaScript served as written: checked here, then copied (not its tsconfig).
+execFileSync(process.execPath, [tsc, "-p", join(root, "src/cli/web")], { stdio: "inherit" });
+cpSync(join(root, "src/cli/web"), join(dist, "cli/web"), { recursive: true, filter: (path) => !path.endsWith("tsconfig.json") });

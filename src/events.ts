@@ -6,7 +6,7 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { Broker, Event, SubscribeOptions, Subscriber } from "./broker/broker.ts";
 import { JSON_TYPE, PROTOBUF_TYPE, codecFor, isProtoMessage } from "./codec/codec.ts";
-import { logger } from "./logger.ts";
+import { logger, type Logger } from "./logger.ts";
 import { wrap, type SubscriberFunc, type SubscriberWrapper } from "./wrapper/wrapper.ts";
 
 export const CONTENT_TYPE = "Content-Type";
@@ -57,6 +57,8 @@ export async function publishEvent(broker: Broker, topic: string, message: unkno
 export interface SubscribeEventOptions extends SubscribeOptions {
   /** The protobuf type expected on this topic (otherwise found by the Micro-Message-Type header). */
   schema?: DescMessage;
+  /** Where an event that cannot be decoded is reported; default: the default logger. */
+  logger?: Logger;
 }
 
 export type EventHandler<T> = (message: T, event: Event) => void | Promise<void>;
@@ -78,7 +80,7 @@ export function subscribeEvent<T = unknown>(
   opts: SubscribeEventOptions = {},
   wrappers?: readonly SubscriberWrapper[],
 ): Promise<Subscriber> {
-  const { schema, ...brokerOpts } = opts;
+  const { schema, logger: log = logger, ...brokerOpts } = opts;
   if (schema) registerTypes(schema);
   const deliver: SubscriberFunc = async (event) => {
     let message: T;
@@ -86,7 +88,7 @@ export function subscribeEvent<T = unknown>(
       message = decodeEvent<T>(event, schema);
     } catch (err) {
       // Redelivering a body that cannot be decoded would loop forever: report it and move on.
-      logger.error({ topic, header: event.message.header, err: (err as Error).message }, "cannot decode event; dropped");
+      log.error({ topic, header: event.message.header, err: (err as Error).message }, "cannot decode event; dropped");
       return;
     }
     await handler(message, event);

@@ -4,6 +4,8 @@
  */
 export { Service, newService, type ServiceOptions, type InitOptions, type Duration, type Hook, type ServiceSubscription } from "./service.ts";
 export { runMain } from "./run-main.ts";
+export { createLogger, traceMixin, type Logger } from "./logger.ts";
+export type { ObservabilityOptions } from "./observability/observability.ts";
 export { Client, notFoundError, type CallOptions, type ClientOptions } from "./client/client.ts";
 export { Server, type CallContext, type HandlerFn, type HandlerOptions, type ServerOptions } from "./server/server.ts";
 export * from "./errors.ts";

@@ -12,12 +12,18 @@ import { applyProcessOptions, resolveOptions, toSeconds, type Hook, type InitOpt
 import { MissingPackageError } from "./cmd/plugins.ts";
 import { StartupError } from "./errors.ts";
 import { encodeEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
-import { logger } from "./logger.ts";
+import { defaultLogger, type Logger } from "./logger.ts";
+import { NodeObservability } from "./observability/observability.ts";
 import type { ServiceImpl } from "./proto/service.ts";
-import type { Registry, Service as ServiceRecord } from "./registry/registry.ts";
+import { describeMessage } from "./proto/describe.ts";
+import type { Endpoint, Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
 import { SECURE_METADATA } from "./transport/transport.ts";
+import type { MetricsSource } from "./transport/transport.ts";
 import { wrap, type PublishFunc } from "./wrapper/wrapper.ts";
+
+/** How soon a failed re-register is tried again (at most the register interval). */
+const RENEW_RETRY_MS = 1000;
 
 interface Subscription {
   topic: string;
@@ -47,12 +53,18 @@ export class Service {
   private readonly handlers: Array<(s: Server) => void> = [];
   private readonly subscriptions: Subscription[] = [];
   private renewTimer?: NodeJS.Timeout;
+  /** The re-register in progress, if any. */
+  private renewal?: Promise<void>;
   private running?: Promise<void>;
   private stopping?: Promise<void>;
   private resolveRun?: () => void;
   private record?: ServiceRecord;
   /** Whether the registry accepted this node, so a failed start() does not deregister it. */
   private registered = false;
+  /** This node's tracing and metrics, made on first use (after init() named the node). */
+  private observability?: NodeObservability;
+  /** The options with the node's tracing and metrics wrappers in front of the program's. */
+  private observed?: ResolvedOptions;
 
   constructor(opts: ServiceOptions = {}) {
     this.opts = resolveOptions(opts);
@@ -67,6 +79,25 @@ export class Service {
     return this.opts.name;
   }
 
+  /** This service's logger: ServiceOptions.logger, or the default one. */
+  get logger(): Logger {
+    return this.opts.logger ?? defaultLogger();
+  }
+
+  /** The registry id of this node. */
+  get nodeId(): string {
+    return `${this.opts.name}-${this.id}`;
+  }
+
+  /** The options the service builds its parts with: its own tracing and metrics wrappers first. */
+  private wired(): ResolvedOptions {
+    if (!this.observed) {
+      this.observability = new NodeObservability(this.opts, { service: this.opts.name, nodeId: this.nodeId }, () => String(this._broker ?? ""));
+      this.observed = this.observability.wrap(this.opts);
+    }
+    return this.observed;
+  }
+
   /**
    * Applies MICRO_* environment and flags over the code's options (flag > env > code > default).
    * Nothing is read from the process unless the program calls this. A bad flag or variable throws
@@ -76,6 +107,7 @@ export class Service {
    */
   init(argv: string[] = process.argv.slice(2), opts: InitOptions = {}): this {
     ({ options: this.opts, args: this.args } = applyProcessOptions(this.opts, argv, opts));
+    this.observed = undefined; // the node's name or switches may have changed
     return this;
   }
 
@@ -89,14 +121,14 @@ export class Service {
     if (!this._broker) {
       const broker = await brokerFor(this.opts, await this.registry());
       this._broker ??= broker;
-      this.publisher = wrap<PublishFunc>((p) => this._broker!.publish(p.topic, p.message), this.opts.wrapPublish);
+      this.publisher = wrap<PublishFunc>((p) => this._broker!.publish(p.topic, p.message), this.wired().wrapPublish);
     }
     return this._broker;
   }
 
   async client(): Promise<Client> {
     if (!this._client) {
-      const client = await clientFor(this.opts, await this.registry());
+      const client = await clientFor(this.wired(), await this.registry());
       if (this._client) await client.close(); // a concurrent call made one first
       else this._client = client;
     }
@@ -119,12 +151,15 @@ export class Service {
     const add = (s: Server) => (s.handle as (n: unknown, t: unknown, o: unknown) => Server)(name, target, opts);
     this.handlers.push(add); // kept, so a start() retried after a failure serves it too
     if (this.server) add(this.server);
-    if (this.registered) {
-      // Advertise the new endpoints now rather than at the next renewal.
-      this.record = undefined;
-      this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
-    }
+    this.readvertise();
     return this;
+  }
+
+  /** Advertises changed endpoints (handlers, subscriptions) now rather than at the next renewal. */
+  private readvertise(): void {
+    if (!this.registered) return;
+    this.record = undefined;
+    this.register().catch((err: Error) => this.logger.error({ err: err.message }, "re-register with the new endpoints failed; will retry next interval"));
   }
 
   async publish(topic: string, message: unknown, opts?: PublishEventOptions): Promise<void> {
@@ -139,15 +174,17 @@ export class Service {
     const forget = () => {
       const index = this.subscriptions.indexOf(sub);
       if (index >= 0) this.subscriptions.splice(index, 1);
+      this.readvertise();
     };
     this.subscriptions.push(sub);
     if (this.running) {
       try {
-        sub.active = await subscribeEvent(await this.broker(), topic, handler, opts, this.opts.wrapSubscriber);
+        sub.active = await subscribeEvent(await this.broker(), topic, handler, { logger: this.logger, ...opts }, this.wired().wrapSubscriber);
       } catch (err) {
         forget();
         throw err;
       }
+      this.readvertise();
     }
     return {
       topic,
@@ -189,27 +226,52 @@ export class Service {
       headerTimeoutMs: this.opts.headerTimeout,
       tls: this.opts.serverTLS,
       auth: this.opts.auth,
-      wrapHandler: this.opts.wrapHandler,
+      wrapHandler: this.wired().wrapHandler,
+      metrics: this.metricsSource(),
+      logger: this.logger,
     });
     for (const add of this.handlers) add(server);
     this.server = server;
-    logger.info(`Starting [service] ${this.opts.name}`);
+    this.logger.info(`Starting [service] ${this.opts.name}`);
     await this.step(`cannot listen on ${this.opts.address ?? "127.0.0.1:0"}`, () => server.start());
     const registry = await this.step(`cannot create the registry "${String(this.opts.registry)}"`, () => this.registry());
     const broker = await this.step(`cannot create the broker "${String(this.opts.broker)}"`, () => this.broker());
     await this.step(`cannot connect to the ${broker} broker at ${broker.address()}`, () => broker.connect());
-    logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
+    this.observability?.metrics?.brokerConnected(true);
+    this.logger.info(`Broker [${broker}] Connected to ${broker.address()}`);
     for (const sub of this.subscriptions) {
-      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, sub.opts, this.opts.wrapSubscriber));
+      sub.active ??= await this.step(`cannot subscribe to ${sub.topic}`, () => subscribeEvent(broker, sub.topic, sub.handler, { logger: this.logger, ...sub.opts }, this.wired().wrapSubscriber));
     }
     await this.step(`cannot register with the ${registry} registry`, () => this.register());
-    const interval = this.opts.registerInterval;
-    if (interval > 0) {
-      this.renewTimer = setInterval(() => {
-        this.register().catch((err: Error) => logger.error({ err: err.message }, "re-register failed; will retry next interval"));
-      }, interval);
-    }
+    this.renewAfter(this.opts.registerInterval);
     await this.step("an afterStart hook failed", () => runHooks(this.opts.afterStart));
+  }
+
+  /**
+   * Re-registers every registerInterval, one register at a time. While the registry cannot be
+   * reached it tries every RENEW_RETRY_MS instead, so a node is back within about a second of the
+   * registry's return, however long its interval (its lease or check may have lapsed meanwhile).
+   */
+  private renewAfter(delayMs: number): void {
+    this.renewTimer = setTimeout(() => {
+      this.renewal = this.register().then(
+        () => this.opts.registerInterval,
+        (err: Error) => {
+          const retry = Math.min(this.opts.registerInterval, RENEW_RETRY_MS);
+          this.logger.error({ err: err.message }, `re-register failed; retrying in ${retry} ms`);
+          return retry;
+        },
+      ).then((next) => {
+        this.renewal = undefined;
+        if (this.running && !this.stopping) this.renewAfter(next);
+      });
+    }, delayMs);
+  }
+
+  /** What GET /metrics on the node's port answers, unless metrics are off. */
+  private metricsSource(): MetricsSource | undefined {
+    const metrics = (this.wired(), this.observability?.metrics);
+    return metrics && (() => metrics.exposition());
   }
 
   /** Runs one start-up step; its failure becomes one line saying which step, with the cause. */
@@ -230,10 +292,10 @@ export class Service {
       name: this.opts.name,
       version: this.opts.version,
       metadata: {},
-      endpoints: this.server.endpoints(),
+      endpoints: [...this.server.endpoints(), ...this.subscriptions.map(subscriberEndpoint)],
       nodes: [
         {
-          id: `${this.opts.name}-${this.id}`,
+          id: this.nodeId,
           address: this.server.advertisedAddress(),
           metadata: { ...this.opts.metadata, transport: this.advertisedTransport(), [SECURE_METADATA]: String(this.opts.serverTLS !== undefined), protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
@@ -250,19 +312,25 @@ export class Service {
 
   private async register(): Promise<void> {
     const [record, registry] = [await this.describe(), await this.registry()];
-    await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    try {
+      await registry.register(record, { ttl: toSeconds(this.opts.registerTTL) });
+    } catch (err) {
+      this.observability?.metrics?.registered(false);
+      throw err;
+    }
+    this.observability?.metrics?.registered(true);
     this.registered = true;
-    logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
+    this.logger.debug(`Registry [${registry}] Registered node: ${record.nodes[0]!.id}`);
   }
 
   /** start(), then wait until SIGINT/SIGTERM or stop(). */
   async run(): Promise<void> {
     await this.start();
     const node = this.record!.nodes[0]!;
-    logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
+    this.logger.info(`Registry [${await this.registry()}] Registered node: ${node.id} at ${node.address}`);
     const onSignal = (sig: NodeJS.Signals) => {
-      logger.info(`Received signal ${sig}`);
-      this.stop().catch((err: Error) => logger.error({ err: err.message }, "stop failed"));
+      this.logger.info(`Received signal ${sig}`);
+      this.stop().catch((err: Error) => this.logger.error({ err: err.message }, "stop failed"));
     };
     if (this.opts.handleSignals !== false) {
       process.once("SIGINT", onSignal);
@@ -294,11 +362,12 @@ export class Service {
   }
 
   private async shutdown(): Promise<void> {
-    clearInterval(this.renewTimer);
+    clearTimeout(this.renewTimer);
+    await this.renewal; // a renewal that lands after the deregister would list this node again
     const registry = this._registry;
     if (this.record && registry && this.registered) {
-      await registry.deregister(this.record).catch((err: Error) => logger.error({ err: err.message }, "deregister failed"));
-      logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
+      await registry.deregister(this.record).catch((err: Error) => this.logger.error({ err: err.message }, "deregister failed"));
+      this.logger.info(`Registry [${registry}] Deregistered node: ${this.record.nodes[0]!.id}`);
     }
     await this.server?.stop(this.opts.drainTimeout ?? 10_000);
     for (const sub of this.subscriptions) {
@@ -306,10 +375,24 @@ export class Service {
       sub.active = undefined;
     }
     await this._broker?.disconnect().catch(() => {});
+    this.observability?.metrics?.brokerConnected(false);
     await this._client?.close();
     await registry?.close();
-    if (this.server) logger.info(`Stopped [service] ${this.opts.name}`);
+    if (this.server) this.logger.info(`Stopped [service] ${this.opts.name}`);
   }
+}
+
+/**
+ * A subscription as go-micro advertises a function subscriber: endpoint "Func" with metadata
+ * {topic, subscriber: "true"} and the message's shape, so the registry tells who listens to a topic.
+ */
+function subscriberEndpoint(sub: Subscription): Endpoint {
+  return {
+    name: "Func",
+    request: sub.opts.schema ? describeMessage(sub.opts.schema) : null,
+    response: null,
+    metadata: { topic: sub.topic, subscriber: "true" },
+  };
 }
 
 /** Runs hooks in order. With `failures`, a failing hook is recorded there and the rest still run; without, the first failure throws. */

@@ -1,16 +1,21 @@
 /**
  * npm run demo: the go-micro tutorial's five steps, end to end, on the embedded defaults
  * (mdns registry on loopback, http broker): each part runs as its own process, as a user would.
+ * Then the walkthrough's services run once more and print where their /metrics and the dashboard
+ * are; `npm run demo -- --dashboard` keeps them running (with a little traffic) until Ctrl-C.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
-import { JSON_TYPE, PROTOBUF_TYPE, createRegistry, encodeEvent, type WatchEvent } from "../../src/index.ts";
-import { StudentSchema } from "./gen/student_pb.ts";
+import { JSON_TYPE, PROTOBUF_TYPE, Service, createClient, createRegistry, encodeEvent, type WatchEvent } from "../../src/index.ts";
+import { StudentManager, StudentSchema } from "./gen/student_pb.ts";
 
 const here = (part: string) => fileURLToPath(new URL(`./${part}.ts`, import.meta.url));
-// Keep the children's framework logs out of the walkthrough's output unless asked for.
-const env = { ...process.env, MICRO_LOG_LEVEL: process.env.MICRO_LOG_LEVEL ?? "warn" };
+const TSMICRO = fileURLToPath(new URL("../../bin/tsmicro.js", import.meta.url));
+// Keep the framework logs (the children's and this process's) out of the walkthrough's output unless asked for.
+process.env.MICRO_LOG_LEVEL ??= "warn";
+const env = { ...process.env };
+const keepRunning = process.argv.includes("--dashboard");
 
 interface Part {
   child: ChildProcess;
@@ -25,8 +30,8 @@ process.on("exit", () => {
 });
 
 /** Runs a walkthrough part in its own Node process (no tsx wrapper, so its PID is the service's). */
-function part(name: string, args: string[] = []): Part {
-  const child = spawn(process.execPath, ["--import", "tsx", here(name), ...args], { env, stdio: ["ignore", "pipe", "inherit"] });
+function part(name: string, args: string[] = [], command = ["--import", "tsx", here(name)]): Part {
+  const child = spawn(process.execPath, [...command, ...args], { env, stdio: ["ignore", "pipe", "inherit"] });
   started.add(child);
   let out = "";
   const waiters = new Set<() => void>();
@@ -129,6 +134,50 @@ async function main(): Promise<void> {
   subscriber.child.kill("SIGTERM");
   await subscriber.exit;
   say("\nAll five steps ran.");
+
+  await fleet();
+}
+
+/** The walkthrough's services once more, with a little traffic, their /metrics and the dashboard. */
+async function fleet(): Promise<void> {
+  say("\n── The fleet: every node serves Prometheus /metrics on its port; `tsmicro web` reads them");
+  const server = part("server");
+  const address = /ready at (\S+)/.exec(await server.line(/ready at/))![1]!;
+  const messages = part("subscriber");
+  await messages.line(/subscribed to/);
+  // The user service of step 4, in this process: it calls student_service and publishes Students.
+  const user = new Service({ name: "user_service", version: "latest" });
+  await user.start();
+  const students = createClient(StudentManager, "student_service", user);
+  const student = create(StudentSchema, { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" });
+  const traffic = async () => {
+    await students.getStudent({ name: "davie" });
+    await students.getStudent({ name: "bob" }).catch(() => {}); // a 404, to show an error rate
+    await user.publish("go.micro.srv.message", student, { schema: StudentSchema, header: { name: "davie" } });
+  };
+  for (let i = 0; i < 3; i++) await traffic();
+  const metrics = await (await fetch(`http://${address}/metrics`)).text();
+  say(`  metrics : http://${address}/metrics (student_service), e.g.`);
+  for (const line of metrics.split("\n").filter((l) => l.startsWith("micro_server_requests_total{"))) say(`            ${line.replace(/,node_service="[^"]*",node_id="[^"]*"/, "")}`);
+  const web = part("dashboard", ["web", "--address", "127.0.0.1:0"], [TSMICRO]);
+  const url = /dashboard on (\S+)/.exec(await web.line(/^dashboard on /))![1]!;
+  const page = await fetch(url);
+  say(`  web     : ${url} (HTTP ${page.status}): endpoint rates and latency, the topic go.micro.srv.message, node health`);
+
+  if (keepRunning) {
+    say("  Running with a call and an event every second until Ctrl-C.");
+    const timer = setInterval(() => void traffic().catch(() => {}), 1000);
+    await new Promise((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    clearInterval(timer);
+  } else {
+    say("  (npm run demo -- --dashboard keeps them running, with a call and an event every second, until Ctrl-C)");
+  }
+  for (const p of [web, messages, server]) p.child.kill("SIGTERM");
+  await Promise.all([web.exit, messages.exit, server.exit]);
+  await user.stop();
 }
 
 main().then(

@@ -2,6 +2,7 @@
 import type { Registry } from "../registry/registry.ts";
 import type { Auth } from "../auth/auth.ts";
 import type { ClientTLS, ServerTLS } from "../transport/transport.ts";
+import type { Logger } from "../logger.ts";
 
 export interface Message {
   header: Record<string, string>;
@@ -60,6 +61,8 @@ export interface BrokerOptions {
   tls?: ServerTLS;
   /** How to verify (and, for mutual TLS, present a certificate to) subscribers that advertise secure=true (http broker). */
   clientTLS?: ClientTLS;
+  /** Where the broker logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
 }
 
 export interface Broker {
@@ -68,6 +71,12 @@ export interface Broker {
   address(): string;
   connect(): Promise<void>;
   disconnect(): Promise<void>;
+  /**
+   * What resolving promises differs per broker and mode (each plugin's doc comment, and the README's
+   * "Delivery guarantees" table): from "the engine stored it" (JetStream, RabbitMQ confirms, Kafka
+   * acks=all, Redis streams, Pub/Sub, NSQ) to "the engine received it" (NATS core, MQTT without a
+   * persistent session, Redis pub/sub), which a restart can lose.
+   */
   publish(topic: string, message: Message, opts?: PublishOptions): Promise<void>;
   subscribe(topic: string, handler: Handler, opts?: SubscribeOptions): Promise<Subscriber>;
   toString(): string;

@@ -8,8 +8,11 @@
  * - A topic is a Pub/Sub topic of the same name, created when a publish or subscribe finds it
  *   missing. The body is the message data, headers are its attributes. publish() resolves once
  *   the server returned the message id (the client batches publishes for up to 10 ms).
- * - A queue group is one subscription shared by its members, named after the group and the topic
- *   (see subscriptionName): messages wait there while the whole group is away. A subscriber
+ * - A queue group is one subscription shared by its members: messages wait there while the whole
+ *   group is away. It is named after the group, as go-micro names it, so Go and tsmicro members
+ *   share it; a Pub/Sub subscription belongs to one topic, so where the group's subscription
+ *   exists for another topic (one group name on several topics) tsmicro members use
+ *   "<group>:<topic>" instead (see groupSubscription). A subscriber
  *   without a queue gets a subscription of its own, deleted when it unsubscribes (and expiring
  *   after a day unused, should its process die first).
  * - Subscribers pull over a stream with flow control (`prefetch` messages at a time, default 100).
@@ -26,7 +29,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type * as PubSub from "@google-cloud/pubsub";
 import { importOptional } from "../cmd/plugins.ts";
 import type { Handler, Message } from "./broker.ts";
-import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
+import { BrokerInputError, NetworkBroker, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface GooglePubSubBrokerOptions extends NetworkBrokerOptions {
   /** Google Cloud project of the topics and subscriptions. */
@@ -124,8 +127,8 @@ export default class GooglePubSubBroker extends NetworkBroker {
   protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     const lib = this.lib!;
     const own = !opts.queue;
-    const name = opts.queue ? subscriptionName(topic, opts.queue) : `tsmicro-${randomUUID()}`;
-    await this.whileReconnecting(this.createSubscription(topic, name, own));
+    const name = opts.queue ? await this.whileReconnecting(this.groupSubscription(topic, opts.queue)) : `tsmicro-${randomUUID()}`;
+    if (own) await this.whileReconnecting(this.createSubscription(topic, name, own));
     const subscription = this.client!.subscription(name, {
       flowControl: { maxMessages: Number(opts.prefetch ?? this.opts.prefetch ?? 100), allowExcessMessages: false },
       // While the server is away the stream retries every second at most (by default it backs off to a minute).
@@ -187,6 +190,20 @@ export default class GooglePubSubBroker extends NetworkBroker {
     return creation;
   }
 
+  /**
+   * Creates a queue group's subscription unless it exists, and returns its name: go-micro's, the
+   * group's own, unless that subscription belongs to another topic; then "<group>:<topic>".
+   */
+  private async groupSubscription(topic: string, group: string): Promise<string> {
+    const shared = subscriptionName(group);
+    await this.createSubscription(topic, shared, false);
+    const [metadata] = await this.client!.subscription(shared).getMetadata();
+    if (metadata.topic === this.topic(topic).name) return shared;
+    const ours = subscriptionName(`${group}:${topic}`);
+    await this.createSubscription(topic, ours, false);
+    return ours;
+  }
+
   /** Creates the subscription (and its topic) unless it exists. */
   private async createSubscription(topic: string, name: string, own: boolean): Promise<void> {
     const options = own ? { expirationPolicy: { ttl: { seconds: ABANDONED_SUBSCRIPTION_SECONDS } } } : {};
@@ -201,12 +218,11 @@ export default class GooglePubSubBroker extends NetworkBroker {
 }
 
 /**
- * The subscription of a queue group: its queueObjectName, with the characters Pub/Sub names
- * cannot hold percent-encoded; a name that would still be invalid (it starts with a non-letter
- * or is too long) gets a prefix, and a hash of the whole in place of its end.
+ * A queue group's subscription id: the name with the characters Pub/Sub ids cannot hold
+ * percent-encoded; a name that would still be invalid (it starts with a non-letter or is too long)
+ * gets a prefix, and a hash of the whole in place of its end.
  */
-export function subscriptionName(topic: string, queue: string): string {
-  const name = queueObjectName(topic, queue);
+export function subscriptionName(name: string): string {
   const encoded = Array.from(name, (c) => (NAME_CHARACTER.test(c) ? c : percentEncoded(c))).join("");
   if (RESOURCE_ID.test(encoded)) return encoded;
   const hash = createHash("sha256").update(name).digest("hex").slice(0, 16);

@@ -5,7 +5,8 @@
  * "http", topic}); a publisher looks the topic's nodes up and POSTs `/?id=<node id>` with the JSON
  * of go-micro's broker.Message, {"Header":{…,"Micro-Topic":topic},"Body":"<base64>"}, to each
  * broadcast subscriber and to one member of each queue group. Failed deliveries are retried
- * (another member for queue groups) a bounded number of times and then reported by publish().
+ * (another member for queue groups) a bounded number of times and then reported by publish(),
+ * which resolves only once every subscriber it delivers to has run its handler and answered.
  * Handlers get the header as published: the Micro-Topic this broker adds for routing is removed.
  *
  * Between tsmicro nodes the same subscriptions are reached faster: a subscriber node advertising

@@ -3,8 +3,12 @@
  * server's defaults); the record value is go-micro's JSON broker.Message envelope (headers and
  * base64 body), as go-micro's kafka broker writes and reads it (a value that is no envelope
  * arrives as the body, with the record headers); publish() resolves once all in-sync
- * replicas have the record. A queue group is a consumer group "<group>:<topic>" that resumes from
- * its committed offsets; a subscriber without a queue gets a consumer group of its own that starts
+ * replicas have the record. A queue group is the consumer group "<group>", go-micro's name, that
+ * resumes from its committed offsets: tsmicro and go-micro members of a group share the topic's
+ * partitions (tsmicro joins with the "range" assignment go-micro's Sarama offers; a member gets
+ * whole partitions, so a topic is shared only as many ways as it has partitions). A member gets
+ * records of its own topic only, whatever other topics the group's members read. A subscriber
+ * without a queue gets a consumer group of its own that starts
  * at the end of the topic. An offset is committed after the handler returns (or calls ack(), with
  * autoAck: false); a handler that throws gets the same record again, after a growing pause,
  * before the subscriber moves on. Consumers that fail (server restart) are created again.
@@ -24,7 +28,6 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   keepRunning,
-  queueObjectName,
   retry,
   type NetworkBrokerOptions,
   type StopListening,
@@ -43,6 +46,35 @@ const TOPIC_RULE = /^[A-Za-z0-9._-]{1,249}$/;
  * A fetch waits at most half a second for records: closing a consumer waits for its fetch.
  */
 const GROUP_TIMINGS = { sessionTimeout: 10_000, rebalanceTimeout: 10_000, heartbeatInterval: 1_000, maxWaitTime: 500 };
+
+/**
+ * A group's members must offer a common assignment protocol: go-micro's Sarama offers only
+ * "range" (the client's own default is "roundrobin"). Metadata version 0 is what Sarama reads.
+ */
+const GROUP_PROTOCOLS = [{ name: "range", version: 0 }];
+
+/**
+ * Kafka's range assignment, for when a tsmicro member leads the group: each topic's partitions in
+ * contiguous runs over the members subscribed to it (sorted by id), the first ones one longer. Every
+ * member's topics are assigned: the client passes only the leader's own, but a group's members
+ * may read different topics (one group name on several topics, as go-micro names groups).
+ */
+const rangeAssigner: Kafka.GroupPartitionsAssigner = (_leader, members, _leaderTopics, metadata) => {
+  const assignments = new Map([...members.keys()].map((memberId) => [memberId, new Map<string, Kafka.GroupAssignment>()]));
+  const topics = new Set([...members.values()].flatMap((m) => m.topics ?? []));
+  for (const topic of topics) {
+    const partitionsCount = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const subscribed = [...members.values()].filter((m) => m.topics?.includes(topic)).map((m) => m.memberId).sort();
+    let next = 0;
+    subscribed.forEach((memberId, i) => {
+      const count = Math.floor(partitionsCount / subscribed.length) + (i < partitionsCount % subscribed.length ? 1 : 0);
+      const partitions = Array.from({ length: count }, (_, k) => next + k);
+      next += count;
+      if (count) assignments.get(memberId)!.set(topic, { topic, partitions });
+    });
+  }
+  return [...assignments].map(([memberId, assigned]) => ({ memberId, assignments: assigned }));
+};
 
 export default class KafkaBroker extends NetworkBroker {
   private kafka?: typeof Kafka;
@@ -88,7 +120,7 @@ export default class KafkaBroker extends NetworkBroker {
 
   protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {
     const kafka = this.kafka!;
-    const groupId = opts.queue ? queueObjectName(topic, opts.queue) : `tsmicro-${randomUUID()}`;
+    const groupId = opts.queue || `tsmicro-${randomUUID()}`;
     const stopped = new AbortController();
     let consumer: Consumer | undefined;
     let stream: Kafka.MessagesStream<Buffer, Buffer, string, string> | undefined;
@@ -100,6 +132,8 @@ export default class KafkaBroker extends NetworkBroker {
         groupId,
         autocreateTopics: true,
         ...GROUP_TIMINGS,
+        protocols: GROUP_PROTOCOLS,
+        partitionAssigner: rangeAssigner,
         deserializers: { headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
       });
       stream = await consumer.consume({
@@ -108,8 +142,13 @@ export default class KafkaBroker extends NetworkBroker {
         mode: kafka.MessagesStreamModes.COMMITTED,
         fallbackMode: kafka.MessagesStreamFallbackModes.LATEST, // a new group starts at the end
       });
-      // The stream looks its offsets up after consume() returns: until then "the end" is not fixed,
-      // and a message published right after subscribe() could count as before it.
+      // After each (re)assignment the stream looks up where its partitions start: the group's
+      // committed offset or, where the group has none yet, the partition's end. That start is
+      // committed at once, so a member that takes a partition over in a later rebalance (members of
+      // all the group's topics join one group) resumes there, not at a later end.
+      const started = stream;
+      started.on("offsets", () => void commitStarts(consumer!, started, topic).catch((err) => this.warn(`committing where ${topic} starts`, err)));
+      // Until then "the end" is not fixed, and a message published right after subscribe() could count as before it.
       await once(stream, "offsets");
     };
     const stop = async () => {
@@ -167,6 +206,16 @@ export default class KafkaBroker extends NetworkBroker {
       () => {}, // deliver() has logged the handler's error
     );
   }
+}
+
+/** Commits the offsets the stream starts its assigned partitions of the topic at (the next record to read, Kafka's convention). */
+async function commitStarts(consumer: Consumer, stream: Kafka.MessagesStream<Buffer, Buffer, string, string>, topic: string): Promise<void> {
+  const partitions = consumer.assignments?.find((a) => a.topic === topic)?.partitions ?? [];
+  const offsets = partitions.flatMap((partition) => {
+    const offset = stream.offsetsToFetch.get(`${topic}:${partition}`);
+    return offset === undefined ? [] : [{ topic, partition, offset, leaderEpoch: -1 }];
+  });
+  if (offsets.length) await consumer.commit({ offsets });
 }
 
 /** A publish failure as the caller should see it, with Kafka's reasons: a message over the size limit is bad input. */

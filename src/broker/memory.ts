@@ -1,4 +1,7 @@
-/** In-process broker; all instances in one process share one bus, so in-process services meet. */
+/**
+ * In-process broker; all instances in one process share one bus, so in-process services meet.
+ * publish() resolves once the message is queued here; handlers run after, and nothing outlives the process.
+ */
 import { randomUUID } from "node:crypto";
 import { checkMessage, checkQueue, checkTopic } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";

@@ -1,15 +1,23 @@
 /**
- * MQTT 5 broker. A go-micro topic becomes an MQTT topic with its dots as levels
- * ("go.micro.srv.message" → "go/micro/srv/message"); characters MQTT gives a meaning to are
- * escaped, so a topic never turns into a wildcard, a system topic or another level. Headers are
- * MQTT 5 user properties; queue groups are shared subscriptions ($share/<group>/<topic>); `qos`
- * (0, 1, 2; default 1) is a broker, publish or subscribe option.
+ * MQTT 5 broker, on the wire as go-micro's mqtt broker: the payload is go-micro's JSON
+ * broker.Message envelope (headers and base64 body) and the topic is the MQTT topic unchanged
+ * ("go.micro.srv.message" is one level), QoS 1 by default. A payload that is no envelope (another
+ * MQTT client) arrives as the body, with the message's MQTT 5 user properties as headers.
+ * `topicLevels: true` maps a topic's dots to levels instead ("go.micro.srv.message" →
+ * "go/micro/srv/message", with the characters MQTT gives a meaning to escaped, so a topic never
+ * turns into a wildcard, a system topic or another level), and `envelope: false` publishes the
+ * raw body with the headers as MQTT 5 user properties: for fleets of MQTT clients other than
+ * go-micro's. Queue groups are shared subscriptions ($share/<group>/<topic>; go-micro's mqtt broker
+ * has none, so a go-micro subscriber gets every message); `qos` (0, 1, 2; default 1) is a broker,
+ * publish or subscribe option.
  *
  * One connection carries all subscriptions of the broker. The server keeps one subscription per
  * topic filter and client, so local subscribers of the same filter share it: each server
  * subscription carries a subscription identifier, and an incoming message goes to the local
  * subscribers of the identifiers it names (all of them, or one in turn for a queue group).
  * The client reconnects and resubscribes by itself; publish() waits up to `reconnectWait` ms meanwhile.
+ * publish() resolves on the server's PUBACK (QoS 1; PUBCOMP for 2, once written for 0): accepted
+ * and routed. Without `durable` the sessions are clean, so a restart loses what the server held.
  *
  * With `durable: true` the connection keeps a persistent session (clean start off, session expiry
  * `sessionExpiry` s): the server holds the session's subscriptions and its unacknowledged QoS 1
@@ -25,7 +33,7 @@ import { randomUUID } from "node:crypto";
 import type * as Mqtt from "mqtt";
 import { importOptional } from "../cmd/plugins.ts";
 import type { Handler, Message, PublishOptions } from "./broker.ts";
-import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
+import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, decodeEnvelope, encodeEnvelope, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface MqttBrokerOptions extends NetworkBrokerOptions {
   /** Default QoS of publish and subscribe. */
@@ -40,6 +48,10 @@ export interface MqttBrokerOptions extends NetworkBrokerOptions {
   clientId?: string;
   /** Seconds the server keeps a durable session while the client is away (default 3600). */
   sessionExpiry?: number;
+  /** Map a topic's dots to MQTT levels (default false: the topic unchanged, as go-micro does). */
+  topicLevels?: boolean;
+  /** Publish go-micro's JSON envelope (default true); false: the raw body, headers as MQTT 5 user properties. */
+  envelope?: boolean;
 }
 
 type QoS = 0 | 1 | 2;
@@ -126,22 +138,32 @@ export default class MqttBroker extends NetworkBroker {
     this.client = undefined;
   }
 
-  protected override topicProblem(topic: string): string | undefined {
-    if (Buffer.byteLength(toMqttTopic(topic)) > MAX_TOPIC_BYTES) return `longer than MQTT's ${MAX_TOPIC_BYTES}-byte limit`;
+  protected override topicProblem(topic: string, use: "publish" | "subscribe"): string | undefined {
+    if (Buffer.byteLength(this.mqttTopic(topic)) > MAX_TOPIC_BYTES) return `longer than MQTT's ${MAX_TOPIC_BYTES}-byte limit`;
+    if (this.opts.topicLevels) return undefined;
+    if (topic.includes("\0")) return "MQTT topics cannot hold NUL";
+    if (use === "publish" && /[+#]/.test(topic)) return "MQTT wildcards (+ and #) cannot be published to";
     return undefined;
   }
 
   protected async send(topic: string, message: Message, opts: MqttPublishOptions): Promise<void> {
-    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
-    // An empty user-property list makes mqtt.js send a packet Mosquitto drops: send none instead.
-    const properties = Object.keys(message.header).length > 0 ? { userProperties: message.header } : {};
+    const qos = this.qos(opts);
+    let payload: Buffer;
+    let properties = {};
+    if (this.opts.envelope === false) {
+      payload = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+      // An empty user-property list makes mqtt.js send a packet Mosquitto drops: send none instead.
+      if (Object.keys(message.header).length > 0) properties = { userProperties: message.header };
+    } else {
+      payload = encodeEnvelope(message);
+    }
     // While reconnecting, mqtt.js queues the message and resolves once the server acks it.
-    await this.whileReconnecting(this.client!.publishAsync(toMqttTopic(topic), body, { qos: this.qos(opts), properties }));
+    await this.whileReconnecting(this.client!.publishAsync(this.mqttTopic(topic), payload, { qos, properties }));
   }
 
   protected async listen(topic: string, handler: Handler, opts: MqttSubscribeOptions): Promise<StopListening> {
     const qos = this.qos(opts);
-    const filter = opts.queue ? `$share/${escapeReserved(opts.queue)}/${toMqttTopic(topic)}` : toMqttTopic(topic);
+    const filter = opts.queue ? `$share/${escapeReserved(opts.queue)}/${this.mqttTopic(topic)}` : this.mqttTopic(topic);
     let shared = this.byFilter.get(filter);
     if (!shared) {
       const identifier = ++this.lastIdentifier;
@@ -182,17 +204,21 @@ export default class MqttBroker extends NetworkBroker {
 
   private dispatch(mqttTopic: string, payload: Buffer, packet: Mqtt.IPublishPacket): Promise<unknown> {
     const ids = packet.properties?.subscriptionIdentifier ?? [];
-    const header: Record<string, string> = {};
-    for (const [key, value] of Object.entries(packet.properties?.userProperties ?? {})) header[key] = Array.isArray(value) ? value[0]! : value;
-    const topic = fromMqttTopic(mqttTopic);
+    const envelope = decodeEnvelope(payload);
+    const { header, body } = envelope.error ? { header: userProperties(packet), body: payload } : envelope.message;
+    const topic = this.opts.topicLevels ? fromMqttTopic(mqttTopic) : mqttTopic;
     const deliveries: Promise<void>[] = [];
     for (const id of Array.isArray(ids) ? ids : [ids]) {
       const shared = this.byIdentifier.get(id);
       if (!shared || shared.subscribers.length === 0) continue;
       const receivers = shared.queueGroup ? [shared.subscribers[shared.turn++ % shared.subscribers.length]!] : shared.subscribers;
-      for (const { handler, opts } of receivers) deliveries.push(this.deliver(handler, topic, { header: { ...header }, body: payload }, NOTHING_TO_SETTLE, opts));
+      for (const { handler, opts } of receivers) deliveries.push(this.deliver(handler, topic, { header: { ...header }, body }, NOTHING_TO_SETTLE, opts));
     }
     return Promise.all(deliveries);
+  }
+
+  private mqttTopic(topic: string): string {
+    return this.opts.topicLevels ? toMqttTopic(topic) : topic;
   }
 
   private qos(opts: MqttPublishOptions | MqttSubscribeOptions): QoS {
@@ -200,6 +226,13 @@ export default class MqttBroker extends NetworkBroker {
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new BrokerInputError(`mqtt broker: qos must be 0, 1 or 2, not ${JSON.stringify(qos)}`);
     return qos;
   }
+}
+
+/** A packet's MQTT 5 user properties as headers (the first value of a repeated key). */
+function userProperties(packet: Mqtt.IPublishPacket): Record<string, string> {
+  const header: Record<string, string> = {};
+  for (const [key, value] of Object.entries(packet.properties?.userProperties ?? {})) header[key] = Array.isArray(value) ? value[0]! : value;
+  return header;
 }
 
 /** Percent-encodes what MQTT gives a meaning to (level separator, wildcards, $-topics, NUL) and the escape character itself. */

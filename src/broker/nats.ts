@@ -2,7 +2,9 @@
  * NATS broker: topics are subjects, queue groups are NATS queue groups. The payload is go-micro's
  * JSON broker.Message envelope (headers and base64 body), as go-micro's nats broker sends and
  * reads it, so Go and tsmicro nodes share subjects; a payload that is no envelope (a plain NATS
- * publisher) arrives as the body with the message's NATS headers.
+ * publisher) arrives as the body with the message's NATS headers. publish() resolves once the
+ * server has the message (the client's buffer flushed): routed, never stored — at most once, so
+ * what is in flight when the server restarts, or published while a subscriber reconnects, is lost.
  *
  * With `jetstream: true` delivery is at-least-once: publish() resolves once JetStream has stored
  * the message (a stream per topic, created on first use unless one already captures the subject;

@@ -3,12 +3,22 @@
  * name) with the topic as routing key and the header as AMQP headers; they are persistent, and
  * publish() resolves once the server has confirmed one.
  *
- * A queue group is a durable queue "<group>:<topic>" shared by its members: messages wait there
- * while the whole group is away and survive a server restart. A subscriber without a queue gets an
- * exclusive queue that goes away with it. A delivery is acked after the handler returns (or when
- * it calls ack(), with autoAck: false); a handler that throws nacks it and it is delivered again.
- * `prefetch` (broker or subscribe option, default 10) bounds each subscriber's unacked messages,
- * and so its concurrent handler calls.
+ * A queue group is the queue "<group>" bound to the topic, declared as go-micro's rabbitmq broker
+ * declares it (not durable, deleted with its last consumer), so tsmicro and go-micro members of a
+ * group share its messages. With `durableQueues: true` (go-micro's rabbitmq.DurableQueue()) it is
+ * durable instead: messages wait there while the whole group is away and survive a server
+ * restart. A queue that exists with other flags is used as it is.
+ *
+ * Since the queue is named after the group alone, one group on several topics is one queue with a
+ * binding per topic, and each member gets messages of all of them (as in go-micro). A delivery
+ * goes to this broker's subscriber of its own topic (its routing key) in that group; one no
+ * subscriber here has goes back to the queue once, for a member that has one, and is dropped
+ * (with a warning) when it comes back.
+ *
+ * A subscriber without a queue gets an exclusive queue that goes away with it. A delivery is acked
+ * after the handler returns (or when it calls ack(), with autoAck: false); a handler that throws
+ * nacks it and it is delivered again. `prefetch` (broker or subscribe option, default 10) bounds
+ * each subscriber's unacked messages, and so its concurrent handler calls.
  *
  * amqplib does not reconnect: this broker does, with backoff, and then re-creates every
  * subscription. Meanwhile publish() and subscribe() wait up to `reconnectWait` ms.
@@ -16,13 +26,15 @@
 import type * as Amqp from "amqplib";
 import { importOptional } from "../cmd/plugins.ts";
 import type { Handler, Message } from "./broker.ts";
-import { BrokerInputError, NetworkBroker, queueObjectName, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
+import { BrokerInputError, NetworkBroker, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface RabbitMQBrokerOptions extends NetworkBrokerOptions {
   /** Topic exchange to publish to and bind queues on (default "micro"). */
   exchange?: string;
   /** Unacked messages per subscriber (default 10). */
   prefetch?: number;
+  /** Declare queue groups' queues durable, as go-micro's rabbitmq.DurableQueue() does (default false, go-micro's default). */
+  durableQueues?: boolean;
 }
 
 interface Session {
@@ -82,8 +94,8 @@ export default class RabbitMQBroker extends NetworkBroker {
   }
 
   protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
-    if (opts.queue && Buffer.byteLength(queueObjectName(topic, opts.queue)) > MAX_NAME_BYTES)
-      throw new BrokerInputError(`rabbitmq broker: queue name "${queueObjectName(topic, opts.queue)}" is longer than ${MAX_NAME_BYTES} bytes`);
+    if (opts.queue && Buffer.byteLength(opts.queue) > MAX_NAME_BYTES)
+      throw new BrokerInputError(`rabbitmq broker: queue name "${opts.queue}" is longer than ${MAX_NAME_BYTES} bytes`);
     const consumer: Consumer = { topic, handler, opts };
     await this.attach(await this.currentSession(), consumer);
     this.consumers.add(consumer);
@@ -122,14 +134,7 @@ export default class RabbitMQBroker extends NetworkBroker {
    * go-micro declares "micro" not durable, and a mixed fleet shares whichever came first.
    */
   private async declareExchange(connection: Amqp.ChannelModel): Promise<void> {
-    const channel = await connection.createChannel();
-    channel.on("error", () => {}); // a refused declaration closes the channel; the rejection says why
-    try {
-      await channel.assertExchange(this.exchange(), "topic", { durable: true });
-      await channel.close();
-    } catch (err) {
-      if ((err as { code?: number }).code !== 406) throw err; // 406 PRECONDITION_FAILED: it exists, with other flags
-    }
+    await declareOrTakeAsItIs(connection, (channel) => channel.assertExchange(this.exchange(), "topic", { durable: true }));
   }
 
   /** A lost connection: connect again, resubscribe everyone, then let publishers through. */
@@ -149,23 +154,33 @@ export default class RabbitMQBroker extends NetworkBroker {
   }
 
   private async attach(session: Session, consumer: Consumer): Promise<void> {
-    const { topic, handler, opts } = consumer;
+    const { topic, opts } = consumer;
     const channel = await session.connection.createChannel();
     try {
       await channel.prefetch(Number(opts.prefetch ?? this.opts.prefetch ?? 10));
-      const { queue } = opts.queue
-        ? await channel.assertQueue(queueObjectName(topic, opts.queue), { durable: true })
-        : await channel.assertQueue("", { exclusive: true, autoDelete: true });
+      const group = opts.queue;
+      // go-micro's declaration of a group's queue (durable: false, autoDelete: true), or its DurableQueue().
+      const flags = this.opts.durableQueues ? { durable: true } : { durable: false, autoDelete: true };
+      if (group) await declareOrTakeAsItIs(session.connection, (declaring) => declaring.assertQueue(group, flags));
+      const queue = group || (await channel.assertQueue("", { exclusive: true, autoDelete: true })).queue;
       await channel.bindQueue(queue, this.exchange(), topic);
       await channel.consume(queue, (delivery) => {
         // null: the server cancelled the consumer (queue deleted); closing the channel recovers it.
         if (!delivery) return void channel.close().catch(() => {});
+        const { routingKey, redelivered } = delivery.fields;
+        const receiver = routingKey === topic ? consumer : this.groupMember(group, routingKey);
+        if (!receiver) {
+          // Another topic bound to the group's queue, with no subscriber here: back to the queue
+          // once, for a member that has one; dropped when it comes back.
+          if (redelivered) this.warn(`dropped a message of ${routingKey} from queue ${queue}`, "no subscriber of that topic in the group here");
+          return channel.nack(delivery, false, !redelivered);
+        }
         const message = { header: stringHeaders(delivery.properties.headers), body: delivery.content };
         const settlement = {
           ack: async () => channel.ack(delivery),
           nack: async () => channel.nack(delivery, false, true),
         };
-        void this.deliver(handler, delivery.fields.routingKey, message, settlement, opts);
+        void this.deliver(receiver.handler, routingKey, message, settlement, receiver.opts);
       });
     } catch (err) {
       await channel.close().catch(() => {});
@@ -175,11 +190,33 @@ export default class RabbitMQBroker extends NetworkBroker {
     this.closeWhenChannelFails(session, channel, () => this.consumers.has(consumer) && consumer.channel === channel);
   }
 
+  /** This broker's subscriber of the topic in the queue group, if any. */
+  private groupMember(group: string | undefined, topic: string): Consumer | undefined {
+    if (!group) return undefined;
+    for (const consumer of this.consumers) if (consumer.opts.queue === group && consumer.topic === topic) return consumer;
+    return undefined;
+  }
+
   /** A channel the server closed on us (while still wanted) is recovered by reconnecting everything. */
   private closeWhenChannelFails(session: Session, channel: Amqp.Channel, stillWanted: () => boolean): void {
     channel.once("close", () => {
       if (!this.lifetime.signal.aborted && stillWanted()) void session.connection.close().catch(() => {});
     });
+  }
+}
+
+/**
+ * Declares an exchange or queue on a channel of its own, since a refused declaration closes the
+ * channel. One that exists with other flags (a go-micro node declared it) is used as it is.
+ */
+async function declareOrTakeAsItIs(connection: Amqp.ChannelModel, declare: (channel: Amqp.Channel) => Promise<unknown>): Promise<void> {
+  const channel = await connection.createChannel();
+  channel.on("error", () => {}); // a refused declaration closes the channel; the rejection says why
+  try {
+    await declare(channel);
+    await channel.close();
+  } catch (err) {
+    if ((err as { code?: number }).code !== 406) throw err; // 406 PRECONDITION_FAILED: it exists, with other flags
   }
 }
 

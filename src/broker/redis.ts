@@ -13,9 +13,12 @@
  * Messages travel in go-micro's JSON envelope (headers + base64 body). publish() runs one script that
  * PUBLISHes the message and, when the topic's stream exists (some group reads it), XADDs it
  * there, trimmed to about `maxLen` entries — so topics without groups store nothing.
- * The client reconnects by itself and renews pub/sub subscriptions; stream readers retry with
- * backoff and recreate their group if the server came back without it. Pending messages survive
- * a server restart only if Redis persists them (appendonly yes, appendfsync always).
+ * publish() resolves once that script returned: the stream entry is then in Redis's memory (at
+ * least once for the stream's readers), the pub/sub copy went to whoever was subscribed at that
+ * moment (at most once). The client reconnects by itself and renews pub/sub subscriptions; stream
+ * readers retry with backoff and recreate their group if the server came back without it. Stream
+ * entries survive a server restart only if Redis persists them: run it with AOF on (appendonly
+ * yes; appendfsync always, or a crash loses up to the last second).
  */
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";

@@ -6,7 +6,7 @@
  * without native headers.
  */
 import { MissingPackageError } from "../cmd/plugins.ts";
-import { logger } from "../logger.ts";
+import { defaultLogger, type Logger } from "../logger.ts";
 import type {
   Broker,
   BrokerOptions,
@@ -175,7 +175,7 @@ export abstract class NetworkBroker implements Broker {
     error?: Error,
   ): Promise<void> {
     // At-most-once deliveries have nothing to settle: no bookkeeping for them.
-    const once = settlement === NOTHING_TO_SETTLE ? undefined : new SettleOnce(settlement, this.plugin, topic);
+    const once = settlement === NOTHING_TO_SETTLE ? undefined : new SettleOnce(settlement, this.plugin, topic, this.log);
     // bind rather than an arrow: under tsx (esbuild keepNames) every named closure costs an
     // Object.defineProperty, per message here (12% of a NATS subscriber's CPU in the bench).
     const event: Event = { topic, message, ack: once ? once.settle.bind(once, "ack") : settlement.ack };
@@ -184,7 +184,7 @@ export abstract class NetworkBroker implements Broker {
       await handler(event);
       if (once && opts.autoAck !== false) await once.settle("ack");
     } catch (err) {
-      logger.warn({ broker: this.plugin, topic, err: String(err) }, "subscriber handler failed");
+      this.log.warn({ broker: this.plugin, topic, err: String(err) }, "subscriber handler failed");
       await once?.settle("nack");
     }
   }
@@ -199,8 +199,12 @@ export abstract class NetworkBroker implements Broker {
     return Promise.race([operation, timeout]).finally(() => clearTimeout(timer));
   }
 
+  protected get log(): Logger {
+    return this.opts.logger ?? defaultLogger();
+  }
+
   protected warn(what: string, err: unknown): void {
-    logger.warn({ broker: this.plugin, err: String(err) }, what);
+    this.log.warn({ broker: this.plugin, err: String(err) }, what);
   }
 
   private requireConnected(): void {
@@ -258,6 +262,7 @@ class SettleOnce {
     private readonly settlement: Settlement,
     private readonly plugin: string,
     private readonly topic: string,
+    private readonly log: Logger,
   ) {}
 
   async settle(how: "ack" | "nack"): Promise<void> {
@@ -267,18 +272,9 @@ class SettleOnce {
       await this.settlement[how]();
     } catch (err) {
       // The connection went away: the engine redelivers what was not acked.
-      logger.warn({ broker: this.plugin, topic: this.topic, err: String(err) }, `${how} failed`);
+      this.log.warn({ broker: this.plugin, topic: this.topic, err: String(err) }, `${how} failed`);
     }
   }
-}
-
-/**
- * Name of the engine-side object (queue, consumer group) of a queue group. It includes the topic,
- * since one group name is commonly reused for several topics, and one shared object would hand
- * each topic's subscriber the other topics' messages.
- */
-export function queueObjectName(topic: string, queue: string): string {
-  return `${queue}:${topic}`;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -1,6 +1,6 @@
 /** A live view of a registry for the dashboard: every service with its nodes, kept current by watch(). */
 import { logger } from "../logger.ts";
-import type { Registry, Service, Watcher } from "../registry/registry.ts";
+import type { Registry, Service, Value, Watcher } from "../registry/registry.ts";
 import { lookup, serviceNames } from "./inspect.ts";
 
 /** versions is [] once the service is gone. */
@@ -11,6 +11,8 @@ export class Catalog {
   private readonly listeners = new Set<CatalogListener>();
   /** Lookups run one after another, so an older answer never overwrites a newer one. */
   private queue: Promise<void> = Promise.resolve();
+  /** Message type name → its fields with numbers, from every advertised shape; rebuilt after a change. */
+  private shapes?: Map<string, Value[]>;
 
   private constructor(
     private readonly registry: Registry,
@@ -34,6 +36,21 @@ export class Catalog {
   versions(name: string): Service[] {
     return this.services.get(name) ?? [];
   }
+
+  /** The fields (with protobuf numbers) of a message type some service advertises, e.g. "student.Student". */
+  readonly shapeOf = (typeName: string): Value[] | undefined => {
+    if (!this.shapes) {
+      this.shapes = new Map();
+      const add = (value: Value | null | undefined) => {
+        if (!value?.values?.length) return;
+        const type = value.type.replace(/^\[\]|^map<[^,]+,|>$/g, "");
+        if (value.values.every((f) => f.number !== undefined)) this.shapes!.set(type, value.values);
+        value.values.forEach(add);
+      };
+      for (const s of this.snapshot()) for (const e of s.endpoints ?? []) [e.request, e.response].forEach(add);
+    }
+    return this.shapes.get(typeName);
+  };
 
   /** Calls listener on every change; returns the function that stops it. */
   onChange(listener: CatalogListener): () => void {
@@ -63,6 +80,7 @@ export class Catalog {
     if (JSON.stringify(versions) === JSON.stringify(this.versions(name))) return;
     if (versions.length === 0) this.services.delete(name);
     else this.services.set(name, versions);
+    this.shapes = undefined;
     for (const listener of this.listeners) listener(name, versions);
   }
 }

@@ -6,6 +6,7 @@ import { MicroError, type MicroErrorJSON } from "../errors.ts";
 import { CONTENT_TYPE, MESSAGE_TYPE, TOPIC, decodeEvent } from "../events.ts";
 import { isNotFound, type Endpoint, type Registry, type Service } from "../registry/registry.ts";
 import { decodeRawProto } from "./raw-proto.ts";
+import { decodeShapedProto, type ShapeResolver } from "./shaped-proto.ts";
 
 /** Every version of a service with its nodes; [] when the registry has none. */
 export async function lookup(registry: Registry, name: string): Promise<Service[]> {
@@ -74,8 +75,11 @@ export interface ShownEvent {
   contentType: string;
   /** The protobuf type name, when the publisher said. */
   messageType?: string;
-  /** "json", "protobuf-raw" (field numbers: the type is unknown here), "text" or "base64". */
-  encoding: "json" | "protobuf-raw" | "text" | "base64";
+  /**
+   * "json"; "protobuf" (field names from the registry's shape of messageType); "protobuf-raw"
+   * (field numbers: the type is unknown here); "text" or "base64".
+   */
+  encoding: "json" | "protobuf" | "protobuf-raw" | "text" | "base64";
   body: unknown;
   size: number;
   receivedAt: string;
@@ -83,8 +87,8 @@ export interface ShownEvent {
 
 const FRAMEWORK_HEADERS = new Set([CONTENT_TYPE, MESSAGE_TYPE, TOPIC]);
 
-/** An event as a person or a script wants to see it, whatever its codec. */
-export function showEvent(event: Event): ShownEvent {
+/** An event as a person or a script wants to see it, whatever its codec; shapes names protobuf fields. */
+export function showEvent(event: Event, shapes?: ShapeResolver): ShownEvent {
   const { header, body } = event.message;
   const contentType = header[CONTENT_TYPE] ?? JSON_TYPE;
   const shown = {
@@ -104,6 +108,12 @@ export function showEvent(event: Event): ShownEvent {
     }
   }
   if (codec?.contentType === PROTOBUF_TYPE) {
+    const fields = shown.messageType ? shapes?.(shown.messageType) : undefined;
+    try {
+      if (fields) return { ...shown, encoding: "protobuf", body: decodeShapedProto(body, fields, shapes) };
+    } catch {
+      /* the advertised shape does not fit: shown schema-less below */
+    }
     try {
       return { ...shown, encoding: "protobuf-raw", body: decodeRawProto(body) };
     } catch {

@@ -12,7 +12,7 @@ export interface RawMessage {
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** 64-bit values as numbers while exact, as decimal strings beyond. */
-const int64 = (v: bigint | string): number | string => {
+export const int64 = (v: bigint | string): number | string => {
   const n = BigInt(v);
   return n <= BigInt(Number.MAX_SAFE_INTEGER) && n >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(n) : n.toString();
 };

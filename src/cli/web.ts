@@ -1,6 +1,7 @@
 /**
  * `tsmicro web`: the static page in src/cli/web/ and a small API over the command's Service.
- *   GET  /api/events          SSE: "snapshot" {registry, broker, services}, then "service" {name, versions} per change
+ *   GET  /api/events          SSE: "snapshot" {registry, broker, services}, then "service" {name, versions} per change,
+ *                             and "fleet" (FleetSnapshot: rates, latency, topics, node health) after every scrape
  *   GET  /api/health/<name>   each node's Debug.Health (NodeHealth[])
  *   POST /api/call            {service, endpoint, request} → the response, or the go-micro error with its code as status
  *   POST /api/publish         {topic, message, header?}
@@ -15,16 +16,21 @@ import { MicroError, badRequest, forbidden, notFound } from "../errors.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import type { Service } from "../service.ts";
 import { Catalog } from "./catalog.ts";
+import { Fleet } from "./fleet/fleet.ts";
 import { checkHealth, showEvent } from "./inspect.ts";
 
 const WEB_ID = "tsmicro.web";
 const MAX_BODY_BYTES = 1 << 20;
 const KEEP_ALIVE_MS = 15_000;
+/** How often the nodes' /health and /metrics are read. */
+export const DEFAULT_SCRAPE_INTERVAL_MS = 2000;
 
 const asset = (file: string, type: string) => ({ body: readFileSync(new URL(`./web/${file}`, import.meta.url)), type });
 const ASSETS = new Map([
   ["/", asset("index.html", "text/html; charset=utf-8")],
   ["/app.js", asset("app.js", "text/javascript; charset=utf-8")],
+  ["/dom.js", asset("dom.js", "text/javascript; charset=utf-8")],
+  ["/fleet.js", asset("fleet.js", "text/javascript; charset=utf-8")],
   ["/style.css", asset("style.css", "text/css; charset=utf-8")],
   ["/favicon.svg", asset("favicon.svg", "image/svg+xml")],
 ]);
@@ -36,9 +42,11 @@ export interface Dashboard {
 
 type Send = (event: string, data: unknown) => void;
 
-export async function startWeb(service: Service, address: string): Promise<Dashboard> {
+export async function startWeb(service: Service, address: string, scrapeIntervalMs = DEFAULT_SCRAPE_INTERVAL_MS): Promise<Dashboard> {
   const registry = await service.registry();
   const catalog = await Catalog.open(registry);
+  const fleet = new Fleet(catalog, scrapeIntervalMs);
+  fleet.start();
   const streams = new Set<http.ServerResponse>();
   const { host, port } = parseHostPort(address);
 
@@ -61,7 +69,10 @@ export async function startWeb(service: Service, address: string): Promise<Dashb
     const send = stream(res, () => stopListening());
     // The snapshot and the listener are set up in one go, so no change falls between them.
     send("snapshot", { registry: String(registry), broker, services: catalog.snapshot() });
-    stopListening = catalog.onChange((name, versions) => send("service", { name, versions }));
+    const latest = fleet.latest();
+    if (latest) send("fleet", latest);
+    const stops = [catalog.onChange((name, versions) => send("service", { name, versions })), fleet.onSnapshot((snapshot) => send("fleet", snapshot))];
+    stopListening = () => stops.forEach((stop) => stop());
   }
 
   async function tail(res: http.ServerResponse, topic: string): Promise<void> {
@@ -74,7 +85,7 @@ export async function startWeb(service: Service, address: string): Promise<Dashb
     try {
       const broker = await service.broker();
       await broker.connect();
-      subscriber = await broker.subscribe(topic, (event) => send("event", showEvent(event)));
+      subscriber = await broker.subscribe(topic, (event) => send("event", showEvent(event, catalog.shapeOf)));
       if (closed) await subscriber.unsubscribe(); // the page left while subscribing
       else send("subscribed", { topic, broker: String(broker) });
     } catch (err) {
@@ -134,6 +145,7 @@ export async function startWeb(service: Service, address: string): Promise<Dashb
   return {
     url: `http://${joinHostPort(bound.address, bound.port)}/`,
     async close() {
+      fleet.stop();
       catalog.close();
       for (const res of streams) res.end();
       server.closeAllConnections();

@@ -30,12 +30,21 @@ export function createBroker<O extends BrokerOptions = BrokerOptions>(value: str
 /** A service's registry: an instance given in code, or built from its name or URI. */
 export async function registryFor(o: ResolvedOptions): Promise<Registry> {
   if (typeof o.registry !== "string") return o.registry;
-  return createRegistry<MdnsRegistryOptions>(o.registry, { addresses: o.registryAddress, interface: o.mdnsInterface });
+  return createRegistry<MdnsRegistryOptions>(o.registry, { addresses: o.registryAddress, interface: o.mdnsInterface, logger: o.logger });
 }
 
 /** A service's broker, given the service's registry (the http broker registers in it). */
 export async function brokerFor(o: ResolvedOptions, registry: Registry): Promise<Broker> {
-  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth, headerTimeoutMs: o.headerTimeout, tls: o.serverTLS, clientTLS: o.clientTLS };
+  const common = {
+    registry,
+    registerTTL: toSeconds(o.registerTTL),
+    registerInterval: toSeconds(o.registerInterval),
+    auth: o.auth,
+    logger: o.logger,
+    headerTimeoutMs: o.headerTimeout,
+    tls: o.serverTLS,
+    clientTLS: o.clientTLS,
+  };
   if (typeof o.broker === "string") return createBroker(o.broker, { ...common, addresses: o.brokerAddress });
   await o.broker.init({ ...common, ...o.broker.options() });
   return o.broker;

@@ -56,6 +56,7 @@ export interface FlagOptions {
   clientTlsCert?: string;
   clientTlsKey?: string;
   mdnsInterface?: string;
+  metrics?: boolean;
 }
 
 type Parse = (raw: string, prev: unknown) => unknown;
@@ -124,6 +125,11 @@ const text: Parse = (raw) => {
   if (raw.trim() === "") throw new Error("must not be empty");
   return raw;
 };
+const bool: Parse = (raw) => {
+  const value = { true: true, "1": true, false: false, "0": false }[raw.trim().toLowerCase()];
+  if (value === undefined) throw new Error(`"${raw}" is not true or false`);
+  return value;
+};
 const list: Parse = (raw) => raw.split(",").map((a) => a.trim()).filter(Boolean);
 const hostPort: Parse = (raw) => {
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(raw) || Number(raw.split(":").pop()) > 65535)
@@ -167,6 +173,7 @@ export const FLAGS: FlagSpec[] = [
   { flag: "client_tls_cert", key: "clientTlsCert", help: "PEM client certificate file for nodes that require mutual TLS (with --client_tls_key)", parse: pemFile },
   { flag: "client_tls_key", key: "clientTlsKey", help: "PEM private key file of --client_tls_cert", parse: pemFile },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
+  { flag: "metrics", key: "metrics", help: "Prometheus metrics at GET /metrics on the node's port (true, false); default true", parse: bool },
 ];
 
 const byFlag = new Map(FLAGS.map((f) => [f.flag, f]));

@@ -8,12 +8,14 @@ import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
 import type { ClientTLS, ClientTransport, ServerTLS } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../logger.ts";
+import type { ObservabilityOptions } from "../observability/observability.ts";
 import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
 
 /** A lifecycle hook; a rejection of a start hook fails start() with a StartupError. */
 export type Hook = () => void | Promise<void>;
 
-export interface ServiceOptions {
+export interface ServiceOptions extends ObservabilityOptions {
   name?: string;
   version?: string;
   metadata?: Record<string, string>;
@@ -66,6 +68,8 @@ export interface ServiceOptions {
   clientTLS?: ClientTLS;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
+  /** The service's logger (pino); lines made in its calls and events carry trace_id/span_id when it has traceMixin (createLogger() does). Default: the shared default logger. */
+  logger?: Logger;
   /** go-micro's wrappers; in each list the first is the outermost. Around each attempt of a client call on a node. */
   wrapCall?: CallWrapper[];
   /** Around every handler of this service's server, given the decoded request. */
@@ -159,6 +163,7 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     // Partial here: completed from the code's options, and checked, in applyProcessOptions.
     serverTLS: someOf({ cert: f.serverTlsCert, key: f.serverTlsKey, clientCA: f.serverTlsClientCa }) as ServerTLS | undefined,
     clientTLS: someOf({ ca: f.clientTlsCa, cert: f.clientTlsCert, key: f.clientTlsKey }),
+    metrics: f.metrics,
   };
   return withoutUndefined(o);
 }
@@ -198,13 +203,20 @@ export class OptionError extends TypeError {
 
 type RegistrationKey = "registerTTL" | "registerInterval";
 
+/** The longest delay setTimeout honours (2^31 - 1 ms); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * A TTL or interval of 0, or an interval not shorter than the TTL, lets a running node drop out
  * of the registry between renewals: the option at fault and why, or undefined when they work.
  */
 function registrationProblem(o: ResolvedOptions): { key: RegistrationKey; why: string } | undefined {
   if (!(o.registerTTL > 0)) return { key: "registerTTL", why: "must be more than 0" };
+  if (!Number.isFinite(o.registerTTL)) return { key: "registerTTL", why: "must be finite" };
   if (!(o.registerInterval > 0)) return { key: "registerInterval", why: "must be more than 0: nothing would renew the registration" };
+  if (o.registerInterval > MAX_TIMER_MS) {
+    return { key: "registerInterval", why: `must be at most ${MAX_TIMER_MS} ms (about 24.8 days): Node runs a longer timer at once, so renewals would never pause` };
+  }
   if (o.registerInterval >= o.registerTTL) return { key: "registerInterval", why: "must be shorter than the TTL, or the entry expires between renewals" };
   return undefined;
 }

@@ -5,7 +5,8 @@
  * Names are the fields' proto3 JSON names (what the JSON codec writes and curl users see); types
  * are proto type names: scalars as in .proto ("int32", "bytes"), messages and enums fully
  * qualified ("student.Student"), "[]T" for repeated and "map<K,V>" for maps. A message field lists
- * its own fields in values, except where that would recurse.
+ * its own fields in values, except where that would recurse. Fields carry their field numbers, so
+ * a protobuf body can be shown with field names by whoever reads the registry.
  */
 import type { DescField, DescMessage, ScalarType } from "@bufbuild/protobuf";
 import { protobuf } from "../codec/protobuf.ts";
@@ -29,7 +30,7 @@ function describeField(field: DescField, enclosing: ReadonlySet<string>): Value 
   const type =
     field.fieldKind === "list" ? `[]${element.type}` : field.fieldKind === "map" ? `map<${scalarName(field.mapKey)},${element.type}>` : element.type;
   const values = element.message ? fieldsOf(element.message, enclosing) : undefined;
-  return values ? { name: field.jsonName, type, values } : { name: field.jsonName, type };
+  return values ? { name: field.jsonName, type, number: field.number, values } : { name: field.jsonName, type, number: field.number };
 }
 
 /** The type of a single field value, or of one element of a list or map. */

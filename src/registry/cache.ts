@@ -4,6 +4,13 @@
  * registry's watch: created and updated nodes are merged in, deleted ones evicted. After `ttl`
  * seconds an entry is re-fetched in the background while callers keep getting it. When the
  * registry cannot be reached, the last known nodes keep being served, and one log line says so.
+ *
+ * An outage must not cost a client the nodes that stayed alive through it. So a removal that would
+ * leave a service with no node at all (a watch delete, a re-fetch that finds nothing) is checked
+ * with the registry first: while it cannot be reached, or for `resyncGrace` seconds after it could
+ * not be (a failed lookup here, or the registry's own lastOutage(): a lost watch or session), "not
+ * there" means "not re-registered yet" (a lease, session or check that lapsed while the server was
+ * away; every live node registers again within its interval), and the last known nodes stay.
  */
 import { logger } from "../logger.ts";
 import {
@@ -24,9 +31,15 @@ export interface CacheOptions {
   ttl?: number;
   /** Where the outage line goes (default: the framework logger, as a warning). */
   log?: (message: string) => void;
+  /**
+   * Seconds after the registry was last unreachable during which a service it no longer lists keeps
+   * its last known nodes, while they re-register. Default 60, go-micro's default register TTL.
+   */
+  resyncGrace?: number;
 }
 
 const DEFAULT_TTL_SECONDS = 60;
+const DEFAULT_RESYNC_GRACE_SECONDS = 60;
 /** While the registry is unreachable, how often a stale entry tries the registry again. */
 const OUTAGE_RETRY_MS = 1000;
 
@@ -56,12 +69,15 @@ const copy = (services: Service[]) => services.map(cloneService);
 
 export class CacheRegistry implements Registry {
   private readonly ttlMs: number;
+  private readonly resyncGraceMs: number;
   private readonly log: (message: string) => void;
   private readonly entries = new Map<string, Entry>();
   private readonly lookups = new Map<string, Promise<Service[]>>();
   private watcher?: Watcher;
   /** The registry failed a lookup and stale entries are being served; cleared by the next success. */
   private unreachable = false;
+  /** When a lookup last found the registry unreachable (epoch ms). */
+  private unreachableAt?: number;
   private stopped = false;
 
   constructor(
@@ -69,6 +85,7 @@ export class CacheRegistry implements Registry {
     opts: CacheOptions = {},
   ) {
     this.ttlMs = (opts.ttl ?? DEFAULT_TTL_SECONDS) * 1000;
+    this.resyncGraceMs = (opts.resyncGrace ?? DEFAULT_RESYNC_GRACE_SECONDS) * 1000;
     this.log = opts.log ?? ((message) => logger.warn(message));
   }
 
@@ -118,11 +135,17 @@ export class CacheRegistry implements Registry {
       }
       return services;
     } catch (err) {
+      const stale = this.entries.get(name);
       if (isNotFound(err)) {
+        if (stale && this.resyncing()) {
+          // Not re-registered yet after an outage: keep the nodes, ask again shortly.
+          stale.expiresAt = Date.now() + OUTAGE_RETRY_MS;
+          return stale.services;
+        }
         this.entries.delete(name);
         throw err;
       }
-      const stale = this.entries.get(name);
+      this.unreachableAt = Date.now();
       if (!stale) throw err;
       if (!this.unreachable) {
         this.unreachable = true;
@@ -131,6 +154,18 @@ export class CacheRegistry implements Registry {
       stale.expiresAt = Date.now() + OUTAGE_RETRY_MS;
       return stale.services;
     }
+  }
+
+  /** The registry was unreachable within the resync grace: a missing node may still be re-registering. */
+  private resyncing(): boolean {
+    const outage = this.lastOutage();
+    return outage !== undefined && Date.now() - outage < this.resyncGraceMs;
+  }
+
+  /** The later of this cache's last failed lookup and the registry's own last outage. */
+  lastOutage(): number | undefined {
+    const times = [this.unreachableAt, this.registry.lastOutage?.()].filter((t) => t !== undefined);
+    return times.length ? Math.max(...times) : undefined;
   }
 
   private startWatch(): void {
@@ -160,9 +195,14 @@ export class CacheRegistry implements Registry {
       const i = entry.services.findIndex((s) => s.version === service.version);
       if (i < 0) return;
       const remaining = entry.services[i]!.nodes.filter((n) => !ids.has(n.id));
+      if (remaining.length === 0 && entry.services.length === 1) {
+        // The service's last node: the registry decides (a lookup replaces, keeps or drops the entry).
+        entry.expiresAt = 0;
+        this.lookup(service.name).catch(() => undefined);
+        return;
+      }
       if (remaining.length > 0) entry.services[i]!.nodes = remaining;
       else entry.services.splice(i, 1);
-      if (entry.services.length === 0) this.entries.delete(service.name);
       return;
     }
     // A node that changed version leaves its old version's entry.

@@ -124,6 +124,7 @@ export default class ConsulRegistry extends RegistryBase implements Registry {
       return await fn(consul);
     } catch (err) {
       if (answeredWithError(err)) throw err;
+      this.noteOutage();
       throw new RegistryUnavailableError(`consul (${what})`, err);
     }
   }
@@ -197,12 +198,12 @@ export default class ConsulRegistry extends RegistryBase implements Registry {
   watch(opts?: WatchOptions): Watcher {
     const watcher = this.watchers.add(opts);
     if (!this.catalogWatch) {
-      this.catalogWatch = new CatalogWatch(this.watchers);
+      this.catalogWatch = new CatalogWatch(this.watchers, () => this.noteOutage());
       const catalogWatch = this.catalogWatch;
       this.connect().then(
         (consul) => catalogWatch.start(consul),
         (err: unknown) => {
-          logger.warn({ err }, "consul registry: could not start the watch");
+          this.log.warn({ err }, "consul registry: could not start the watch");
           this.watchers.stopAll();
           this.catalogWatch = undefined;
         },
@@ -234,7 +235,13 @@ class CatalogWatch {
   private readonly perService = new Map<string, { watch: ConsulWatch; snapshot: Map<string, Service> }>();
   private stopped = false;
 
-  constructor(private readonly watchers: WatcherSet) {}
+  /** A blocking query failed, or answered again after failing. */
+  private failing = false;
+
+  constructor(
+    private readonly watchers: WatcherSet,
+    private readonly onOutage: () => void,
+  ) {}
 
   start(consul: ConsulClient): void {
     if (this.stopped) return;
@@ -248,9 +255,17 @@ class CatalogWatch {
       options: { ...options, wait: WATCH_WAIT } as Record<string, string>,
       backoffMax: WATCH_BACKOFF_MAX_MS,
     });
-    w.on("change", onChange);
+    w.on("change", (data: T) => {
+      if (this.failing) this.onOutage();
+      this.failing = false;
+      onChange(data);
+    });
     // The watch retries by itself with backoff; a failure is only worth a debug line.
-    w.on("error", (err: Error) => logger.debug({ err }, "consul registry: blocking query failed, retrying"));
+    w.on("error", (err: Error) => {
+      this.failing = true;
+      this.onOutage();
+      logger.debug({ err }, "consul registry: blocking query failed, retrying");
+    });
     return w;
   }
 

@@ -4,9 +4,8 @@
  * keeps the lease alive (and writes the value only when it changed); a lease etcd no longer knows
  * (expired during an outage, revoked) is granted again and the key written anew.
  */
-import type { Etcd3, IKeyValue, Lease, Watcher as EtcdWatcher } from "etcd3";
+import type { Etcd3, IKeyValue, IOptions, Lease, Watcher as EtcdWatcher } from "etcd3";
 import { importOptional } from "../cmd/plugins.ts";
-import { logger } from "../logger.ts";
 import {
   REGISTRY_PREFIX,
   RegistryBase,
@@ -28,6 +27,26 @@ import {
 type EtcdModule = typeof import("etcd3");
 
 const DEFAULT_ADDRESS = "127.0.0.1:2379";
+
+type FaultHandling = NonNullable<IOptions["faultHandling"]>;
+type Policy = ReturnType<NonNullable<FaultHandling["host"]>>;
+type Backoff = NonNullable<FaultHandling["watchBackoff"]>;
+
+/**
+ * etcd3 wraps each server in a circuit breaker that, once open, refuses every call for 5 s even
+ * after the server is back, so a re-register right after an outage failed and leases lapsed.
+ * The registry has its own cadence (renewals, the cache's retries), so calls reach the server
+ * (etcd3's retry of a failed call, within its deadline, stays).
+ */
+const passThrough: Policy = {
+  _altReturn: undefined as never,
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+  execute: async (fn) => fn({ signal: new AbortController().signal }),
+};
+
+/** The watch reconnects within a second of the server's return (etcd3's default backs off to 30 s). */
+const watchBackoff = (duration = 100): Backoff => ({ duration, next: () => watchBackoff(Math.min(duration * 2, 1000)) });
 
 interface Registration {
   /** Absent for ttl 0: the key then lives until deregistered. */
@@ -52,6 +71,7 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       const client = new etcd.Etcd3({
         hosts,
         dialTimeout: this.timeout,
+        faultHandling: { host: () => passThrough, watchBackoff: watchBackoff() },
         // Streams (watch, keepalive) live on; unary calls get the registry's deadline.
         defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeout }),
       });
@@ -70,6 +90,7 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       return await fn(client);
     } catch (err) {
       if (err instanceof etcd.EtcdLeaseInvalidError) throw err;
+      this.noteOutage();
       throw new RegistryUnavailableError(`etcd (${what})`, err);
     }
   }
@@ -166,11 +187,21 @@ export default class EtcdRegistry extends RegistryBase implements Registry {
       });
       // The deleted kv carries no value; the previous one holds the node that went away.
       w.on("delete", (_kv, previous) => emitFrom(previous, "delete"));
-      w.on("error", (err) => logger.warn({ err }, "etcd registry: watch error"));
+      w.on("error", (err) => this.log.warn({ err }, "etcd registry: watch error"));
+      // The stream's loss and its return mark an outage (the watch resumes by revision meanwhile).
+      let lost = false;
+      w.on("disconnected", () => {
+        lost = true;
+        this.noteOutage();
+      });
+      w.on("connected", () => {
+        if (lost) this.noteOutage();
+        lost = false;
+      });
       this.prefixWatch = w;
     } catch (err) {
       if (this.closed) return;
-      logger.warn({ err }, "etcd registry: could not start the watch");
+      this.log.warn({ err }, "etcd registry: could not start the watch");
       this.watchers.stopAll();
       this.prefixWatchStarted = false;
     }

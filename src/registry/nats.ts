@@ -9,7 +9,6 @@
  */
 import type { NatsConnection, Msg } from "@nats-io/transport-node";
 import { importOptional } from "../cmd/plugins.ts";
-import { logger } from "../logger.ts";
 import {
   RegistryBase,
   RegistryUnavailableError,
@@ -63,6 +62,8 @@ export default class NatsRegistry extends RegistryBase implements Registry {
   protected declare opts: NatsRegistryOptions;
   private connecting?: Promise<NatsConnection>;
   private connected = false;
+  /** Counts lost connections, so a query that spanned one is not mistaken for an empty answer. */
+  private disconnects = 0;
   /** Our own nodes, each as the service holding just it: what we answer queries with until it expires. */
   private readonly local = new Map<string, { service: Service; expiresAt: number }>();
   private readonly watchers = new WatcherSet();
@@ -97,8 +98,16 @@ export default class NatsRegistry extends RegistryBase implements Registry {
     this.connected = true;
     void (async () => {
       for await (const status of nc.status()) {
-        if (status.type === "disconnect") this.connected = false;
-        else if (status.type === "reconnect") this.connected = true;
+        if (status.type === "disconnect") {
+          this.connected = false;
+          this.disconnects++;
+          this.noteOutage();
+          this.announcements?.pause();
+        } else if (status.type === "reconnect") {
+          this.connected = true;
+          this.noteOutage();
+          this.announcements?.resume();
+        }
       }
     })();
     for (const subject of QUERY_SUBJECTS) {
@@ -170,8 +179,12 @@ export default class NatsRegistry extends RegistryBase implements Registry {
       }
       return found;
     };
+    const disconnects = this.disconnects;
     // tsmicro nodes answer on both subjects: the same node twice is merged by its id.
-    return (await Promise.all(QUERY_SUBJECTS.map(ask))).flat();
+    const found = (await Promise.all(QUERY_SUBJECTS.map(ask))).flat();
+    // Answers lost with the connection are no answers: "nobody has it" would be a lie.
+    if (!this.connected || this.disconnects !== disconnects) throw new RegistryUnavailableError("nats", "disconnected during the query");
+    return found;
   }
 
   async getService(name: string): Promise<Service[]> {
@@ -190,7 +203,7 @@ export default class NatsRegistry extends RegistryBase implements Registry {
       this.connect().then(
         (nc) => announcements.listen(nc),
         (err: unknown) => {
-          logger.warn({ err }, "nats registry: could not start the watch");
+          this.log.warn({ err }, "nats registry: could not start the watch");
           this.watchers.stopAll();
           this.announcements = undefined;
         },
@@ -218,12 +231,15 @@ export default class NatsRegistry extends RegistryBase implements Registry {
  * Turns announcements into watch events: the first one of a node is a create, one that changes it
  * an update, a re-announce that changes nothing no event. A node announced with a ttl that is not
  * announced again within it is reported deleted (its process died without deregistering).
+ * While our connection is down nobody's re-announce can reach us, so expiry pauses, and on
+ * reconnect every node gets its full ttl again to re-announce (nodes outlive a server outage).
  */
 class Announcements {
-  private readonly seen = new Map<string, { json: string; expiry?: NodeJS.Timeout }>();
+  private readonly seen = new Map<string, { json: string; single: Service; ttl?: number; expiry?: NodeJS.Timeout }>();
   /** Nodes deleted a moment ago: tsmicro announces on both watch subjects, a delete arrives twice. */
   private readonly justDeleted = new Map<string, number>();
   private stopped = false;
+  private paused = false;
 
   constructor(private readonly watchers: WatcherSet) {}
 
@@ -263,15 +279,30 @@ class Announcements {
       const json = JSON.stringify(single);
       if (!known) this.watchers.emit("create", single);
       else if (known.json !== json) this.watchers.emit("update", single);
-      const expiry = result.ttl && result.ttl > 0 ? setTimeout(() => this.expire(key, single), result.ttl * 1000) : undefined;
-      expiry?.unref();
-      this.seen.set(key, { json, expiry });
+      this.seen.set(key, { json, single, ttl: result.ttl, expiry: this.expireAfter(key, single, result.ttl) });
     }
   }
 
-  private expire(key: string, single: Service): void {
-    this.seen.delete(key);
-    this.watchers.emit("delete", single);
+  private expireAfter(key: string, single: Service, ttl: number | undefined): NodeJS.Timeout | undefined {
+    if (!ttl || ttl <= 0 || this.paused) return undefined;
+    const expiry = setTimeout(() => {
+      this.seen.delete(key);
+      this.watchers.emit("delete", single);
+    }, ttl * 1000);
+    expiry.unref();
+    return expiry;
+  }
+
+  /** The connection dropped: no node can be heard re-announcing, so none expires meanwhile. */
+  pause(): void {
+    this.paused = true;
+    for (const entry of this.seen.values()) clearTimeout(entry.expiry);
+  }
+
+  /** Reconnected: each node has its ttl from now to be heard again. */
+  resume(): void {
+    this.paused = false;
+    for (const [key, entry] of this.seen) entry.expiry = this.expireAfter(key, entry.single, entry.ttl);
   }
 
   stop(): void {

@@ -1,9 +1,15 @@
 /** Registry contract, with go-micro's types and JSON field names. */
+import { defaultLogger, type Logger } from "../logger.ts";
 
 export interface Value {
   name: string;
   type: string;
   values?: Value[] | null;
+  /**
+   * The protobuf field number, for fields of shapes derived from protobuf schemas: what lets a
+   * dashboard name the fields of a protobuf event. A tsmicro addition that go-micro peers ignore.
+   */
+  number?: number;
 }
 
 export interface Endpoint {
@@ -56,6 +62,8 @@ export interface RegistryOptions {
   timeout?: number;
   /** The URI the registry was chosen by, without its query (for plugins that read credentials or a path from it). */
   url?: string;
+  /** Where the registry logs (a service passes its own); default: the default logger. */
+  logger?: Logger;
 }
 
 export interface Registry {
@@ -70,6 +78,12 @@ export interface Registry {
   /** Releases sockets, sessions and timers. */
   close(): Promise<void>;
   toString(): string;
+  /**
+   * Optional: when this registry last lost or regained its server (epoch ms), undefined if it never
+   * lost it. A cache uses it to tell a registration that lapsed during an outage (the node is still
+   * re-registering) from a node that went away.
+   */
+  lastOutage?(): number | undefined;
 }
 
 export class ServiceNotFoundError extends Error {
@@ -268,6 +282,7 @@ export { splitHostPort, joinHostPort } from "../address.ts";
 /** What every server-backed registry shares: its options, their merging, timeout and addresses. */
 export abstract class RegistryBase {
   protected opts: RegistryOptions;
+  private outageAt?: number;
 
   constructor(opts: RegistryOptions = {}) {
     this.opts = opts;
@@ -279,6 +294,19 @@ export abstract class RegistryBase {
 
   options(): RegistryOptions {
     return this.opts;
+  }
+
+  lastOutage(): number | undefined {
+    return this.outageAt;
+  }
+
+  /** The server could not be reached, or came back after that: see Registry.lastOutage. */
+  protected noteOutage(): void {
+    this.outageAt = Date.now();
+  }
+
+  protected get log(): Logger {
+    return this.opts.logger ?? defaultLogger();
   }
 
   /** Milliseconds one server round-trip may take. */

@@ -82,10 +82,21 @@ class Session {
     private readonly sessionTimeoutMs: number,
     private readonly callTimeoutMs: number,
     private readonly onExpired: () => void,
+    /** The connection was lost or came back: see Registry.lastOutage. */
+    private readonly onOutage: () => void,
   ) {}
 
   /** Runs one client call; connection trouble becomes RegistryUnavailableError, ZooKeeper answers pass through. */
   async call<T>(what: string, fn: (client: ZkClient, cb: Callback<T>) => void): Promise<T> {
+    try {
+      return await this.attempt(what, fn);
+    } catch (err) {
+      if (err instanceof RegistryUnavailableError) this.onOutage();
+      throw err;
+    }
+  }
+
+  private async attempt<T>(what: string, fn: (client: ZkClient, cb: Callback<T>) => void): Promise<T> {
     const client = await this.ready(what);
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(
@@ -131,6 +142,7 @@ class Session {
     this.established = false;
     client.on("state", (state) => {
       if (this.client !== client) return;
+      if (state.name === "DISCONNECTED" || (state.name === "SYNC_CONNECTED" && this.established)) this.onOutage();
       if (state.name === "SYNC_CONNECTED") this.established = true;
       if (state.name === "EXPIRED") {
         logger.warn("zookeeper registry: session expired, opening a new one");
@@ -199,7 +211,14 @@ export default class ZookeeperRegistry extends RegistryBase implements Registry 
     let session = this.sessions.get(timeoutMs);
     if (!session) {
       const connectionString = this.serverAddresses(DEFAULT_ADDRESS).join(",");
-      session = new Session(zk, connectionString, timeoutMs, this.timeout, () => this.onSessionExpired(timeoutMs));
+      session = new Session(
+        zk,
+        connectionString,
+        timeoutMs,
+        this.timeout,
+        () => this.onSessionExpired(timeoutMs),
+        () => this.noteOutage(),
+      );
       this.sessions.set(timeoutMs, session);
     }
     return session;

@@ -15,6 +15,7 @@ import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
   type Headers,
+  type MetricsSource,
   type ServeOptions,
   type ServerTLS,
   type Transport,
@@ -22,7 +23,7 @@ import {
   type TransportRequest,
   type TransportResponse,
 } from "../transport/transport.ts";
-import { logger } from "../logger.ts";
+import { defaultLogger, type Logger } from "../logger.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
@@ -50,6 +51,10 @@ export interface ServerOptions {
   readTimeoutMs?: number;
   /** Milliseconds an HTTP request's headers may take from its first byte (slowloris is cut then, with a 408). Default 10000. */
   headerTimeoutMs?: number;
+  /** Where the server logs; default: the default logger. */
+  logger?: Logger;
+  /** Answers GET /metrics on the node's port (Prometheus text); without it that is a 404. */
+  metrics?: MetricsSource;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
   /** The transports served on the port, asked in order which one a connection speaks. Default: every registered one (servedTransports()). */
@@ -74,8 +79,8 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports">> &
-    Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger">> &
+    Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -127,6 +132,10 @@ export class Server {
     return this;
   }
 
+  private get log(): Logger {
+    return this.options.logger ?? defaultLogger();
+  }
+
   /** The endpoints as the registry advertises them. */
   endpoints(): Endpoint[] {
     const describe = this.options.describe;
@@ -164,7 +173,7 @@ export class Server {
           ? await withDeadline(route.fn, input, new DeadlineContext(req, callerGone, budgetMs), id)
           : await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: callerGone });
     } catch (err) {
-      if (!(err instanceof MicroError)) logger.warn({ endpoint: req.endpoint, err }, "handler failed");
+      if (!(err instanceof MicroError)) this.log.warn({ endpoint: req.endpoint, err }, "handler failed");
       return MicroError.from(err, id);
     }
     try {
@@ -192,6 +201,7 @@ export class Server {
       track: this.track,
       draining: () => this.draining,
       health: () => ({ status: "ok" }),
+      metrics: this.options.metrics,
     };
     const served = this.options.transports ?? (await servedTransports());
     const listeners = (this.listeners = served.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
@@ -216,7 +226,7 @@ export class Server {
     });
     const bound = server.address() as net.AddressInfo;
     this.boundAddress = joinHostPort(bound.address, bound.port);
-    logger.info({ address: this.boundAddress }, `Server [tsmicro] Listening on ${this.boundAddress}`);
+    this.log.info({ address: this.boundAddress }, `Server [tsmicro] Listening on ${this.boundAddress}`);
     return this.boundAddress;
   }
 

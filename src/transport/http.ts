@@ -12,7 +12,7 @@ import http from "node:http";
 import https from "node:https";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
-import { MicroError, badRequest, methodNotAllowed, requestEntityTooLarge } from "../errors.ts";
+import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
 import { answerClientErrors, answerOnSocket, decodePath, trickleProofTimeouts } from "./http-guard.ts";
 import {
@@ -22,6 +22,7 @@ import {
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
+  type MetricsSource,
   type Headers,
   type ServeOptions,
   type Transport,
@@ -122,6 +123,20 @@ function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = f
   res.end(body);
 }
 
+function serveMetrics(res: http.ServerResponse, metrics: MetricsSource | undefined, serverId: string): void {
+  if (!metrics) {
+    writeError(res, notFound(serverId, "metrics are off on this node"));
+    return;
+  }
+  metrics().then(
+    ({ contentType, body }) => {
+      res.writeHead(200, { [HEADER.contentType]: contentType, "Content-Length": Buffer.byteLength(body) });
+      res.end(body);
+    },
+    (err: Error) => writeError(res, internalServerError(serverId, `cannot collect metrics: ${err.message}`)),
+  );
+}
+
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the RPC server. */
 function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): http.Server {
   const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
@@ -130,6 +145,10 @@ function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): http.Server 
       const body = JSON.stringify(opts.health());
       res.writeHead(200, { [HEADER.contentType]: "application/json", "Content-Length": Buffer.byteLength(body) });
       res.end(body);
+      return;
+    }
+    if (req.method === "GET" && req.url === "/metrics") {
+      serveMetrics(res, opts.metrics, opts.serverId);
       return;
     }
     if (req.method !== "POST") {

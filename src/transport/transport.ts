@@ -114,6 +114,9 @@ export const DEFAULT_PING_TIMEOUT_MS = 3000;
 /** Idle time before the kernel's TCP keepalive probes a connection (it then finds a vanished host; a frozen process, whose kernel still answers, only the ping finds). */
 export const KEEPALIVE_DELAY_MS = 10_000;
 
+/** What GET /metrics answers: a scrape of the node's metrics. */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
 /** What a server hands each transport it serves on its port. */
 export interface ServeOptions {
   serverId: string;
@@ -128,6 +131,8 @@ export interface ServeOptions {
   draining(): boolean;
   /** The node's health, for transports that answer health checks. */
   health(): { status: string };
+  /** The node's metrics (Prometheus text), for transports that answer GET /metrics; absent when metrics are off. */
+  metrics?: MetricsSource;
 }
 
 /** A transport's server side on one server's port. */

@@ -13,8 +13,8 @@ import type { Broker, BrokerOptions, Event, Message } from "../../src/broker/bro
 import { subscriptionName, type GooglePubSubBrokerOptions } from "../../src/broker/googlepubsub.ts";
 import type { MqttBrokerOptions } from "../../src/broker/mqtt.ts";
 import type { NatsBrokerOptions } from "../../src/broker/nats.ts";
+import type { RabbitMQBrokerOptions } from "../../src/broker/rabbitmq.ts";
 import { streamKey, type RedisBrokerOptions } from "../../src/broker/redis.ts";
-import { queueObjectName } from "../../src/broker/shared.ts";
 import { createBroker } from "../../src/cmd/create.ts";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import {
@@ -39,8 +39,18 @@ const DELIVERY_TIMEOUT_MS = 15_000;
 const RESTART_AFTER_ACKED = 100;
 const PUBLISH_BATCH = 10;
 const ONE_MIB = 1024 * 1024;
-/** Queue-group names the cases use (durable objects on shared servers are removed afterwards). */
-const QUEUES = ["workers", "retry", "restart"] as const;
+/**
+ * Queue-group names the cases use, per broker and run: a rabbitmq queue and a kafka consumer group
+ * are named after the group alone (go-micro's names), and other runs share the servers. Durable
+ * objects on shared servers are removed afterwards.
+ */
+const RUN = randomUUID().slice(0, 8);
+const queueNames = (setup: string) => ({
+  workers: `workers-${setup}-${RUN}`,
+  twoTopics: `two-topics-${setup}-${RUN}`,
+  retry: `retry-${setup}-${RUN}`,
+  restart: `restart-${setup}-${RUN}`,
+});
 /** The Pub/Sub emulator's project the cases use (it takes any). */
 const PUBSUB_PROJECT = "tsmicro-conformance";
 
@@ -67,7 +77,7 @@ interface BrokerSetup {
   /** Starts a server of the test's own, for the restart case. */
   ownServer?: { start: () => Promise<OwnServer>; command: string };
   /** Removes what the cases left on the shared server (durable queues, streams). */
-  cleanup?(topics: string[]): Promise<void>;
+  cleanup?(topics: string[], queues: string[]): Promise<void>;
 }
 
 const listening = (port: number, what: string, setup = "brokers") => async () =>
@@ -113,6 +123,19 @@ const mqttSetup = (name: string, opts: MqttBrokerOptions, durable: boolean): Bro
   ownServer: { start: startMosquitto, command: "mosquitto" },
 });
 
+/** go-micro's queue declaration (not durable, auto-deleted) by default; durableQueues keeps groups' messages across a restart. */
+const rabbitSetup = (name: string, opts: RabbitMQBrokerOptions, durable: boolean): BrokerSetup => ({
+  name,
+  create: networkBroker("amqp", "127.0.0.1:5672", opts),
+  unavailable: listening(5672, "RabbitMQ"),
+  ciProvides: true,
+  invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(256), "a.*.b", "a.#"],
+  redeliversFailed: true,
+  atLeastOnce: durable,
+  ownServer: { start: startRabbitMQ, command: RABBITMQ_SERVER_SCRIPT },
+  cleanup: durable ? deleteRabbitQueues : undefined,
+});
+
 const redisSetup = (name: string, opts: RedisBrokerOptions): BrokerSetup => ({
   name,
   create: networkBroker("redis", "127.0.0.1:6379", opts),
@@ -153,17 +176,10 @@ const setups: BrokerSetup[] = [
   natsSetup("nats-jetstream", { jetstream: true }, true),
   mqttSetup("mqtt", {}, false),
   mqttSetup("mqtt-durable", { durable: true }, true),
-  {
-    name: "rabbitmq",
-    create: networkBroker("amqp", "127.0.0.1:5672"),
-    unavailable: listening(5672, "RabbitMQ"),
-    ciProvides: true,
-    invalidTopics: [...COMMON_INVALID_TOPICS, "x".repeat(256), "a.*.b", "a.#"],
-    redeliversFailed: true,
-    atLeastOnce: true,
-    ownServer: { start: startRabbitMQ, command: RABBITMQ_SERVER_SCRIPT },
-    cleanup: deleteRabbitQueues,
-  },
+  // Not go-micro's wire: dots as topic levels, the raw body with headers as MQTT 5 user properties.
+  mqttSetup("mqtt-levels", { topicLevels: true, envelope: false }, false),
+  rabbitSetup("rabbitmq", {}, false),
+  rabbitSetup("rabbitmq-durable", { durableQueues: true }, true),
   redisSetup("redis", {}),
   redisSetup("redis-streams", { streams: true }),
   {
@@ -320,7 +336,8 @@ describe("broker conformance", { concurrency: true }, () => {
         }
         return brokers;
       };
-      after(() => setup.cleanup?.(topics));
+      const queue = queueNames(setup.name);
+      after(() => setup.cleanup?.(topics, Object.values(queue)));
 
       it(`${setup.name}: fan-out delivers every message to each of 3 subscribers`, async (t) => {
         if (await skipped(t)) return;
@@ -345,14 +362,30 @@ describe("broker conformance", { concurrency: true }, () => {
         const topic = topicFor("queue");
         const group = new Inbox();
         const control = new Inbox();
-        await first!.subscribe(topic, group.handler, { queue: "workers" });
-        await first!.subscribe(topic, group.handler, { queue: "workers" });
-        await second!.subscribe(topic, group.handler, { queue: "workers" });
+        await first!.subscribe(topic, group.handler, { queue: queue.workers });
+        await first!.subscribe(topic, group.handler, { queue: queue.workers });
+        await second!.subscribe(topic, group.handler, { queue: queue.workers });
         await publisher!.subscribe(topic, control.handler);
         for (const id of range(30)) await publisher!.publish(topic, message(id));
         await control.until(() => control.events.length >= 30, "the control subscriber to get all 30");
         await group.until(() => new Set(group.ids()).size >= 30, "the group to get all 30");
         assert.deepEqual(sorted(group.ids()), range(30), "each message once in the group, none twice");
+      });
+
+      it(`${setup.name}: one queue group name on two topics gets each topic's messages once, to that topic's subscribers only`, async (t) => {
+        if (await skipped(t)) return;
+        const [first, second, publisher] = await connect(t, 3);
+        const topics = [topicFor("group-a"), topicFor("group-b")];
+        const inboxes = [new Inbox(), new Inbox()];
+        // go-micro names a rabbitmq queue and a Pub/Sub subscription after the group alone: one group on two topics shares them.
+        for (const broker of [first!, second!]) for (const i of [0, 1]) await broker.subscribe(topics[i]!, inboxes[i]!.handler, { queue: queue.twoTopics });
+        for (const id of range(10)) for (const i of [0, 1]) await publisher!.publish(topics[i]!, message(`${i}-${id}`));
+        for (const i of [0, 1]) {
+          const inbox = inboxes[i]!;
+          await inbox.until(() => new Set(inbox.ids()).size >= 10, `the group on topic ${i} to get its 10`);
+          assert.ok(inbox.events.every((e) => e.topic === topics[i]), `topic ${i}'s subscribers got only its messages`);
+          assert.deepEqual([...inbox.ids()].sort(), range(10).map((id) => `${i}-${id}`).sort(), `each of topic ${i}'s messages once`);
+        }
       });
 
       it(`${setup.name}: headers and binary bodies arrive byte-exact (empty, every byte value, ${setup.largeBody ? `${Math.round(setup.largeBody / 1024)} KiB` : "1 MiB"})`, async (t) => {
@@ -467,7 +500,7 @@ describe("broker conformance", { concurrency: true }, () => {
               if (id !== "marker") throw new Error(`delivery of ${id} fails on purpose`);
               handled.handler(event);
             },
-            { queue: "retry" },
+            { queue: queue.retry },
           );
           // The http broker reports the handler's failure to the publisher; the others cannot.
           for (const id of range(3)) await publisher!.publish(topic, message(id)).catch(() => {});
@@ -492,7 +525,7 @@ describe("broker conformance", { concurrency: true }, () => {
               await event.ack();
               handled.handler(event);
             },
-            { queue: "retry", autoAck: false },
+            { queue: queue.retry, autoAck: false },
           );
           for (const id of range(3)) await publisher!.publish(topic, message(id));
           await handled.until(() => new Set(handled.ids()).size === 3, "all 3 messages handled after failing once", 30_000);
@@ -519,7 +552,7 @@ describe("broker conformance", { concurrency: true }, () => {
           const topic = topicFor("restart");
           const group = new Inbox();
           const fanout = new Inbox();
-          await subscriber!.subscribe(topic, group.handler, { queue: "restart" });
+          await subscriber!.subscribe(topic, group.handler, { queue: queue.restart });
           await subscriber!.subscribe(topic, fanout.handler);
 
           const acked: string[] = [];
@@ -590,12 +623,12 @@ describe("broker conformance", { concurrency: true }, () => {
   }
 });
 
-async function deleteRabbitQueues(topics: string[]): Promise<void> {
+async function deleteRabbitQueues(_topics: string[], queues: string[]): Promise<void> {
   const amqp = await import("amqplib");
   const connection = await amqp.connect("amqp://127.0.0.1:5672");
   try {
     const channel = await connection.createChannel();
-    for (const topic of topics) for (const queue of QUEUES) await channel.deleteQueue(queueObjectName(topic, queue));
+    for (const queue of queues) await channel.deleteQueue(queue);
   } finally {
     await connection.close();
   }
@@ -652,15 +685,17 @@ async function deleteNsqTopics(topics: string[]): Promise<void> {
 }
 
 /** The queue groups' subscriptions and the topics on the shared emulator (subscribers' own subscriptions go when they do). */
-async function deletePubSubObjects(topics: string[]): Promise<void> {
+async function deletePubSubObjects(topics: string[], queues: string[]): Promise<void> {
   const { PubSub } = await import("@google-cloud/pubsub");
   const client = new PubSub({ projectId: PUBSUB_PROJECT, apiEndpoint: "127.0.0.1:8085", emulatorMode: true, universeDomain: "googleapis.com" });
   const gone = (err: { code?: number }) => {
     if (err.code !== 5) throw err; // NOT_FOUND: never created
   };
   try {
+    // A group's subscription is named after the group, or after group and topic where the group's belonged to another topic.
+    for (const queue of queues) await client.subscription(subscriptionName(queue)).delete().catch(gone);
     for (const topic of topics) {
-      for (const queue of QUEUES) await client.subscription(subscriptionName(topic, queue)).delete().catch(gone);
+      for (const queue of queues) await client.subscription(subscriptionName(`${queue}:${topic}`)).delete().catch(gone);
       await client.topic(topic).delete().catch(gone);
     }
   } finally {

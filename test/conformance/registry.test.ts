@@ -23,18 +23,7 @@ import {
   type Watcher,
 } from "../../src/registry/registry.ts";
 import { canConnect, skipOrFail, startTs, waitUntil, within } from "../helpers/net.ts";
-import {
-  CONSUL_BIN,
-  ETCD_BIN,
-  NATS_SERVER_BIN,
-  ZK_SERVER_SCRIPT,
-  startConsul,
-  startDnsServer,
-  startEtcd,
-  startNatsServer,
-  startZookeeper,
-  type OwnedServer,
-} from "../helpers/registry-servers.ts";
+import { OWNABLE_REGISTRY_SERVERS, startDnsServer, type OwnedServer } from "../helpers/registry-servers.ts";
 
 /** A process that registers one node and re-registers it every interval, as a service does. */
 const REGISTER_NODE = fileURLToPath(new URL("../helpers/register-node.ts", import.meta.url));
@@ -77,7 +66,7 @@ const subjects: Subject[] = [
     unavailable: listening(2379, "etcd"),
     ciProvides: true,
     crossProcess: true,
-    ownServer: { start: startEtcd, installed: () => !!ETCD_BIN() },
+    ownServer: OWNABLE_REGISTRY_SERVERS.etcd,
   },
   {
     name: "zookeeper",
@@ -85,7 +74,7 @@ const subjects: Subject[] = [
     unavailable: listening(2181, "ZooKeeper"),
     ciProvides: true,
     crossProcess: true,
-    ownServer: { start: startZookeeper, installed: () => !!ZK_SERVER_SCRIPT() },
+    ownServer: OWNABLE_REGISTRY_SERVERS.zookeeper,
   },
   {
     name: "nats",
@@ -93,7 +82,7 @@ const subjects: Subject[] = [
     unavailable: listening(4222, "NATS"),
     ciProvides: true,
     crossProcess: true,
-    ownServer: { start: startNatsServer, installed: () => !!NATS_SERVER_BIN() },
+    ownServer: OWNABLE_REGISTRY_SERVERS.nats,
   },
   {
     name: "consul",
@@ -104,7 +93,7 @@ const subjects: Subject[] = [
     },
     ciProvides: true,
     crossProcess: true,
-    ownServer: { start: startConsul, installed: () => !!CONSUL_BIN() },
+    ownServer: OWNABLE_REGISTRY_SERVERS.consul,
   },
 ];
 
@@ -411,6 +400,25 @@ describe("registry conformance", { concurrency: true }, () => {
             } finally {
               zk.close();
             }
+          }),
+        );
+
+      // A node cut off from etcd (the server up) stops renewing: its lease lapses. Its next register,
+      // with the registry's client still holding the lapsed lease, must grant a new one and list it again.
+      if (s.name === "etcd")
+        it("etcd: a registration whose lease lapsed is listed again by its next register (a new lease)", { timeout: 30_000 }, () =>
+          withRegistry(s.uri, async (r) => {
+            const name = uniqueName(s.name, "lapse");
+            const service = makeService(name, "v1", [makeNode(name, 10052)]);
+            const ttl = 2;
+            await r.register(service, { ttl });
+            await withRegistry(s.uri, async (other) => {
+              await eventually(other, name, (x) => nodeIds(x).length === 1, "the node listed");
+              await eventually(other, name, (x) => x.length === 0, "the node to drop out once its TTL lapsed", { timeoutMs: ttl * 1000 + 3000 });
+              await r.register(service, { ttl });
+              await eventually(other, name, (x) => nodeIds(x).length === 1, "the node listed again after its register", { timeoutMs: 2000 });
+            });
+            await r.deregister(service);
           }),
         );
 

@@ -80,7 +80,8 @@ describe("the packed tarball", () => {
     const files = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).trim().split("\n");
     const outside = files.filter((f) => !/^package\/(dist\/|src\/|package\.json$|README\.md$)/.test(f));
     assert.deepEqual(outside, []);
-    assert.ok(files.includes("package/dist/index.d.ts") && files.includes("package/dist/cli/web/index.html"));
+    assert.ok(files.includes("package/dist/index.d.ts") && files.includes("package/dist/cli/web/index.html") && files.includes("package/dist/cli/web/fleet.js"));
+    assert.ok(!files.includes("package/dist/cli/web/tsconfig.json"), "the page's tsconfig is for checking, not shipping");
   });
 
   test("publint and attw (ESM only) find no problems", () => {
@@ -151,6 +152,15 @@ for (const node of binaries) {
         const page = await fetch(url);
         assert.equal(page.status, 200);
         assert.match(await page.text(), /<html/);
+        // The page's modules, checked and copied by the build: each one it imports is served.
+        for (const module of ["app.js", "dom.js", "fleet.js"]) {
+          const res = await fetch(new URL(module, url));
+          assert.equal(res.status, 200, module);
+          assert.match(res.headers.get("content-type") ?? "", /^text\/javascript/, module);
+          for (const [, imported] of (await res.text()).matchAll(/^import .* from "\.\/([^"]+)";$/gm)) {
+            assert.equal((await fetch(new URL(imported!, url))).status, 200, `${module} imports ${imported}`);
+          }
+        }
       } finally {
         web.signal("SIGTERM");
       }

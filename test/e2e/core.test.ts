@@ -271,6 +271,8 @@ describe("flags", () => {
   test("--register_interval=0 → exit 2", () => badFlag(["--register_interval=0"], {}, /--register_interval: "0" is not a whole number ≥ 1/));
   test("--register_interval=10 --register_ttl=5 → exit 2", () =>
     badFlag(["--register_interval=10", "--register_ttl=5"], {}, /invalid --register_interval=10: the register interval must be shorter than the TTL.*--register_ttl=5/));
+  test("--register_interval past Node's timer limit (renewals in a loop) → exit 2", () =>
+    badFlag(["--register_interval=3000000", "--register_ttl=4000000"], {}, /invalid --register_interval=3000000: the register interval must be at most 2147483647 ms/));
   test("MICRO_REGISTER_INTERVAL=60 over the default TTL → exit 2 naming the variable", () =>
     badFlag([], { MICRO_REGISTER_INTERVAL: "60" }, /invalid MICRO_REGISTER_INTERVAL=60: .*registerTTL 60000 ms/));
 });

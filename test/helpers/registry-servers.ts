@@ -4,6 +4,7 @@
  */
 import { execFileSync } from "node:child_process";
 import dgram from "node:dgram";
+import net from "node:net";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -107,6 +108,17 @@ export async function startEtcd(): Promise<OwnedServer> {
         `--initial-advertise-peer-urls=${peer}`,
         `--initial-cluster=test=${peer}`,
       ]),
+    // The port opens before etcd has elected itself leader (after a restart, too): /health says when it serves.
+    ready: (deadline) =>
+      waitUntil(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+          return !!res?.ok && ((await res.json()) as { health?: string }).health === "true";
+        },
+        Math.max(0, deadline - Date.now()),
+        "etcd to serve",
+        100,
+      ),
   });
   await server.start();
   return server;
@@ -138,9 +150,23 @@ export async function startZookeeper(): Promise<OwnedServer> {
     startupMs: 30_000,
     // JMXDISABLE: JMX would listen on every interface.
     spawn: () => startProcess(script, ["start-foreground", config], { env: { ...process.env, JMXDISABLE: "true", ZOO_LOG_DIR: dataDir } }),
+    // The port opens before the database is loaded; "srvr" names the mode once it serves.
+    ready: (deadline) => waitUntil(async () => (await fourLetterWord(port, "srvr")).includes("Mode:"), Math.max(0, deadline - Date.now()), "zookeeper to serve", 100),
   });
   await server.start();
   return server;
+}
+
+/** ZooKeeper's answer to a four-letter command ("" if the connection fails). */
+function fourLetterWord(port: number, word: string): Promise<string> {
+  return new Promise((resolve) => {
+    let answer = "";
+    const socket = net.connect(port, "127.0.0.1", () => socket.end(word));
+    socket.setTimeout(2000, () => socket.destroy());
+    socket.on("data", (chunk: Buffer) => (answer += chunk.toString()));
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve(answer));
+  });
 }
 
 export async function startNatsServer(): Promise<OwnedServer> {
@@ -154,10 +180,12 @@ export async function startNatsServer(): Promise<OwnedServer> {
 }
 
 /**
- * A Consul agent in dev mode (a single server, state in memory) with its HTTP API, server RPC and
- * Serf ports on free loopback ports, DNS and gRPC off; start() resolves once it has elected itself leader.
+ * A Consul agent with its HTTP API, server RPC and Serf ports on free loopback ports, DNS and gRPC
+ * off; start() resolves once it has elected itself leader. By default in dev mode (a single server,
+ * state in memory); `persistent` makes it a single server that keeps its catalog and its agent's
+ * services and checks in the data directory, so a restart comes back with them.
  */
-export async function startConsul(): Promise<OwnedServer> {
+export async function startConsul({ persistent = false } = {}): Promise<OwnedServer> {
   const bin = CONSUL_BIN();
   if (!bin) throw new Error("consul is not installed (.ci/setup/consul.sh builds it)");
   const [port, serverPort, serfLan, serfWan] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -170,7 +198,7 @@ export async function startConsul(): Promise<OwnedServer> {
     spawn: () =>
       startProcess(bin, [
         "agent",
-        "-dev",
+        ...(persistent ? ["-server", "-bootstrap-expect=1"] : ["-dev"]),
         "-node=tsmicro-test",
         `-data-dir=${dataDir}`,
         "-bind=127.0.0.1",
@@ -197,6 +225,14 @@ export async function startConsul(): Promise<OwnedServer> {
   await server.start();
   return server;
 }
+
+/** The registry servers a test can own, by registry name: how to start one, and whether its binary is here. */
+export const OWNABLE_REGISTRY_SERVERS: Record<"etcd" | "zookeeper" | "nats" | "consul", { start: () => Promise<OwnedServer>; installed: () => boolean }> = {
+  etcd: { start: startEtcd, installed: () => !!ETCD_BIN() },
+  zookeeper: { start: startZookeeper, installed: () => !!ZK_SERVER_SCRIPT() },
+  nats: { start: startNatsServer, installed: () => !!NATS_SERVER_BIN() },
+  consul: { start: startConsul, installed: () => !!CONSUL_BIN() },
+};
 
 export interface SrvTarget {
   target: string;

@@ -34,6 +34,10 @@ class ProbeRegistry extends MemoryRegistry {
 
 const nodeIds = (services: Service[]) => services.flatMap((s) => s.nodes.map((n) => n.id)).sort();
 
+/** Waits until the cache answers ServiceNotFoundError for greeter. */
+const notFoundWithin = (cache: CacheRegistry, timeoutMs: number, what: string) =>
+  waitUntil(() => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError), timeoutMs, what);
+
 function setup(ttl?: number) {
   const registry = new ProbeRegistry();
   const lines: string[] = [];
@@ -110,11 +114,7 @@ describe("cache registry", () => {
     await registry.register(svc("n1"));
     await cache.getService("greeter");
     await registry.deregister(svc("n1"));
-    await waitUntil(
-      () => cache.getService("greeter").then(() => false, (err) => err instanceof ServiceNotFoundError),
-      2000,
-      "not found after the delete event",
-    );
+    await notFoundWithin(cache, 2000, "not found after the delete event");
     await cache.close();
   });
 
@@ -142,6 +142,61 @@ describe("cache registry", () => {
     registry.unreachable = false;
     const recovered = () => lines.some((l) => l.includes("reachable again"));
     await waitUntil(async () => (await cache.getService("greeter"), recovered()), 3000, "a successful refresh after recovery");
+    await cache.close();
+  });
+
+  it("cache: a node whose registration lapsed during an outage is kept until it re-registers", async () => {
+    const { registry, cache } = setup();
+    await registry.register(svc("n1"));
+    await cache.getService("greeter");
+    // The registry goes away and, meanwhile, reports the node's lease as lapsed.
+    registry.unreachable = true;
+    await registry.deregister(svc("n1"));
+    await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
+    assert.deepEqual(nodeIds(await cache.getService("greeter")), ["n1"], "kept while the registry cannot confirm");
+    // Back, without the node yet: not found means "not re-registered yet".
+    registry.unreachable = false;
+    const lookupsBefore = registry.lookups;
+    await waitUntil(async () => (await cache.getService("greeter"), registry.lookups > lookupsBefore), 3000, "a lookup after the outage");
+    assert.deepEqual(nodeIds(await cache.getService("greeter")), ["n1"], "kept while it re-registers");
+    await registry.register(svc("n1", "v1", { back: "yes" }));
+    await waitUntil(async () => (await cache.getService("greeter"))[0]!.metadata?.back === "yes", 3000, "the re-registered node");
+    await cache.close();
+  });
+
+  it("cache: after an outage the registry itself noticed (lastOutage), a lapsed last node is kept while it re-registers", async () => {
+    const registry = new ProbeRegistry();
+    let outage: number | undefined;
+    registry.lastOutage = () => outage;
+    const cache = new CacheRegistry(registry, { log: () => {} });
+    await registry.register(svc("n1"));
+    await cache.getService("greeter");
+    // The cache never failed a lookup; the registry's watch saw its server go and come back, empty.
+    outage = Date.now();
+    await registry.deregister(svc("n1"));
+    await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
+    assert.deepEqual(nodeIds(await cache.getService("greeter")), ["n1"], "kept while it re-registers");
+    // Without an outage the same delete is final.
+    outage = undefined;
+    await registry.register(svc("n2"));
+    await waitUntil(async () => nodeIds(await cache.getService("greeter")).includes("n2"), 2000, "n2");
+    await registry.deregister(svc("n2"));
+    await notFoundWithin(cache, 3000, "not found once nothing is left and there was no outage");
+    await cache.close();
+  });
+
+  it("cache: a service still missing once the resync grace has passed is not found", async () => {
+    const registry = new ProbeRegistry();
+    const cache = new CacheRegistry(registry, { resyncGrace: 0.3, log: () => {} });
+    await registry.register(svc("n1"));
+    await cache.getService("greeter");
+    registry.unreachable = true;
+    await registry.deregister(svc("n1"));
+    await waitUntil(() => registry.lookups > 1, 2000, "the cache to check the delete with the registry");
+    registry.unreachable = false;
+    const started = Date.now();
+    await notFoundWithin(cache, 5000, "not found after the grace");
+    assert.ok(Date.now() - started >= 200, "not before the grace passed");
     await cache.close();
   });
 

@@ -84,6 +84,11 @@ test("registration times that would let a running node drop out of the registry 
     [{ registerInterval: 0 }, "registerInterval"],
     [{ registerTTL: "5s", registerInterval: "10s" }, "registerInterval"],
     [{ registerTTL: "10s" }, "registerInterval"], // the default interval (30 s) is not shorter
+    [{ registerTTL: -5000 }, "registerTTL"],
+    [{ registerTTL: Number.NaN }, "registerTTL"],
+    [{ registerTTL: Infinity }, "registerTTL"],
+    [{ registerInterval: Number.NaN }, "registerInterval"],
+    [{ registerTTL: "1000h", registerInterval: "600h" }, "registerInterval"], // past Node's timer limit: it would fire at once, in a loop
   ];
   for (const [options, option] of refused) {
     assert.throws(() => new Service(options), (e: Error) => e instanceof OptionError && e.option === option, JSON.stringify(options));
@@ -91,6 +96,11 @@ test("registration times that would let a running node drop out of the registry 
   assert.equal(new Service({ registerTTL: "10s", registerInterval: "5s" }).options().registerInterval, 5000);
   // Flags are checked against what the code set: the interval from the code is longer than the flag's TTL.
   assert.throws(() => new Service({ registerInterval: "20s" }).init(["--register_ttl=15"]), /invalid --register_ttl=15: the register interval must be shorter than the TTL.*registerInterval 20000 ms/);
+  assert.throws(
+    () => new Service().init(["--register_interval=3000000", "--register_ttl=4000000"]),
+    (e: Error) => e instanceof FlagError && /^invalid --register_interval=3000000: the register interval must be at most 2147483647 ms/.test(e.message) && !e.message.includes("\n"),
+  );
+  assert.equal(new Service().init(["--register_interval=2000000", "--register_ttl=4000000"]).options().registerInterval, 2_000_000_000);
 });
 
 test("durations and plugin URIs", () => {

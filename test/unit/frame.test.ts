@@ -52,3 +52,20 @@ test("bytes that cannot be a frame are reported as corrupt", () => {
   assert.equal(second.corrupt.length, 1);
   assert.equal(frames.length + second.frames.length, 0);
 });
+
+test("a stamped header is the sender's when it has one, else a new value per frame", () => {
+  let n = 0;
+  const frames: Frame[] = [];
+  const reader = new FrameReader(1024, { onFrame: (f) => frames.push(f), onOversize: () => {}, onCorrupt: () => {} }, { name: "Micro-Id", next: () => `id-${++n}` });
+  const bare = encodeFrame(FrameKind.Request, 1, { "Micro-Endpoint": "S.M" }, Buffer.alloc(0));
+  reader.push(Buffer.concat([bare, bare, encodeFrame(FrameKind.Request, 2, { "micro-id": "mine" }, Buffer.alloc(0)), bare]));
+  assert.deepEqual(
+    frames.map((f) => f.headers),
+    [
+      { "Micro-Endpoint": "S.M", "Micro-Id": "id-1" },
+      { "Micro-Endpoint": "S.M", "Micro-Id": "id-2" },
+      { "Micro-Id": "mine" },
+      { "Micro-Endpoint": "S.M", "Micro-Id": "id-3" },
+    ],
+  );
+});

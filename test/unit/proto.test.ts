@@ -20,6 +20,7 @@ import {
 import { StudentRequestSchema, StudentSchema, type Student, type StudentRequest } from "../../examples/student/gen/student_pb.ts";
 import { Color, EverythingSchema, Kitchen, TreeSchema, type Everything } from "../proto/gen/kitchen_pb.ts";
 import { within } from "../helpers/net.ts";
+import { decodeShapedProto } from "../../src/cli/shaped-proto.ts";
 
 const CODECS = [PROTOBUF_TYPE, JSON_TYPE] as const;
 
@@ -106,37 +107,37 @@ describe("describeMessage: registry shapes", () => {
       name: "Student",
       type: "student.Student",
       values: [
-        { name: "name", type: "string" },
-        { name: "classes", type: "string" },
-        { name: "grade", type: "int32" },
-        { name: "phone", type: "string" },
+        { name: "name", type: "string", number: 1 },
+        { name: "classes", type: "string", number: 2 },
+        { name: "grade", type: "int32", number: 3 },
+        { name: "phone", type: "string", number: 4 },
       ],
     });
   });
 
-  test("every kind of field, by its JSON name and proto type", () => {
+  test("every kind of field, by its JSON name, proto type and field number", () => {
     const shape = describeMessage(EverythingSchema);
     const field = (name: string) => shape.values!.find((v) => v.name === name);
-    const address = { type: "tsmicro.test.Address", values: [{ name: "street", type: "string" }, { name: "zip", type: "uint32" }] };
+    const address = { type: "tsmicro.test.Address", values: [{ name: "street", type: "string", number: 1 }, { name: "zip", type: "uint32", number: 2 }] };
     assert.deepEqual(
       shape.values!.slice(0, 15).map((v) => v.type),
       ["double", "float", "int64", "uint64", "int32", "fixed64", "fixed32", "bool", "string", "bytes", "uint32", "sfixed32", "sfixed64", "sint32", "sint64"],
     );
-    assert.deepEqual(field("fInt64"), { name: "fInt64", type: "int64" });
-    assert.deepEqual(field("color"), { name: "color", type: "tsmicro.test.Color" });
-    assert.deepEqual(field("address"), { name: "address", ...address });
-    assert.deepEqual(field("numbers"), { name: "numbers", type: "[]int32" });
-    assert.deepEqual(field("addresses"), { name: "addresses", ...address, type: "[]tsmicro.test.Address" });
-    assert.deepEqual(field("colors"), { name: "colors", type: "[]tsmicro.test.Color" });
-    assert.deepEqual(field("counts"), { name: "counts", type: "map<string,int32>" });
-    assert.deepEqual(field("addressById"), { name: "addressById", ...address, type: "map<int64,tsmicro.test.Address>" });
+    assert.deepEqual(field("fInt64"), { name: "fInt64", type: "int64", number: 3 });
+    assert.deepEqual(field("color"), { name: "color", type: "tsmicro.test.Color", number: 16 });
+    assert.deepEqual(field("address"), { name: "address", number: 17, ...address });
+    assert.deepEqual(field("numbers"), { name: "numbers", type: "[]int32", number: 18 });
+    assert.deepEqual(field("addresses"), { name: "addresses", number: 20, ...address, type: "[]tsmicro.test.Address" });
+    assert.deepEqual(field("colors"), { name: "colors", type: "[]tsmicro.test.Color", number: 21 });
+    assert.deepEqual(field("counts"), { name: "counts", type: "map<string,int32>", number: 22 });
+    assert.deepEqual(field("addressById"), { name: "addressById", number: 23, ...address, type: "map<int64,tsmicro.test.Address>" });
     // oneof members are flat, as in the JSON form.
-    assert.deepEqual(field("email"), { name: "email", type: "string" });
-    assert.deepEqual(field("postal"), { name: "postal", ...address });
-    assert.deepEqual(field("nickname"), { name: "nickname", type: "string" });
+    assert.deepEqual(field("email"), { name: "email", type: "string", number: 24 });
+    assert.deepEqual(field("postal"), { name: "postal", number: 25, ...address });
+    assert.deepEqual(field("nickname"), { name: "nickname", type: "string", number: 26 });
     // Well-known types have their own JSON (a Timestamp is a string): no fields listed.
-    assert.deepEqual(field("created"), { name: "created", type: "google.protobuf.Timestamp" });
-    assert.deepEqual(field("note"), { name: "note", type: "tsmicro.test.Everything.Note", values: [{ name: "text", type: "string" }] });
+    assert.deepEqual(field("created"), { name: "created", type: "google.protobuf.Timestamp", number: 27 });
+    assert.deepEqual(field("note"), { name: "note", type: "tsmicro.test.Everything.Note", number: 28, values: [{ name: "text", type: "string", number: 1 }] });
     assert.equal(shape.values!.length, 28);
   });
 
@@ -145,10 +146,50 @@ describe("describeMessage: registry shapes", () => {
       name: "Tree",
       type: "tsmicro.test.Tree",
       values: [
-        { name: "label", type: "string" },
-        { name: "children", type: "[]tsmicro.test.Tree" },
+        { name: "label", type: "string", number: 1 },
+        { name: "children", type: "[]tsmicro.test.Tree", number: 2 },
       ],
     });
+  });
+});
+
+describe("protobuf bodies named by their registry shape (what the dashboard holds)", () => {
+  test("the walkthrough's Student", () => {
+    const body = toBinary(StudentSchema, create(StudentSchema, { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" }));
+    assert.deepEqual(decodeShapedProto(body, describeMessage(StudentSchema).values!), { name: "davie", classes: "软件工程专业", grade: 80, phone: "12345678901" });
+  });
+
+  test("a recursive type: the shape's own fields, found by type name where the shape stops", () => {
+    const tree = describeMessage(TreeSchema);
+    const body = toBinary(TreeSchema, create(TreeSchema, { label: "root", children: [{ label: "a", children: [{ label: "a1" }] }, { label: "b" }] }));
+    const decoded = decodeShapedProto(body, tree.values!, (type) => (type === tree.type ? tree.values! : undefined));
+    assert.deepEqual(decoded, { label: "root", children: [{ label: "a", children: [{ label: "a1" }] }, { label: "b" }] });
+  });
+
+  test("every kind of field: scalars, 64-bit, nested, packed, repeated messages, maps, enums; unknown fields by number", () => {
+    const body = toBinary(EverythingSchema, create(EverythingSchema, everything));
+    const shape = describeMessage(EverythingSchema).values!;
+    const decoded = decodeShapedProto(body, shape);
+    assert.equal(decoded.fString, everything.fString);
+    assert.equal(decoded.fInt32, -2147483648);
+    assert.equal(decoded.fUint64, "18446744073709551615");
+    assert.equal(decoded.fSint32, -1);
+    assert.equal(decoded.fBool, true);
+    assert.equal(decoded.fBytes, "AAF/gP8=");
+    assert.equal(decoded.color, Color.GREEN);
+    assert.deepEqual(decoded.address, { street: "Main St", zip: 10001 });
+    assert.deepEqual(decoded.numbers, [0, -1, 2147483647]);
+    assert.deepEqual(decoded.words, ["", "a", "β"]);
+    assert.deepEqual(decoded.addresses, [{ street: "A" }, { zip: 2 }]);
+    assert.deepEqual(decoded.counts, { a: 1, "": -3 });
+    assert.deepEqual(decoded.addressById, { "-5": { street: "neg" }, "9007199254740993": { zip: 1 } });
+    assert.deepEqual(decoded.postal, { street: "PO Box 1" });
+    assert.deepEqual(decoded.note, { text: "nested type" });
+    assert.deepEqual(decoded.colors, [Color.RED, Color.UNSPECIFIED, Color.GREEN]);
+    // A shape that lacks a field (an older schema) keeps it under its number.
+    const older = decodeShapedProto(body, shape.filter((f) => f.name !== "fString"));
+    assert.equal(older["9"], everything.fString);
+    assert.equal(older.fString, undefined);
   });
 });
 

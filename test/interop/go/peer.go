@@ -1,7 +1,8 @@
 // A go-micro peer for tsmicro's interop suite: student_service, a client, a publisher and a
 // subscriber of the walkthrough's Student, chosen by PEER_MODE. Registry, broker and their
 // addresses come from go-micro's own flags/environment (MICRO_REGISTRY, MICRO_BROKER, …), as in any
-// go-micro program. Every result is one JSON line on stdout.
+// go-micro program. Every result is one JSON line on stdout. PEER_DURABLE_QUEUE=1 subscribes with
+// the rabbitmq broker's DurableQueue() (durableQueue: v4/plugins.go, v5/rabbitmq.go).
 //
 // One source for every go-micro version: build.sh writes it into each version's module as main.go
 // with that version's import path (go-micro.dev/v5 here), so v4/ and v5/ hold only their go.mod and
@@ -48,10 +49,19 @@ func fail(format string, args ...any) {
 
 // StudentManager is the walkthrough's service: "davie" is found, "deadline" answers with the
 // milliseconds left before the deadline the caller's Timeout header set, "slow" overruns it,
-// anyone else is a 404.
-type StudentManager struct{ service string }
+// anyone else is a 404. With relayTo (PEER_RELAY_TO) it passes every request on to that service
+// with the incoming context, as a go-micro handler calling another service does: the caller's
+// metadata (a W3C traceparent among it) goes along.
+type StudentManager struct {
+	service string
+	relayTo string
+	client  client.Client
+}
 
 func (h *StudentManager) GetStudent(ctx context.Context, req *pb.StudentRequest, rsp *pb.Student) error {
+	if h.relayTo != "" {
+		return h.client.Call(ctx, h.client.NewRequest(h.relayTo, "StudentManager.GetStudent", req), rsp)
+	}
 	switch req.Name {
 	case "davie":
 		rsp.Name, rsp.Classes, rsp.Grade, rsp.Phone = "davie", "软件工程专业", 80, "12345678901"
@@ -106,7 +116,7 @@ func main() {
 func serve() {
 	name := env("PEER_SERVICE", "student_service")
 	s := newService(micro.Name(name), micro.Version("v1.0.0"), micro.Address("127.0.0.1:0"))
-	if err := micro.RegisterHandler(s.Server(), &StudentManager{service: name}); err != nil {
+	if err := micro.RegisterHandler(s.Server(), &StudentManager{service: name, relayTo: env("PEER_RELAY_TO", ""), client: s.Client()}); err != nil {
 		fail("register handler: %v", err)
 	}
 	if err := s.Server().Start(); err != nil {
@@ -210,6 +220,9 @@ func subscribe() {
 	var opts []broker.SubscribeOption
 	if queue != "" {
 		opts = append(opts, broker.Queue(queue))
+	}
+	if env("PEER_DURABLE_QUEUE", "") != "" {
+		opts = append(opts, durableQueue())
 	}
 	_, err := b.Subscribe(topic, func(e broker.Event) error {
 		m := e.Message()
