@@ -66,6 +66,7 @@ export const timeout = make(408);
 export const conflict = make(409);
 export const requestEntityTooLarge = make(413);
 export const unsupportedMediaType = make(415);
+export const tooManyRequests = make(429);
 export const internalServerError = make(500);
 export const serviceUnavailable = make(503);
 

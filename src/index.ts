@@ -64,7 +64,13 @@ export {
   type StrategyFactory,
   type Filter,
   type SelectOptions,
+  type NodeHealth,
 } from "./selector/selector.ts";
+export { LatencyStrategy, type LatencyOptions } from "./selector/latency.ts";
+export { NodeBreakers, CONNECTION_BREAKER, DEFAULT_BREAKER, isNodeFailure, type BreakerState, type BreakerStateChange, type CircuitBreakerOptions } from "./resilience/breaker.ts";
+export { bulkheadWrapper, type BulkheadOptions } from "./resilience/bulkhead.ts";
+export { rateLimitWrapper, perCaller, type RateLimitOptions } from "./resilience/rate-limit.ts";
+export { RetryPolicy, type RetryOptions } from "./resilience/retry.ts";
 export { codecs, codecFor, isProtoMessage, JSON_TYPE, PROTOBUF_TYPE, BYTES_TYPE, type Codec } from "./codec/codec.ts";
 export { createRegistry, createBroker } from "./cmd/create.ts";
 export {

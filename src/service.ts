@@ -229,6 +229,8 @@ export class Service {
       wrapHandler: this.wired().wrapHandler,
       metrics: this.metricsSource(),
       logger: this.logger,
+      rateLimit: this.opts.serverRateLimit,
+      bulkhead: this.opts.serverBulkhead,
     });
     for (const add of this.handlers) add(server);
     this.server = server;

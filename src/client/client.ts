@@ -1,6 +1,7 @@
 /**
  * The RPC client: selects a node through the registry, calls it over the transport, and on a
- * connection failure or timeout retries on another node with go-micro's backoff.
+ * connection failure or timeout retries on another node, within the retry policy's backoff and
+ * budget; a circuit breaker per node keeps calls off nodes that keep failing.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
 import { codecFor, JSON_TYPE } from "../codec/codec.ts";
@@ -10,12 +11,17 @@ import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
 import { UnknownPluginError, transports } from "../cmd/plugins.ts";
 import { HEADER, SECURE_METADATA, type ClientTLS, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
+import { CONNECTION_BREAKER, NodeBreakers, type BreakerStateChange, type CircuitBreakerOptions } from "../resilience/breaker.ts";
+import { RetryPolicy, type RetryOptions } from "../resilience/retry.ts";
+import { logger } from "../logger.ts";
 import { wrap, type CallFunc, type CallWrapper } from "../wrapper/wrapper.ts";
 
 const CLIENT_ID = "go.micro.client";
 
 export interface ClientOptions {
   registry: Registry;
+  /** Metadata sent with every call (a service's client sends Micro-From-Service: its name, as go-micro's does). */
+  headers?: Headers;
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
@@ -29,9 +35,14 @@ export interface ClientOptions {
   transport?: "tcp" | "http" | (string & {}) | ClientTransport;
   /** The transports to choose from by name, instead of the registered ones. */
   transports?: Transport[];
+  /** "random" (default), "roundrobin", "latency", or a strategy registered in `selectors`. */
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
   retries?: number;
+  /** The wait before each retry and the retry budget per service. Default: go-micro's backoff, no budget. */
+  retry?: RetryOptions;
+  /** A circuit breaker per node. Default CONNECTION_BREAKER: a node whose connection failed is left out for 2 s. */
+  circuitBreaker?: CircuitBreakerOptions;
   /** Milliseconds each attempt may take. Default 5000. */
   requestTimeout?: number;
   /** Connections kept per node. */
@@ -77,13 +88,11 @@ export interface CallOptions {
   /** Call this node address directly, skipping the registry. */
   address?: string;
   filters?: Filter[];
+  /** Another strategy than the client's for this call; one that learns from calls (latency) learns only as the client's own. */
   strategy?: Strategy;
   /** Wrappers around each attempt of this call, inside the client's own. */
   wrapCall?: CallWrapper[];
 }
-
-/** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
-const backoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
 
 /** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
 const isRetryable = (err: MicroError) => err.retryable || err.code === 503 || err.code === 408;
@@ -115,14 +124,24 @@ export class Client {
   private readonly transportOpts: ClientTransportOptions;
   private readonly tls?: ClientTLS;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
+  /** Sent with every call: the client's headers and credentials. */
   private readonly credentials?: Headers;
-  /** The client's call wrappers around an attempt; undefined without wrappers, so a call then goes straight to the transport. */
-  private readonly wrapped?: CallFunc;
+  /** The circuit breakers of the nodes this client calls; onStateChange() reports theirs. */
+  readonly breakers: NodeBreakers;
+  /** When calls retry: backoff and budget. */
+  readonly retryPolicy: RetryPolicy;
+  /** One attempt on one node: through the node's circuit breaker (and the latency measure) to the transport. */
+  private readonly attempt: CallFunc;
+  /** The attempt inside the client's call wrappers. */
+  private readonly wrapped: CallFunc;
   private readonly wrapCall?: CallWrapper[];
 
   constructor(opts: ClientOptions) {
-    this.selector = new Selector(opts.registry, opts.selector ?? "random");
-    this.credentials = opts.auth?.credentials();
+    this.breakers = new NodeBreakers(opts.circuitBreaker ?? CONNECTION_BREAKER);
+    this.breakers.onStateChange(logBreaker);
+    this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
+    this.retryPolicy = new RetryPolicy(opts.retry);
+    this.credentials = opts.headers || opts.auth ? { ...opts.headers, ...opts.auth?.credentials() } : undefined;
     const { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout } = opts;
     this.transportOpts = { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout };
     this.tls = opts.tls;
@@ -142,14 +161,16 @@ export class Client {
       requestTimeout: opts.requestTimeout ?? 5000,
       contentType: opts.contentType ?? JSON_TYPE,
     };
+    const send: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
+    // The policies sit innermost, so the caller's wrappers see what they decide (a breaker's 503).
+    const learn = this.selector.strategy.wrapCall;
+    this.attempt = wrap(send, learn ? [this.breakers.wrapper, learn] : [this.breakers.wrapper]);
+    this.wrapped = this.attempt;
     if (opts.wrapCall?.length) {
       this.wrapCall = opts.wrapCall;
       this.wrapped = wrap(this.attempt, opts.wrapCall);
     }
   }
-
-  /** One attempt on one node, as call wrappers see it. */
-  private readonly attempt: CallFunc = (call) => this.transportFor(call.node).request(call.node.address, call.request, call.timeoutMs);
 
   /** The dialer for node: the transport it advertises if this client knows it, else go-micro's HTTP; over TLS if the node advertises secure=true. */
   private transportFor(node: Node): ClientTransport {
@@ -197,9 +218,12 @@ export class Client {
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
+    let backoff: (() => number) | undefined; // made on the first retry
+    this.retryPolicy.called(service);
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
-        const wait = Math.min(backoffMs(attempt), deadline - performance.now());
+        if (!this.retryPolicy.mayRetry(service)) break; // the service's retry budget is spent: no storm
+        const wait = Math.min((backoff ??= this.retryPolicy.delays())(), deadline - performance.now());
         if (wait > 0) await unlessAborted(new Promise((r) => setTimeout(r, wait)), signal);
       }
       const left = deadline - performance.now();
@@ -214,15 +238,11 @@ export class Client {
       try {
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
         headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
-        const sent = wrapped
-          ? wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt })
-          : this.transportFor(node).request(node.address, req, attemptMs);
-        res = await unlessAborted(sent, signal);
+        res = await unlessAborted(wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt }), signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
         if (signal?.aborted || !isRetryable(e)) throw e; // a cancelled call is a 408 that is not retried
         (failed ??= new Set()).add(node.id);
-        this.selector.penalise(node);
         lastError = e;
         continue;
       }
@@ -248,6 +268,13 @@ export class Client {
     this.selector.close();
     await Promise.all([this.fixed?.close(), ...[...new Set(this.dialers.values())].map((d) => d.close())]);
   }
+}
+
+/** A node's breaker opening is worth a warning; the rest of its story, a line of info. */
+function logBreaker(change: BreakerStateChange): void {
+  const line = `circuit breaker ${change.state} for ${change.service} node ${change.node} (${change.address})`;
+  if (change.state === "open") logger.warn(change, line);
+  else logger.info(change, line);
 }
 
 /** The exact error go-micro's client gives when the registry has no node of the service. */

@@ -8,6 +8,8 @@ import { Client } from "../client/client.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
 import type { MdnsRegistryOptions } from "../registry/mdns.ts";
 import { toSeconds, type ResolvedOptions } from "./options.ts";
+import { DEFAULT_BREAKER } from "../resilience/breaker.ts";
+import { HEADER } from "../transport/transport.ts";
 import { brokers, parsePluginRef, registries, transports, type PluginFactory, type PluginKind } from "./plugins.ts";
 
 /** Resolves the named plugin and builds it; a URI's addresses and query options join the options given. */
@@ -57,7 +59,10 @@ export async function clientFor(o: ResolvedOptions, registry: Registry): Promise
     registry,
     transport: o.transport,
     selector: o.selector,
+    headers: { [HEADER.fromService]: o.name },
     retries: o.clientRetries,
+    retry: { budget: o.clientRetryBudget, backoff: o.clientRetryBackoff },
+    circuitBreaker: o.clientCircuitBreaker === true ? DEFAULT_BREAKER : o.clientCircuitBreaker || undefined,
     requestTimeout: o.clientRequestTimeout,
     poolSize: o.clientPoolSize,
     dialTimeout: o.clientDialTimeout,

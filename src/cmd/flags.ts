@@ -6,6 +6,10 @@
 import { readFileSync } from "node:fs";
 import { brokers, parsePluginRef, registries, transports, type PluginKind } from "./plugins.ts";
 import { selectors } from "../selector/selector.ts";
+import { DEFAULT_BREAKER, type CircuitBreakerOptions } from "../resilience/breaker.ts";
+import type { BulkheadOptions } from "../resilience/bulkhead.ts";
+import { perCaller, type RateLimitOptions } from "../resilience/rate-limit.ts";
+import { BACKOFFS, type RetryOptions } from "../resilience/retry.ts";
 
 export class FlagError extends Error {
   readonly exitCode: number = 2;
@@ -55,6 +59,12 @@ export interface FlagOptions {
   clientTlsCa?: string;
   clientTlsCert?: string;
   clientTlsKey?: string;
+  /** false: only the connection breaker every client has. */
+  clientCircuitBreaker?: CircuitBreakerOptions | false;
+  clientRetryBudget?: number;
+  clientRetryBackoff?: RetryOptions["backoff"];
+  serverBulkhead?: BulkheadOptions;
+  serverRateLimit?: RateLimitOptions;
   mdnsInterface?: string;
   metrics?: boolean;
 }
@@ -67,6 +77,8 @@ interface FlagSpec {
   /** A function for text that names what is registered when usage() is asked for. */
   help: string | (() => string);
   parse: Parse;
+  /** The value of the flag given bare (`--client_circuit_breaker`), as Go's bool flags; without it a flag needs a value. */
+  bare?: string;
 }
 
 /** A name (or URI) registered in kind when the flag is read, so plugins registered by the program count. */
@@ -121,6 +133,56 @@ const pemFile: Parse = (raw) => {
   return pem;
 };
 
+/** "10" or "10,100": one or two whole numbers ≥ 1 (the second may be 0). */
+const counts = (raw: string, what: string): [number, number | undefined] => {
+  const m = /^\s*(\d+)\s*(?:,\s*(\d+)\s*)?$/.exec(raw);
+  if (!m || Number(m[1]) < 1) throw new Error(`"${raw}" is not ${what}`);
+  return [Number(m[1]), m[2] === undefined ? undefined : Number(m[2])];
+};
+
+const backoffName: Parse = (raw) => {
+  if (!(BACKOFFS as readonly string[]).includes(raw)) throw new Error(`unknown backoff "${raw}" (known: ${BACKOFFS.join(", ")})`);
+  return raw;
+};
+
+const bulkhead: Parse = (raw): BulkheadOptions => {
+  const [maxConcurrent, maxQueued] = counts(raw, "max_concurrent[,max_queued] (e.g. 10,100)");
+  return { maxConcurrent, maxQueued };
+};
+
+/** calls_per_second[,burst][,caller]: a trailing "caller" gives each calling service its own bucket. */
+const rateLimit: Parse = (raw): RateLimitOptions => {
+  const byCaller = /,\s*caller\s*$/.test(raw);
+  const [rate, burst] = counts(raw.replace(/,\s*caller\s*$/, ""), "calls_per_second[,burst][,caller] (e.g. 100, 100,200 or 100,caller)");
+  if (burst === 0) throw new Error(`"${raw}": a burst of 0 lets no call through`);
+  return byCaller ? { rate, burst, key: perCaller } : { rate, burst };
+};
+
+const share: Parse = (raw) => {
+  const n = Number(raw);
+  if (raw.trim() === "" || !(n >= 0 && n <= 1)) throw new Error(`"${raw}" is not a share between 0 and 1 (e.g. 0.2)`);
+  return n;
+};
+
+/** true/false, a number of failures in a row, or failures=5,ratio=0.5,window=20,half_open=5s. */
+const breakerSettings: Parse = (raw): CircuitBreakerOptions | false => {
+  const v = raw.trim().toLowerCase();
+  if (v === "true") return { ...DEFAULT_BREAKER };
+  if (v === "false") return false;
+  if (/^\d+$/.test(v) && Number(v) >= 1) return { ...DEFAULT_BREAKER, consecutiveFailures: Number(v) };
+  const out: CircuitBreakerOptions = { ...DEFAULT_BREAKER };
+  for (const pair of v.split(",")) {
+    const [key, value = ""] = pair.split("=").map((p) => p.trim());
+    const n = Number(value);
+    if (key === "failures" && /^\d+$/.test(value) && n >= 1) out.consecutiveFailures = n;
+    else if (key === "ratio" && value !== "" && n > 0 && n <= 1) out.failureRatio = n;
+    else if (key === "window" && /^\d+$/.test(value) && n >= 1) out.window = n;
+    else if (key === "half_open") out.halfOpenAfter = parseDuration(value);
+    else throw new Error(`"${pair}" is not one of true, false, N, failures=N, ratio=0..1, window=N, half_open=duration`);
+  }
+  return out;
+};
+
 const text: Parse = (raw) => {
   if (raw.trim() === "") throw new Error("must not be empty");
   return raw;
@@ -172,6 +234,17 @@ export const FLAGS: FlagSpec[] = [
   { flag: "client_tls_ca", key: "clientTlsCa", help: "PEM CA file to verify nodes advertising secure=true by; default the system's CAs", parse: pemFile },
   { flag: "client_tls_cert", key: "clientTlsCert", help: "PEM client certificate file for nodes that require mutual TLS (with --client_tls_key)", parse: pemFile },
   { flag: "client_tls_key", key: "clientTlsKey", help: "PEM private key file of --client_tls_cert", parse: pemFile },
+  {
+    flag: "client_circuit_breaker",
+    key: "clientCircuitBreaker",
+    help: "circuit breaker per node: bare or true (5 failures in a row or more than half of the last 20 calls open it for 5s), N failures, or failures=N,ratio=0.5,window=20,half_open=5s; default: only failed connections, for 2s",
+    parse: breakerSettings,
+    bare: "true",
+  },
+  { flag: "client_retry_budget", key: "clientRetryBudget", help: "retries at most this share of the calls to a service over 10s, plus 1/s (e.g. 0.2); default no budget", parse: share },
+  { flag: "client_retry_backoff", key: "clientRetryBackoff", help: `wait before a retry (${BACKOFFS.join(", ")}: go-micro's, or exponential 100ms-5s with jitter); default micro`, parse: backoffName },
+  { flag: "server_bulkhead", key: "serverBulkhead", help: "per endpoint: max_concurrent[,max_queued] calls, beyond them a 503 (e.g. 10,100); default no limit", parse: bulkhead },
+  { flag: "server_rate_limit", key: "serverRateLimit", help: "per endpoint: calls_per_second[,burst][,caller] (caller: per calling service), beyond them a 429 (e.g. 100); default no limit", parse: rateLimit },
   { flag: "mdns_interface", key: "mdnsInterface", help: "interface (name or IPv4) for the mdns registry; default loopback", parse: text },
   { flag: "metrics", key: "metrics", help: "Prometheus metrics at GET /metrics on the node's port (true, false); default true", parse: bool },
 ];
@@ -236,8 +309,8 @@ export function fromArgv(argv: string[], { allowUnknown = false } = {}): ParsedA
       continue;
     }
     if (!spec) throw new FlagError(`unknown flag --${name} (see --help)`);
-    let raw: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[i + 1];
-    if (eq < 0) {
+    let raw: string | undefined = eq >= 0 ? body.slice(eq + 1) : (spec.bare ?? argv[i + 1]);
+    if (eq < 0 && spec.bare === undefined) {
       if (raw === undefined || raw.startsWith("--")) throw new FlagError(`flag --${name} needs a value`);
       i++;
     }

@@ -11,6 +11,10 @@ import type { Auth } from "../auth/auth.ts";
 import type { Logger } from "../logger.ts";
 import type { ObservabilityOptions } from "../observability/observability.ts";
 import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
+import type { CircuitBreakerOptions } from "../resilience/breaker.ts";
+import type { BulkheadOptions } from "../resilience/bulkhead.ts";
+import type { RateLimitOptions } from "../resilience/rate-limit.ts";
+import type { RetryOptions } from "../resilience/retry.ts";
 
 /** A lifecycle hook; a rejection of a start hook fails start() with a StartupError. */
 export type Hook = () => void | Promise<void>;
@@ -48,6 +52,20 @@ export interface ServiceOptions extends ObservabilityOptions {
   clientDialTimeout?: Duration;
   /** Calls in flight per pooled tcp connection; beyond it, with every pooled connection this busy, a call fails at once with a retryable 503. Default 10000. */
   clientMaxInFlight?: number;
+  /**
+   * A circuit breaker per called node: true for DEFAULT_BREAKER (5 failures in a row or more than half of the
+   * last 20 calls open it; a trial call after 5 s), or its settings. Default: only a failed
+   * connection opens it, for 2 s.
+   */
+  clientCircuitBreaker?: boolean | CircuitBreakerOptions;
+  /** Retries to one service may be at most this share of the calls to it (over 10 s, plus 1 a second), e.g. 0.2. Default: no budget. */
+  clientRetryBudget?: number;
+  /** The wait before a retry: "micro" (go-micro's, default) or "jitter" (exponential with jitter). */
+  clientRetryBackoff?: RetryOptions["backoff"];
+  /** Per endpoint, calls running at once and waiting; beyond them a 503. Default: no limit. */
+  serverBulkhead?: BulkheadOptions;
+  /** Per endpoint (or per key), calls per second; beyond them a 429. Default: no limit. */
+  serverRateLimit?: RateLimitOptions;
   mdnsInterface?: string;
   /** How long stop() waits for in-flight calls. Default "10s". */
   drainTimeout?: Duration;
@@ -159,6 +177,11 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     clientDialTimeout: f.clientDialTimeout,
     clientMaxInFlight: f.clientMaxInFlight,
     headerTimeout: f.headerTimeout,
+    clientCircuitBreaker: f.clientCircuitBreaker,
+    clientRetryBudget: f.clientRetryBudget,
+    clientRetryBackoff: f.clientRetryBackoff,
+    serverBulkhead: f.serverBulkhead,
+    serverRateLimit: f.serverRateLimit,
     mdnsInterface: f.mdnsInterface,
     // Partial here: completed from the code's options, and checked, in applyProcessOptions.
     serverTLS: someOf({ cert: f.serverTlsCert, key: f.serverTlsKey, clientCA: f.serverTlsClientCa }) as ServerTLS | undefined,

@@ -1,13 +1,15 @@
 /**
- * Node selection: strategies registered by name (random and roundrobin built in; `selectors`
- * takes more) over a service's nodes, filters (version, metadata) and a short memory of nodes
- * that just failed, so retries move elsewhere.
+ * Node selection: strategies registered by name (random, roundrobin and latency built in;
+ * `selectors` takes more) over a service's nodes, filters (version, metadata), passing over the
+ * nodes the client's circuit breakers hold open.
  * Nodes are read from a watch-driven CacheRegistry, as go-micro's selector cache does: no registry
  * round-trip (and no copy of its records) per call, and the last known nodes while the registry is down.
  */
 import { CacheRegistry } from "../registry/cache.ts";
 import type { Node, Registry, Service } from "../registry/registry.ts";
 import { PluginKind, UnknownPluginError } from "../cmd/plugins.ts";
+import type { CallWrapper } from "../wrapper/wrapper.ts";
+import { LatencyStrategy } from "./latency.ts";
 
 /** A registered strategy's name. */
 export type Strategy = "random" | "roundrobin" | (string & {});
@@ -15,8 +17,10 @@ export type Filter = (services: Service[]) => Service[];
 
 /** Picks the node for a call. Each selector (each client) makes its own, so state such as round-robin counters is per client. */
 export interface SelectionStrategy {
-  /** One of `nodes` (never empty): the service's nodes left after filters, failed and penalised nodes. */
+  /** One of `nodes` (never empty): the service's nodes left after filters, failed nodes and those whose breaker is open. */
   select(nodes: readonly Node[], service: string): Node;
+  /** For a strategy that learns from calls (latency): the client runs each attempt with the selector's default strategy through it. */
+  wrapCall?: CallWrapper;
 }
 export type StrategyFactory = () => SelectionStrategy;
 
@@ -34,7 +38,10 @@ const roundRobin: StrategyFactory = () => {
 };
 
 /** Selection strategies by name, for `--selector`, ClientOptions.selector and CallOptions.strategy. */
-export const selectors = new PluginKind<StrategyFactory>("selector").register("random", random).register("roundrobin", roundRobin);
+export const selectors = new PluginKind<StrategyFactory>("selector")
+  .register("random", random)
+  .register("roundrobin", roundRobin)
+  .register("latency", () => new LatencyStrategy());
 
 export interface SelectOptions {
   filters?: Filter[];
@@ -54,18 +61,26 @@ export const filterMetadata =
   (services) =>
     services.map((s) => ({ ...s, nodes: s.nodes.filter((n) => n.metadata?.[key] === value) }));
 
-/** How long a node that refused a connection is passed over (it may be restarting, or dead). */
-const PENALTY_MS = 2000;
+/** Which nodes selection passes over for now (the client's circuit breakers). */
+export interface NodeHealth {
+  /** How many nodes may be passed over: while 0, selection does not ask. */
+  readonly avoiding: number;
+  avoid(node: Node): boolean;
+}
 
 export class Selector {
   /** This selector's strategy instances by name; the default one is made at construction. */
   private readonly strategies = new Map<string, SelectionStrategy>();
-  private readonly strategy: SelectionStrategy;
-  private readonly penalised = new Map<string, number>();
+  /** The strategy of calls that name none. */
+  readonly strategy: SelectionStrategy;
   /** Nodes come from a watch-driven cache: no registry round-trip, and no copy, per call. */
   readonly cache: CacheRegistry;
 
-  constructor(registry: Registry, strategy: Strategy = "random") {
+  constructor(
+    registry: Registry,
+    strategy: Strategy = "random",
+    private readonly health?: NodeHealth,
+  ) {
     this.strategy = this.strategyFor(strategy);
     this.cache = registry instanceof CacheRegistry ? registry : new CacheRegistry(registry);
   }
@@ -93,13 +108,12 @@ export class Selector {
     const strategy = opts.strategy === undefined ? this.strategy : this.strategyFor(opts.strategy);
     return (exclude) => {
       let pool = nodes;
-      // Only when something is excluded or penalised does the pool need filtering.
-      if (exclude?.size || this.penalised.size > 0) {
-        const now = Date.now();
-        for (const [id, until] of this.penalised) if (until <= now) this.penalised.delete(id);
+      // Only when something is excluded or a breaker is open does the pool need filtering.
+      const health = this.health?.avoiding ? this.health : undefined;
+      if (exclude?.size || health) {
         const allowed = exclude?.size ? nodes.filter((n) => !exclude.has(n.id)) : nodes;
-        const healthy = allowed.filter((n) => !this.penalised.has(n.id));
-        // If every node failed recently, trying one again beats giving up.
+        const healthy = health ? allowed.filter((n) => !health.avoid(n)) : allowed;
+        // With every node's breaker open one is still returned: its breaker fails the call at once, or tries it.
         pool = healthy.length > 0 ? healthy : allowed;
       }
       if (pool.length === 0) return undefined;
@@ -110,10 +124,5 @@ export class Selector {
   /** Stops the cache; the registry stays open for whoever else uses it. */
   close(): void {
     this.cache.stop();
-  }
-
-  /** Remembers a node whose connection failed, so the next picks avoid it for a while. */
-  penalise(node: Node): void {
-    this.penalised.set(node.id, Date.now() + PENALTY_MS);
   }
 }

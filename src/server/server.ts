@@ -30,6 +30,8 @@ import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
 import type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 import type { Auth } from "../auth/auth.ts";
 import { wrap, type HandlerFunc, type HandlerWrapper } from "../wrapper/wrapper.ts";
+import { bulkheadWrapper, type BulkheadOptions } from "../resilience/bulkhead.ts";
+import { rateLimitWrapper, type RateLimitOptions } from "../resilience/rate-limit.ts";
 
 export type { CallContext, HandlerFn, HandlerOptions } from "./handler.ts";
 
@@ -63,6 +65,10 @@ export interface ServerOptions {
   tls?: ServerTLS;
   /** Wrappers around every handler, given the decoded request; the first is the outermost. */
   wrapHandler?: HandlerWrapper[];
+  /** Calls over this rate, per endpoint (or per key), are refused with a 429. Default: no limit. */
+  rateLimit?: RateLimitOptions;
+  /** Calls beyond these running and queued, per endpoint, are refused with a 503 (clients retry elsewhere). Default: no limit. */
+  bulkhead?: BulkheadOptions;
 }
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -79,8 +85,8 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger">> &
-    Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger" | "rateLimit" | "bulkhead">> &
+    Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger" | "rateLimit" | "bulkhead">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -90,6 +96,8 @@ export class Server {
       readTimeoutMs: opts.readTimeoutMs ?? 30_000,
       headerTimeoutMs: opts.headerTimeoutMs ?? 10_000,
       describe: opts.describe ?? describeMessage,
+      // The policies sit inside the caller's wrappers, so metrics and traces see the calls they refuse.
+      wrapHandler: policyWrappers(opts),
     };
     this.handle("Debug.Health", () => ({ status: "ok" }));
   }
@@ -263,6 +271,12 @@ export class Server {
     await closed;
     clearTimeout(forced);
   }
+}
+
+/** The caller's handler wrappers, then the rate limit (cheapest refusal first) and the bulkhead. */
+function policyWrappers({ name, wrapHandler, rateLimit, bulkhead }: ServerOptions): HandlerWrapper[] | undefined {
+  if (!rateLimit && !bulkhead) return wrapHandler;
+  return [...(wrapHandler ?? []), ...(rateLimit ? [rateLimitWrapper(name, rateLimit)] : []), ...(bulkhead ? [bulkheadWrapper(name, bulkhead)] : [])];
 }
 
 /**

@@ -105,6 +105,8 @@ export const HEADER = {
   id: "Micro-Id",
   error: "Micro-Error",
   contentType: "Content-Type",
+  /** The calling service's name, sent by a service's client as go-micro's does. */
+  fromService: "Micro-From-Service",
 } as const;
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;

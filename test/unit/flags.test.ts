@@ -39,6 +39,26 @@ test("go-style flag spellings, metadata and positionals", () => {
   assert.equal(options.clientRequestTimeout, 90_000);
 });
 
+test("resilience flags: bare and valued breaker, bulkhead, rate limit, retry budget and backoff, latency selector", () => {
+  const { options, positionals } = fromArgv(["--client_circuit_breaker", "davie", "--server_bulkhead=10,100", "--server_rate_limit=100", "--client_retry_budget=0.2", "--client_retry_backoff=jitter", "--selector=latency"]);
+  assert.deepEqual(positionals, ["davie"], "a bare breaker flag takes no value");
+  assert.equal(options.clientCircuitBreaker && options.clientCircuitBreaker.consecutiveFailures, 5);
+  assert.deepEqual(options.serverBulkhead, { maxConcurrent: 10, maxQueued: 100 });
+  assert.deepEqual(options.serverRateLimit, { rate: 100, burst: undefined });
+  assert.deepEqual([options.clientRetryBudget, options.clientRetryBackoff, options.selector], [0.2, "jitter", "latency"]);
+  const tuned = fromArgv(["--client_circuit_breaker=failures=3,ratio=0.25,window=8,half_open=500ms"]).options.clientCircuitBreaker;
+  assert.deepEqual(tuned, { consecutiveFailures: 3, failureRatio: 0.25, window: 8, halfOpenAfter: 500 });
+  assert.equal(fromArgv(["--client_circuit_breaker=false"]).options.clientCircuitBreaker, false);
+  const perCallerLimit = fromArgv(["--server_rate_limit=10,20,caller"]).options.serverRateLimit;
+  assert.deepEqual([perCallerLimit?.rate, perCallerLimit?.burst, perCallerLimit?.key?.({ service: "s", endpoint: "A.B", headers: { "Micro-From-Service": "web" }, signal: AbortSignal.abort() })], [10, 20, "A.B web"]);
+  // The flag beats MICRO_CLIENT_CIRCUIT_BREAKER, and reaches the service's options.
+  process.env.MICRO_CLIENT_CIRCUIT_BREAKER = "true";
+  process.env.MICRO_SERVER_BULKHEAD = "2";
+  const o = new Service().init(["--client_circuit_breaker=false"]).options();
+  assert.equal(o.clientCircuitBreaker, false);
+  assert.deepEqual(o.serverBulkhead, { maxConcurrent: 2, maxQueued: undefined });
+});
+
 test("bad values name the flag", () => {
   const bad: Array<[string[], RegExp]> = [
     [["--register_ttl=abc"], /--register_ttl/],
@@ -52,6 +72,11 @@ test("bad values name the flag", () => {
     [["--client_max_in_flight=0"], /--client_max_in_flight/],
     [["--server_header_timeout=soon"], /--server_header_timeout/],
     [["--selector=fastest"], /--selector/],
+    [["--client_circuit_breaker=ratio=2"], /--client_circuit_breaker/],
+    [["--server_bulkhead=0"], /--server_bulkhead/],
+    [["--server_rate_limit=10,0"], /--server_rate_limit/],
+    [["--client_retry_budget=1.5"], /--client_retry_budget/],
+    [["--client_retry_backoff=linear"], /--client_retry_backoff/],
     [["--nope=1"], /unknown flag --nope/],
     [["--registry"], /--registry needs a value/],
   ];

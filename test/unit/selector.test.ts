@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import MemoryRegistry from "../../src/registry/memory.ts";
-import { Selector, filterVersion } from "../../src/index.ts";
+import { LatencyStrategy, Selector, filterVersion } from "../../src/index.ts";
 
 async function registryWith(nodes: number, version = "v1") {
   const registry = new MemoryRegistry({ isolated: true });
@@ -19,17 +19,47 @@ test("roundrobin visits every node in turn", async () => {
   assert.deepEqual(picks.slice(3), picks.slice(0, 3));
 });
 
-test("excluded and recently failed nodes are passed over, unless nothing else is left", async () => {
-  const selector = new Selector(await registryWith(2), "random");
+test("excluded nodes and nodes held off by their breaker are passed over, unless nothing else is left", async () => {
+  const held = new Set<string>();
+  const health = { get avoiding() { return held.size; }, avoid: (n: { id: string }) => held.has(n.id) };
+  const selector = new Selector(await registryWith(2), "random", health);
   const next = await selector.select("svc");
   const first = next()!;
   for (let i = 0; i < 20; i++) assert.notEqual(next(new Set([first.id]))!.id, first.id);
   assert.equal(next(new Set(["svc-v1-0", "svc-v1-1"])), undefined);
-  selector.penalise(first);
+  held.add(first.id);
   for (let i = 0; i < 20; i++) assert.notEqual(next()!.id, first.id);
-  const other = next()!;
-  selector.penalise(other);
-  assert.ok(next(), "with every node penalised one is still tried");
+  held.add(next()!.id);
+  assert.ok(next(), "with every node held off one is still returned (its breaker fails the call)");
+});
+
+/** One call through the strategy's measuring wrapper that answers after ms. */
+const answered = (latency: LatencyStrategy, id: string, ms: number) =>
+  latency.wrapCall(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({
+    service: "svc",
+    endpoint: "A.B",
+    node: { id, address: "" },
+    request: { service: "svc", endpoint: "A.B", contentType: "", headers: {}, body: new Uint8Array() },
+    timeoutMs: 1000,
+    attempt: 0,
+  });
+
+/** Node ids from the fastest measured to the slowest (a busy machine may fire a short timer late, so by measurement, not by plan). */
+const byLatency = (latency: LatencyStrategy, ids: string[]) => [...ids].sort((a, b) => latency.latency(a) - latency.latency(b));
+
+test("latency picks the node with the lower response time × calls in flight, of two drawn", async () => {
+  const selector = new Selector(await registryWith(3), "latency");
+  const latency = selector.strategy as LatencyStrategy;
+  const next = await selector.select("svc");
+  await Promise.all([answered(latency, "svc-v1-0", 1), answered(latency, "svc-v1-1", 60), answered(latency, "svc-v1-2", 60)]);
+  const [fastest] = byLatency(latency, ["svc-v1-0", "svc-v1-1", "svc-v1-2"]);
+  const picks = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const id = next()!.id;
+    picks.set(id, (picks.get(id) ?? 0) + 1);
+  }
+  // The fastest node wins every draw it is in (2 of 3 draws); the others split the rest.
+  assert.ok((picks.get(fastest!) ?? 0) > 150, `fastest node picked ${picks.get(fastest!)} of 300`);
 });
 
 test("version filter", async () => {
@@ -62,4 +92,19 @@ test("a service that is not found is looked up again on the next call", async ()
   await registry.register({ name: "svc", version: "v1", nodes: [{ id: "svc-1", address: "127.0.0.1:1000" }] });
   assert.equal((await selector.select("svc"))()!.id, "svc-1");
   selector.close();
+});
+
+test("latency: a node not measured for a while gets one probe, then the faster node has the calls again", async () => {
+  const latency = new LatencyStrategy({ probeAfterMs: 50 });
+  const nodes = [
+    { id: "a", address: "" },
+    { id: "b", address: "" },
+  ];
+  await Promise.all([answered(latency, "a", 1), answered(latency, "b", 30)]);
+  const [fast, slow] = byLatency(latency, ["a", "b"]);
+  for (let i = 0; i < 10; i++) assert.equal(latency.select(nodes).id, fast);
+  await new Promise((r) => setTimeout(r, 80)); // the probe period itself is what is tested
+  const picks = [latency.select(nodes).id, latency.select(nodes).id, latency.select(nodes).id];
+  assert.equal(picks.filter((id) => id === slow).length, 1, `one probe of the slow node in ${picks}`);
+  assert.equal(picks[2], fast);
 });
