@@ -123,6 +123,8 @@ export class Client {
   private readonly dialers = new Map<string, ClientTransport>();
   private readonly transportOpts: ClientTransportOptions;
   private readonly tls?: ClientTLS;
+  /** The metadata a node called by address alone is taken to have. */
+  private readonly addressMetadata: Record<string, string>;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   /** Sent with every call: the client's headers and credentials. */
   private readonly credentials?: Headers;
@@ -151,6 +153,7 @@ export class Client {
     } else this.lookup = (name) => transports.get(name);
     if (typeof opts.transport === "object") this.fixed = opts.transport;
     this.preferred = typeof opts.transport === "string" ? opts.transport.toLowerCase() : "tcp";
+    this.addressMetadata = { transport: this.preferred, [SECURE_METADATA]: String(this.tls !== undefined) };
     if (!this.fixed && !this.lookup(this.preferred)) {
       const name = this.preferred;
       const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
@@ -214,7 +217,7 @@ export class Client {
 
     // A node called by address alone is taken to speak the preferred transport, over TLS if this client has TLS options.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferred, [SECURE_METADATA]: String(this.tls !== undefined) } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: this.addressMetadata })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
