@@ -27,7 +27,19 @@ export { RegistryBase, ServiceNotFoundError, RegistryUnavailableError, isNotFoun
 // The broker's Event is BrokerEvent here, so it never hides the global Event.
 export type { Broker, BrokerOptions, Message, Event as BrokerEvent, Handler, Subscriber, SubscribeOptions, PublishOptions } from "./broker/broker.ts";
 export { NetworkBroker, type NetworkBrokerOptions, type NetworkSubscribeOptions } from "./broker/shared.ts";
-export type { ClientTransport, ClientTransportOptions, TransportRequest, TransportResponse, Headers } from "./transport/transport.ts";
+export type {
+  ClientTransport,
+  ClientTransportOptions,
+  ClientTLS,
+  Dispatch,
+  ServeOptions,
+  ServerTLS,
+  Transport,
+  TransportListener,
+  TransportRequest,
+  TransportResponse,
+  Headers,
+} from "./transport/transport.ts";
 export { getHeader } from "./transport/transport.ts";
 export {
   wrap,
@@ -65,6 +77,7 @@ export {
   registries,
   brokers,
   transports,
+  servedTransports,
   PluginKind,
   parsePluginRef,
   importOptional,
@@ -74,7 +87,6 @@ export {
   type PluginFactory,
   type RegistryFactory,
   type BrokerFactory,
-  type TransportFactory,
 } from "./cmd/plugins.ts";
 export { OptionError } from "./cmd/options.ts";
 export { sharedToken, type Auth } from "./auth/auth.ts";

@@ -18,7 +18,8 @@ import type { ServiceImpl } from "./proto/service.ts";
 import { describeMessage } from "./proto/describe.ts";
 import type { Endpoint, Registry, Service as ServiceRecord } from "./registry/registry.ts";
 import { Server, type HandlerFn, type HandlerOptions } from "./server/server.ts";
-import type { MetricsSource } from "./transport/http.ts";
+import { SECURE_METADATA } from "./transport/transport.ts";
+import type { MetricsSource } from "./transport/transport.ts";
 import { wrap, type PublishFunc } from "./wrapper/wrapper.ts";
 
 /** How soon a failed re-register is tried again (at most the register interval). */
@@ -222,6 +223,8 @@ export class Service {
       advertise: this.opts.advertise,
       maxMessageSize: this.opts.maxMessageSize,
       readTimeoutMs: this.opts.readTimeout,
+      headerTimeoutMs: this.opts.headerTimeout,
+      tls: this.opts.serverTLS,
       auth: this.opts.auth,
       wrapHandler: this.wired().wrapHandler,
       metrics: this.metricsSource(),
@@ -296,11 +299,17 @@ export class Service {
         {
           id: this.nodeId,
           address: this.server.advertisedAddress(),
-          metadata: { ...this.opts.metadata, transport: "tcp", protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
+          metadata: { ...this.opts.metadata, transport: this.advertisedTransport(), [SECURE_METADATA]: String(this.opts.serverTLS !== undefined), protocol: "mucp", server: "tsmicro", broker: String(await this.broker()), registry: String(await this.registry()) },
         },
       ],
     };
     return this.record;
+  }
+
+  /** The transport clients should call this node over: the one chosen, except that "http" (a client's choice to speak only HTTP) leaves tcp advertised. */
+  private advertisedTransport(): string {
+    const t = this.opts.transport;
+    return typeof t === "string" && t !== "http" ? t : "tcp";
   }
 
   private async register(): Promise<void> {

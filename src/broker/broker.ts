@@ -1,6 +1,7 @@
 /** Broker contract: the seed's go-micro method set, in TypeScript. */
 import type { Registry } from "../registry/registry.ts";
 import type { Auth } from "../auth/auth.ts";
+import type { ClientTLS, ServerTLS } from "../transport/transport.ts";
 import type { Logger } from "../logger.ts";
 
 export interface Message {
@@ -56,6 +57,10 @@ export interface BrokerOptions {
   auth?: Auth;
   /** Largest message body accepted, in bytes (http broker); default 4 MiB. */
   maxMessageSize?: number;
+  /** Serve subscriptions over TLS (mutual TLS with clientCA), advertised as secure=true (http broker). */
+  tls?: ServerTLS;
+  /** How to verify (and, for mutual TLS, present a certificate to) subscribers that advertise secure=true (http broker). */
+  clientTLS?: ClientTLS;
   /** Where the broker logs (a service passes its own); default: the default logger. */
   logger?: Logger;
 }

@@ -13,7 +13,7 @@
 import { MicroError, badRequest, internalServerError, requestEntityTooLarge } from "../errors.ts";
 import { decodeHeaderBlock, encodeHeaderBlock } from "../transport/frame.ts";
 import { TcpClientTransport } from "../transport/tcp.ts";
-import type { Headers, TransportRequest, TransportResponse } from "../transport/transport.ts";
+import type { ClientTransportOptions, Headers, TransportRequest, TransportResponse } from "../transport/transport.ts";
 import type { Message } from "./broker.ts";
 
 /** Registry metadata of a subscriber node that takes batched frame deliveries. */
@@ -46,14 +46,18 @@ interface Batch {
 
 /** The publisher's side: deliveries queued per broker address and sent once per event-loop turn. */
 export class FrameDeliveries {
-  private readonly transport = new TcpClientTransport({ maxInFlight: 100_000 });
+  private readonly transport: TcpClientTransport;
   private readonly batches = new Map<string, Batch>();
   private flushScheduled = false;
 
   constructor(
     private readonly service: string,
     private readonly credentials: () => Headers,
-  ) {}
+    /** E.g. tls, for subscribers that serve only TLS. */
+    transportOpts: ClientTransportOptions = {},
+  ) {
+    this.transport = new TcpClientTransport({ maxInFlight: 100_000, ...transportOpts });
+  }
 
   send(address: string, subscriptionId: string, message: Message): Promise<Outcome> {
     const block = isEmpty(message.header) ? NO_HEADERS : encodeHeaderBlock(message.header);

@@ -19,16 +19,19 @@
  * failed; a delivery that timed out is not sent again, since its handler may still be running.
  */
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE, type TransportRequest } from "../transport/transport.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, SECURE_METADATA, type ServeOptions, type TransportRequest } from "../transport/transport.ts";
 import { isNotFound, type Node, type Registry, type Service } from "../registry/registry.ts";
 import { CacheRegistry, type Snapshot } from "../registry/cache.ts";
-import { serveTcpConnection } from "../transport/tcp.ts";
+import { tcpTransport } from "../transport/tcp.ts";
+import { httpTransport } from "../transport/http.ts";
+import { onePortServer } from "../transport/one-port.ts";
 import { FRAME_CAPABILITY, FrameDeliveries, Status, receiveBatch, type Delivery, type Outcome } from "./frame-delivery.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
-import { answerClientErrors, trickleProofTimeouts } from "../transport/http-guard.ts";
+import { answerClientErrors, answerOnSocket, trickleProofTimeouts } from "../transport/http-guard.ts";
 import { checkMessage, checkQueue, checkTopic, decodeEnvelope, encodeEnvelope } from "./shared.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
@@ -94,8 +97,12 @@ export default class HttpBroker implements Broker {
   /** The routes of the last snapshot of the cache, rebuilt when a watch event changes it. */
   private routes?: { snapshot: Snapshot; byTopic: Map<string, Route[]> };
   private _frames?: FrameDeliveries;
+  /** Frame deliveries to subscribers that advertise secure=true (TLS). */
+  private _secureFrames?: FrameDeliveries;
   private readonly subscriptions = new Map<string, HttpSubscription>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  /** For subscribers that advertise secure=true; made on first use. */
+  private secureAgent?: https.Agent;
   private renewTimer?: NodeJS.Timeout;
 
   constructor(opts: BrokerOptions = {}) {
@@ -127,8 +134,10 @@ export default class HttpBroker implements Broker {
     this._cache = this.routes = undefined;
   }
 
-  private frames(): FrameDeliveries {
-    return (this._frames ??= new FrameDeliveries(HTTP_BROKER_SERVICE, () => ({ ...this.opts.auth?.credentials() })));
+  private frames(secure: boolean): FrameDeliveries {
+    const credentials = () => ({ ...this.opts.auth?.credentials() });
+    if (secure) return (this._secureFrames ??= new FrameDeliveries(HTTP_BROKER_SERVICE, credentials, { tls: this.opts.clientTLS ?? {} }));
+    return (this._frames ??= new FrameDeliveries(HTTP_BROKER_SERVICE, credentials));
   }
 
   private registry(): Registry {
@@ -140,37 +149,43 @@ export default class HttpBroker implements Broker {
     if (this.server) return;
     const { host, port } = parseHostPort(this.opts.addresses?.[0] ?? "127.0.0.1:0");
     const readTimeoutMs = this.opts.readTimeoutMs ?? 30_000;
-    const httpServer = http.createServer(trickleProofTimeouts(this.opts.headerTimeoutMs ?? 10_000, readTimeoutMs), (req, res) => this.receive(req, res));
+    const headerTimeoutMs = this.opts.headerTimeoutMs ?? 10_000;
+    const httpServer = http.createServer(trickleProofTimeouts(headerTimeoutMs, readTimeoutMs), (req, res) => this.receive(req, res));
     answerClientErrors(httpServer, HTTP_BROKER_SERVICE);
     // Sockets are handed over, never listen()ed: announce it, or Node never checks the header timeout.
     httpServer.emit("listening");
     this.httpServer = httpServer;
     const limit = this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    const frameOptions = {
+    const frameOptions: ServeOptions = {
       // A batch holds several messages; each of them is held to the limit on its own.
       maxMessageSize: limit + 1024 * 1024,
       readTimeoutMs,
+      headerTimeoutMs,
       serverId: ERROR_ID,
       track: <T>(work: Promise<T>) => work,
+      draining: () => false,
+      health: () => ({ status: "ok" }),
     };
     const dispatchBatch = (req: TransportRequest) =>
-      this.opts.auth?.verify(req.headers, ERROR_ID) ?? receiveBatch(req, limit, ERROR_ID, this.deliverFrame);
-    const server = net.createServer((socket) => {
-      this.sockets.add(socket);
-      socket.once("close", () => this.sockets.delete(socket));
-      socket.on("error", () => {});
-      socket.setTimeout(readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
-      // A tcp frame's first byte is below 0x20, an HTTP request's a method letter (server.ts does the same).
-      socket.once("data", (head: Buffer) => {
-        socket.setTimeout(0);
-        socket.pause();
-        if (head[0]! < 0x20) serveTcpConnection(socket, head, (req) => Promise.resolve(dispatchBatch(req)), frameOptions);
-        else {
-          socket.unshift(head);
-          httpServer.emit("connection", socket);
-        }
-        socket.resume();
-      });
+      Promise.resolve(this.opts.auth?.verify(req.headers, ERROR_ID) ?? receiveBatch(req, limit, ERROR_ID, this.deliverFrame));
+    const frames = tcpTransport.listen(dispatchBatch, frameOptions);
+    // Frames from tsmicro publishers, go-micro's HTTP from the others; over TLS first when it has a certificate.
+    const server = onePortServer({
+      protocols: [
+        { detect: tcpTransport.detect, serve: frames.serve, refuse: frames.refuse },
+        {
+          detect: httpTransport.detect,
+          serve(socket, head) {
+            socket.unshift(head);
+            httpServer.emit("connection", socket);
+          },
+          refuse: (socket, _head, err) => answerOnSocket(socket, err),
+        },
+      ],
+      readTimeoutMs,
+      serverId: ERROR_ID,
+      tls: this.opts.tls,
+      sockets: this.sockets,
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -198,9 +213,10 @@ export default class HttpBroker implements Broker {
     }
     this.httpServer?.close(); // stops its timeout checks
     this.dropCache();
-    await this._frames?.close();
-    this._frames = undefined;
+    await Promise.all([this._frames?.close(), this._secureFrames?.close()]);
+    this._frames = this._secureFrames = undefined;
     this.agent.destroy();
+    this.secureAgent?.destroy();
   }
 
   /** Runs one delivery of a frame batch; never rejects (frame-delivery.ts's contract). */
@@ -281,9 +297,12 @@ export default class HttpBroker implements Broker {
   private post(node: Node, body: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(node.address);
-      const req = http.request(
+      // go-micro's http broker marks TLS subscribers with secure=true, and so does this one.
+      const secure = node.metadata?.[SECURE_METADATA] === "true";
+      if (secure) this.secureAgent ??= new https.Agent({ keepAlive: true, maxSockets: 64, ...this.opts.clientTLS });
+      const req = (secure ? https : http).request(
         {
-          agent: this.agent,
+          agent: secure ? this.secureAgent : this.agent,
           host,
           port,
           method: "POST",
@@ -307,7 +326,7 @@ export default class HttpBroker implements Broker {
 
   /** One attempt at one node: over frames where the node takes them, else go-micro's HTTP POST. */
   private attempt(node: Node, topic: string, message: Message): Promise<Outcome> {
-    if (framesCapable(node)) return this.frames().send(node.address, node.id, message);
+    if (framesCapable(node)) return this.frames(node.metadata?.[SECURE_METADATA] === "true").send(node.address, node.id, message);
     const envelope = encodeEnvelope({ header: { ...message.header, [HEADER_TOPIC]: topic }, body: message.body });
     return this.post(node, envelope).then(
       () => Status.Delivered,
@@ -408,7 +427,13 @@ export default class HttpBroker implements Broker {
     const service: Service = {
       name: HTTP_BROKER_SERVICE,
       version: opts.queue ?? BROADCAST_VERSION,
-      nodes: [{ id, address: this.boundAddress, metadata: { secure: "false", broker: "http", topic, [FRAME_CAPABILITY.key]: FRAME_CAPABILITY.value } }],
+      nodes: [
+        {
+          id,
+          address: this.boundAddress,
+          metadata: { [SECURE_METADATA]: String(this.opts.tls !== undefined), broker: "http", topic, [FRAME_CAPABILITY.key]: FRAME_CAPABILITY.value },
+        },
+      ],
     };
     const sub: HttpSubscription = {
       id,

@@ -8,9 +8,8 @@ import { codecFor, JSON_TYPE } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, timeout } from "../errors.ts";
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
 import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
-import { HttpClientTransport } from "../transport/http.ts";
 import { UnknownPluginError, transports } from "../cmd/plugins.ts";
-import { HEADER, type ClientTransport, type Headers } from "../transport/transport.ts";
+import { HEADER, SECURE_METADATA, type ClientTLS, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
 import { CONNECTION_BREAKER, NodeBreakers, type BreakerStateChange, type CircuitBreakerOptions } from "../resilience/breaker.ts";
 import { RetryPolicy, type RetryOptions } from "../resilience/retry.ts";
@@ -26,13 +25,16 @@ export interface ClientOptions {
   /** Sends its credentials with every call. */
   auth?: Auth;
   /**
-   * A registered transport's name: the client uses it with nodes whose registry metadata says
-   * transport=<name>, and go-micro's HTTP transport (which every node answers) with the others.
-   * "tcp" (default) is tsmicro's framed tcp; "http" is HTTP with every node. A transport
-   * registered lazily must be resolved first (`await transports.resolve(name)`; services do).
-   * Or a transport instance, used with every node.
+   * "tcp" (default): each node is called over the registered transport its registry metadata
+   * names (`transport=tcp`: tsmicro's framed tcp), go-micro's HTTP transport with nodes that name
+   * none or one this client does not know (every node answers HTTP). "http": HTTP with every node.
+   * Another registered transport's name: like "tcp", and that transport for nodes called by
+   * address. A transport registered lazily must be resolved first (`await transports.resolve(name)`;
+   * services do). Or a ClientTransport instance, used with every node.
    */
   transport?: "tcp" | "http" | (string & {}) | ClientTransport;
+  /** The transports to choose from by name, instead of the registered ones. */
+  transports?: Transport[];
   /** "random" (default), "roundrobin", "latency", or a strategy registered in `selectors`. */
   selector?: Strategy;
   /** Extra attempts after the first, on connection failures and timeouts. Default 1. */
@@ -49,6 +51,16 @@ export interface ClientOptions {
   dialTimeout?: number;
   /** Calls in flight per pooled tcp connection before calls fail fast with a 503. Default 10000. */
   maxInFlight?: number;
+  /** Milliseconds of silence on a tcp connection before the client pings the node. Default 1000. */
+  pingInterval?: number;
+  /** Milliseconds a tcp connection may stay silent, pings unanswered, before it is dropped and its calls are retried elsewhere. Default 3000. */
+  pingTimeout?: number;
+  /**
+   * How to dial nodes that advertise secure=true (TLS): the CA to verify them by (default: the
+   * system's) and, for nodes that require mutual TLS, this client's certificate and key. Given,
+   * it is also used with nodes called by address alone.
+   */
+  tls?: ClientTLS;
   /** Default request Content-Type. */
   contentType?: string;
   maxMessageSize?: number;
@@ -102,11 +114,17 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pr
 
 export class Client {
   readonly selector: Selector;
-  /** go-micro's HTTP (or the instance given), for nodes that do not advertise the preferred transport. */
-  readonly transport: ClientTransport;
-  /** The preferred transport, for nodes that advertise its name, unless that is http. */
-  private readonly preferred?: ClientTransport;
-  private readonly preferredName?: string;
+  /** A transport instance given in options, used with every node. */
+  private readonly fixed?: ClientTransport;
+  /** The transport of nodes called by address alone; "http" means HTTP with every node. */
+  private readonly preferred: string;
+  private readonly lookup: (name: string) => Transport | undefined;
+  /** Each transport's dialer by the name nodes advertise (+tls), made on first use. */
+  private readonly dialers = new Map<string, ClientTransport>();
+  private readonly transportOpts: ClientTransportOptions;
+  private readonly tls?: ClientTLS;
+  /** The metadata a node called by address alone is taken to have. */
+  private readonly addressMetadata: Record<string, string>;
   readonly options: Required<Pick<ClientOptions, "retries" | "requestTimeout" | "contentType">>;
   /** Sent with every call: the client's headers and credentials. */
   private readonly credentials?: Headers;
@@ -126,20 +144,20 @@ export class Client {
     this.selector = new Selector(opts.registry, opts.selector ?? "random", this.breakers);
     this.retryPolicy = new RetryPolicy(opts.retry);
     this.credentials = opts.headers || opts.auth ? { ...opts.headers, ...opts.auth?.credentials() } : undefined;
-    const transportOpts = { poolSize: opts.poolSize, maxMessageSize: opts.maxMessageSize, dialTimeout: opts.dialTimeout, maxInFlight: opts.maxInFlight };
-    if (typeof opts.transport === "object") this.transport = opts.transport;
-    else {
-      this.transport = new HttpClientTransport(transportOpts);
-      const name = (opts.transport ?? "tcp").toLowerCase();
-      if (name !== "http") {
-        const factory = transports.get(name);
-        if (!factory) {
-          const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
-          throw new UnknownPluginError("transport", name, transports.names(), `transport "${name}" ${why}`);
-        }
-        this.preferred = factory(transportOpts);
-        this.preferredName = name;
-      }
+    const { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout } = opts;
+    this.transportOpts = { poolSize, maxMessageSize, dialTimeout, maxInFlight, pingInterval, pingTimeout };
+    this.tls = opts.tls;
+    if (opts.transports) {
+      const given = new Map(opts.transports.map((t) => [t.name, t]));
+      this.lookup = (name) => given.get(name);
+    } else this.lookup = (name) => transports.get(name);
+    if (typeof opts.transport === "object") this.fixed = opts.transport;
+    this.preferred = typeof opts.transport === "string" ? opts.transport.toLowerCase() : "tcp";
+    this.addressMetadata = { transport: this.preferred, [SECURE_METADATA]: String(this.tls !== undefined) };
+    if (!this.fixed && !this.lookup(this.preferred)) {
+      const name = this.preferred;
+      const why = transports.has(name) ? `is registered lazily: await transports.resolve("${name}") before creating the client` : `is not registered (known: ${transports.names().join(", ")})`;
+      throw new UnknownPluginError("transport", name, transports.names(), `transport "${name}" ${why}`);
     }
     this.options = {
       retries: opts.retries ?? 1,
@@ -157,8 +175,22 @@ export class Client {
     }
   }
 
+  /** The dialer for node: the transport it advertises if this client knows it, else go-micro's HTTP; over TLS if the node advertises secure=true. */
   private transportFor(node: Node): ClientTransport {
-    return this.preferred && node.metadata?.transport === this.preferredName ? this.preferred : this.transport;
+    if (this.fixed) return this.fixed;
+    const named = this.preferred === "http" ? "http" : (node.metadata?.transport ?? "http");
+    const secure = node.metadata?.[SECURE_METADATA] === "true";
+    const key = secure ? `${named}+tls` : named;
+    return this.dialers.get(key) ?? this.dial(named, secure, key);
+  }
+
+  private dial(named: string, secure: boolean, key: string): ClientTransport {
+    const transport = this.lookup(named) ?? this.lookup("http") ?? this.lookup(this.preferred)!;
+    const own = secure ? `${transport.name}+tls` : transport.name;
+    let dialer = this.dialers.get(own);
+    if (!dialer) this.dialers.set(own, (dialer = transport.dial(secure ? { ...this.transportOpts, tls: this.tls ?? {} } : this.transportOpts)));
+    this.dialers.set(key, dialer); // an unknown name maps to its fallback's dialer
+    return dialer;
   }
 
   /** Calls service's endpoint ("Service.Method"); rejects with a MicroError. */
@@ -183,9 +215,9 @@ export class Client {
     // Per-call wrappers sit inside the client's; only a call that brings its own builds a chain.
     const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
-    // A node called by address alone is taken to speak the preferred transport.
+    // A node called by address alone is taken to speak the preferred transport, over TLS if this client has TLS options.
     const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: { transport: this.preferredName ?? "http" } })
+      ? () => ({ id: opts.address!, address: opts.address!, metadata: this.addressMetadata })
       : await unlessAborted(this.next(service, opts), signal);
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
@@ -237,7 +269,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.selector.close();
-    await Promise.all([this.transport.close(), this.preferred?.close()]);
+    await Promise.all([this.fixed?.close(), ...[...new Set(this.dialers.values())].map((d) => d.close())]);
   }
 }
 

@@ -37,7 +37,16 @@ export async function registryFor(o: ResolvedOptions): Promise<Registry> {
 
 /** A service's broker, given the service's registry (the http broker registers in it). */
 export async function brokerFor(o: ResolvedOptions, registry: Registry): Promise<Broker> {
-  const common = { registry, registerTTL: toSeconds(o.registerTTL), registerInterval: toSeconds(o.registerInterval), auth: o.auth, logger: o.logger };
+  const common = {
+    registry,
+    registerTTL: toSeconds(o.registerTTL),
+    registerInterval: toSeconds(o.registerInterval),
+    auth: o.auth,
+    logger: o.logger,
+    headerTimeoutMs: o.headerTimeout,
+    tls: o.serverTLS,
+    clientTLS: o.clientTLS,
+  };
   if (typeof o.broker === "string") return createBroker(o.broker, { ...common, addresses: o.brokerAddress });
   await o.broker.init({ ...common, ...o.broker.options() });
   return o.broker;
@@ -56,8 +65,11 @@ export async function clientFor(o: ResolvedOptions, registry: Registry): Promise
     circuitBreaker: o.clientCircuitBreaker === true ? DEFAULT_BREAKER : o.clientCircuitBreaker || undefined,
     requestTimeout: o.clientRequestTimeout,
     poolSize: o.clientPoolSize,
+    dialTimeout: o.clientDialTimeout,
+    maxInFlight: o.clientMaxInFlight,
     maxMessageSize: o.maxMessageSize,
     auth: o.auth,
+    tls: o.clientTLS,
     wrapCall: o.wrapCall,
   });
 }

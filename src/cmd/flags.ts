@@ -3,6 +3,7 @@
  * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
  * runMain() turns it into that line on stderr and exit 2.
  */
+import { readFileSync } from "node:fs";
 import { brokers, parsePluginRef, registries, transports, type PluginKind } from "./plugins.ts";
 import { selectors } from "../selector/selector.ts";
 import { DEFAULT_BREAKER, type CircuitBreakerOptions } from "../resilience/breaker.ts";
@@ -46,6 +47,18 @@ export interface FlagOptions {
   /** Milliseconds. */
   clientRequestTimeout?: number;
   clientPoolSize?: number;
+  /** Milliseconds. */
+  clientDialTimeout?: number;
+  clientMaxInFlight?: number;
+  /** Milliseconds. */
+  headerTimeout?: number;
+  /** PEM text, read from the files the TLS flags name. */
+  serverTlsCert?: string;
+  serverTlsKey?: string;
+  serverTlsClientCa?: string;
+  clientTlsCa?: string;
+  clientTlsCert?: string;
+  clientTlsKey?: string;
   /** false: only the connection breaker every client has. */
   clientCircuitBreaker?: CircuitBreakerOptions | false;
   clientRetryBudget?: number;
@@ -100,6 +113,25 @@ export function parseDuration(raw: string): number {
   if (s.length === 0) throw new Error(`"${raw}" is not a duration (e.g. 5s, 500ms, 1m)`);
   return total;
 }
+
+/** A duration flag (go syntax or seconds) that must be more than zero, in milliseconds. */
+const positiveDuration: Parse = (raw) => {
+  const ms = parseDuration(raw);
+  if (ms <= 0) throw new Error(`"${raw}" must be positive`);
+  return ms;
+};
+
+/** A flag naming a PEM file: its text, so a missing or wrong file is a bad flag (exit 2), not a failure at start. */
+const pemFile: Parse = (raw) => {
+  let pem: string;
+  try {
+    pem = readFileSync(raw, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read "${raw}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!pem.includes("-----BEGIN ")) throw new Error(`"${raw}" is not a PEM file`);
+  return pem;
+};
 
 /** "10" or "10,100": one or two whole numbers ≥ 1 (the second may be 0). */
 const counts = (raw: string, what: string): [number, number | undefined] => {
@@ -191,17 +223,17 @@ export const FLAGS: FlagSpec[] = [
   { flag: "transport", key: "transport", help: () => `client transport (${transports.names().join(", ")}); default tcp`, parse: oneOf(transports) },
   { flag: "selector", key: "selector", help: () => `node selection (${selectors.names().join(", ")}); default random`, parse: oneOf(selectors) },
   { flag: "client_retries", key: "clientRetries", help: "retries on connection failure or timeout; default 1", parse: wholeNumber(0) },
-  {
-    flag: "client_request_timeout",
-    key: "clientRequestTimeout",
-    help: "per-attempt timeout (5s, 500ms); default 5s",
-    parse: (raw) => {
-      const ms = parseDuration(raw);
-      if (ms <= 0) throw new Error(`"${raw}" must be positive`);
-      return ms;
-    },
-  },
+  { flag: "client_request_timeout", key: "clientRequestTimeout", help: "per-attempt timeout (5s, 500ms); default 5s", parse: positiveDuration },
   { flag: "client_pool_size", key: "clientPoolSize", help: "connections per node; default 1", parse: wholeNumber(1) },
+  { flag: "client_dial_timeout", key: "clientDialTimeout", help: "longest a connection may take to establish (capped by the call's timeout); default 5s", parse: positiveDuration },
+  { flag: "client_max_in_flight", key: "clientMaxInFlight", help: "calls in flight per pooled tcp connection before calls fail fast with a 503; default 10000", parse: wholeNumber(1) },
+  { flag: "server_header_timeout", key: "headerTimeout", help: "longest an HTTP request's headers may take from its first byte (slowloris gets a 408); default 10s", parse: positiveDuration },
+  { flag: "server_tls_cert", key: "serverTlsCert", help: "PEM certificate file: the RPC port and http broker serve only TLS (with --server_tls_key)", parse: pemFile },
+  { flag: "server_tls_key", key: "serverTlsKey", help: "PEM private key file of --server_tls_cert", parse: pemFile },
+  { flag: "server_tls_client_ca", key: "serverTlsClientCa", help: "PEM CA file: require client certificates it signed (mutual TLS)", parse: pemFile },
+  { flag: "client_tls_ca", key: "clientTlsCa", help: "PEM CA file to verify nodes advertising secure=true by; default the system's CAs", parse: pemFile },
+  { flag: "client_tls_cert", key: "clientTlsCert", help: "PEM client certificate file for nodes that require mutual TLS (with --client_tls_key)", parse: pemFile },
+  { flag: "client_tls_key", key: "clientTlsKey", help: "PEM private key file of --client_tls_cert", parse: pemFile },
   {
     flag: "client_circuit_breaker",
     key: "clientCircuitBreaker",

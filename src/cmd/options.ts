@@ -6,7 +6,7 @@ import { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type
 import type { Broker } from "../broker/broker.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Strategy } from "../selector/selector.ts";
-import type { ClientTransport } from "../transport/transport.ts";
+import type { ClientTLS, ClientTransport, ServerTLS } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
 import type { Logger } from "../logger.ts";
 import type { ObservabilityOptions } from "../observability/observability.ts";
@@ -33,7 +33,11 @@ export interface ServiceOptions extends ObservabilityOptions {
   /** A plugin name or URI ("mqtt://127.0.0.1:1883") or an instance. Default http. */
   broker?: string | Broker;
   brokerAddress?: string[];
-  /** Client transport: "tcp" (default) or "http", or an instance. */
+  /**
+   * "tcp" (default): call each node over the transport it advertises (tcp frames between tsmicro
+   * nodes, go-micro's HTTP with the others); "http": HTTP with every node; another registered
+   * transport's name: this node advertises it, so clients call it over it. Or a ClientTransport instance.
+   */
   transport?: string | ClientTransport;
   selector?: Strategy;
   /** How long a registration stays valid (go-micro RegisterTTL). Default "60s". */
@@ -44,6 +48,10 @@ export interface ServiceOptions extends ObservabilityOptions {
   /** Per call attempt. Default "5s". */
   clientRequestTimeout?: Duration;
   clientPoolSize?: number;
+  /** Longest a connection may take to establish; each call's own timeout caps it further. Default "5s". */
+  clientDialTimeout?: Duration;
+  /** Calls in flight per pooled tcp connection; beyond it, with every pooled connection this busy, a call fails at once with a retryable 503. Default 10000. */
+  clientMaxInFlight?: number;
   /**
    * A circuit breaker per called node: true for DEFAULT_BREAKER (5 failures in a row or more than half of the
    * last 20 calls open it; a trial call after 5 s), or its settings. Default: only a failed
@@ -67,6 +75,15 @@ export interface ServiceOptions extends ObservabilityOptions {
   auth?: Auth;
   /** How long a peer may stall mid-request before it is cut off. Default "30s". */
   readTimeout?: Duration;
+  /** How long an HTTP request's headers (RPC port and http broker) may take from their first byte; a trickle cannot reset it (slowloris gets a 408). Default "10s". */
+  headerTimeout?: Duration;
+  /**
+   * Serve the RPC port (both protocols) and the http broker's subscriptions only over TLS (mutual
+   * TLS with clientCA); the node then advertises secure=true. PEM text. Off by default.
+   */
+  serverTLS?: ServerTLS;
+  /** How this service's client and publisher dial nodes that advertise secure=true: the CA (default: the system's), and a certificate for mutual TLS. PEM text. */
+  clientTLS?: ClientTLS;
   /** Install SIGINT/SIGTERM handlers in run(). Default true. */
   handleSignals?: boolean;
   /** The service's logger (pino); lines made in its calls and events carry trace_id/span_id when it has traceMixin (createLogger() does). Default: the shared default logger. */
@@ -102,7 +119,7 @@ export interface InitOptions {
  */
 export type Duration = number | string;
 
-const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "drainTimeout", "readTimeout"] as const;
+const DURATION_KEYS = ["registerTTL", "registerInterval", "clientRequestTimeout", "clientDialTimeout", "drainTimeout", "readTimeout", "headerTimeout"] as const;
 type DurationKey = (typeof DURATION_KEYS)[number];
 
 /** The options with every duration in milliseconds. */
@@ -157,15 +174,38 @@ function toServiceOptions(f: FlagOptions): ServiceOptions {
     clientRetries: f.clientRetries,
     clientRequestTimeout: f.clientRequestTimeout,
     clientPoolSize: f.clientPoolSize,
+    clientDialTimeout: f.clientDialTimeout,
+    clientMaxInFlight: f.clientMaxInFlight,
+    headerTimeout: f.headerTimeout,
     clientCircuitBreaker: f.clientCircuitBreaker,
     clientRetryBudget: f.clientRetryBudget,
     clientRetryBackoff: f.clientRetryBackoff,
     serverBulkhead: f.serverBulkhead,
     serverRateLimit: f.serverRateLimit,
     mdnsInterface: f.mdnsInterface,
+    // Partial here: completed from the code's options, and checked, in applyProcessOptions.
+    serverTLS: someOf({ cert: f.serverTlsCert, key: f.serverTlsKey, clientCA: f.serverTlsClientCa }) as ServerTLS | undefined,
+    clientTLS: someOf({ ca: f.clientTlsCa, cert: f.clientTlsCert, key: f.clientTlsKey }),
     metrics: f.metrics,
   };
   return withoutUndefined(o);
+}
+
+/** The fields that are set, or undefined if none is. */
+function someOf<T extends object>(o: T): T | undefined {
+  const set = withoutUndefined(o);
+  return Object.keys(set).length > 0 ? set : undefined;
+}
+
+/** A certificate without its key (or a key without its certificate): which option and flag are missing. */
+function tlsProblem(o: ServiceOptions): { option: string; flag: string } | undefined {
+  const s = o.serverTLS as Partial<ServerTLS> | undefined;
+  if (s && !s.cert) return { option: "serverTLS.cert", flag: "--server_tls_cert" };
+  if (s && !s.key) return { option: "serverTLS.key", flag: "--server_tls_key" };
+  const c = o.clientTLS;
+  if (c?.cert && !c.key) return { option: "clientTLS.key", flag: "--client_tls_key" };
+  if (c?.key && !c.cert) return { option: "clientTLS.cert", flag: "--client_tls_cert" };
+  return undefined;
 }
 
 /** So that an option left undefined never hides a default. */
@@ -207,6 +247,8 @@ function registrationProblem(o: ResolvedOptions): { key: RegistrationKey; why: s
 /** The code's options over the defaults, durations in milliseconds. Throws OptionError for registration times that cannot work. */
 export function resolveOptions(code: ServiceOptions): ResolvedOptions {
   const options = { ...DEFAULTS, ...inMilliseconds(code) };
+  const tls = tlsProblem(options);
+  if (tls) throw new OptionError(tls.option, "is missing: a TLS certificate needs its key, and a key its certificate");
   const problem = registrationProblem(options);
   if (problem) {
     throw new OptionError(problem.key, `${options[problem.key]} ms ${problem.why} (registerTTL ${options.registerTTL} ms, registerInterval ${options.registerInterval} ms)`);
@@ -226,7 +268,13 @@ export function applyProcessOptions(
   const parsed = fromArgv(argv, { allowUnknown });
   if (parsed.help) throw new HelpRequested(usage(current.name));
   const fromEnvironment = fromEnv(env);
-  const options = { ...current, ...inMilliseconds(toServiceOptions(fromEnvironment)), ...inMilliseconds(toServiceOptions(parsed.options)) };
+  const [fromVariables, fromFlags] = [toServiceOptions(fromEnvironment), toServiceOptions(parsed.options)];
+  const options = { ...current, ...inMilliseconds(fromVariables), ...inMilliseconds(fromFlags) };
+  // TLS settings merge field by field: a flag can add the client CA to a certificate set in code.
+  if (fromVariables.serverTLS || fromFlags.serverTLS) options.serverTLS = { ...current.serverTLS, ...fromVariables.serverTLS, ...fromFlags.serverTLS } as ServerTLS;
+  if (fromVariables.clientTLS || fromFlags.clientTLS) options.clientTLS = { ...current.clientTLS, ...fromVariables.clientTLS, ...fromFlags.clientTLS };
+  const tls = tlsProblem(options);
+  if (tls) throw new FlagError(`invalid TLS settings: ${tls.flag} (or ${tls.option} in code) is missing: a TLS certificate needs its key, and a key its certificate`);
   const problem = registrationProblem(options);
   if (problem) {
     // One line naming where each value came from (a flag, a MICRO_* variable, or code/default), led by the one set last.

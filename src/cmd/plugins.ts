@@ -8,9 +8,9 @@
 import { readFileSync } from "node:fs";
 import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
-import type { ClientTransport, ClientTransportOptions } from "../transport/transport.ts";
-import { HttpClientTransport } from "../transport/http.ts";
-import { TcpClientTransport } from "../transport/tcp.ts";
+import type { Transport } from "../transport/transport.ts";
+import { httpTransport } from "../transport/http.ts";
+import { tcpTransport } from "../transport/tcp.ts";
 
 /**
  * One kind of plugin, by name (Moleculer's register/resolve per kind). Names are case-insensitive.
@@ -86,12 +86,6 @@ export class PluginKind<P> {
 export type PluginFactory<T, O> = (opts: O) => T | Promise<T>;
 export type RegistryFactory = PluginFactory<Registry, RegistryOptions>;
 export type BrokerFactory = PluginFactory<Broker, BrokerOptions>;
-/**
- * A client transport; the client uses it with nodes whose registry metadata says
- * `transport=<its name>`, and go-micro's http with the others (every node answers http).
- * The seam for a Transport with both sides (dial and listen): this kind then holds that interface.
- */
-export type TransportFactory = (opts: ClientTransportOptions) => ClientTransport;
 
 /** A plugin file's default export: a class constructed with its options, made a factory. */
 const constructed =
@@ -123,11 +117,25 @@ export const brokers = new PluginKind<BrokerFactory>("broker")
   .registerLazy("nsq", constructed(() => import("../broker/nsq.ts")))
   .registerLazy("googlepubsub", constructed(() => import("../broker/googlepubsub.ts")));
 
-// Registered eagerly, unlike the others: a client needs http for go-micro nodes anyway, both use
-// only Node's own modules, and a Client is constructed synchronously.
-export const transports = new PluginKind<TransportFactory>("transport")
-  .register("tcp", (opts) => new TcpClientTransport(opts))
-  .register("http", (opts) => new HttpClientTransport(opts));
+/**
+ * Transports, both sides (transport/transport.ts): a client calls a node over the one its registry
+ * metadata names (`transport=<name>`; go-micro's http for none or an unknown one), and every server
+ * serves all of them on its one port, asking them which one a connection's first bytes speak
+ * (servedTransports()). Registered eagerly, unlike the others: a client needs http for go-micro
+ * nodes anyway, both use only Node's own modules, and a Client is constructed synchronously.
+ */
+export const transports = new PluginKind<Transport>("transport").register("tcp", tcpTransport).register("http", httpTransport);
+
+/**
+ * Every registered transport, imported if registered lazily, in the order a server asks them which
+ * one a connection speaks: the others (by name), then tcp frames (first byte < 0x20), then go-micro's
+ * HTTP last, since it takes every other first byte (curl, go-micro peers, and the 400s for garbage).
+ */
+export async function servedTransports(): Promise<Transport[]> {
+  const all = await Promise.all(transports.names().map((name) => transports.resolve(name)));
+  const rank = (t: Transport) => (t.name === "http" ? 2 : t.name === "tcp" ? 1 : 0);
+  return all.sort((a, b) => rank(a) - rank(b));
+}
 
 /** URI schemes that name a plugin other than themselves. */
 const SCHEME_ALIASES: Record<string, string> = {

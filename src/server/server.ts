@@ -1,18 +1,28 @@
 /**
- * The RPC server: routes "Service.Method" endpoints to async handlers. One port speaks both the
- * tcp frame protocol (the default, fastest) and HTTP (for curl and go-micro tooling): the first
- * byte of a connection tells which.
+ * The RPC server: routes "Service.Method" endpoints to async handlers. One port speaks every
+ * known transport — the tcp frame protocol (the default, fastest), HTTP (for curl and go-micro
+ * tooling), and any registered one: a connection's first bytes tell which (servedTransports()).
  */
-import type http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { codecFor } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
-import { createHttpHandler, type MetricsSource } from "../transport/http.ts";
-import { serveTcpConnection } from "../transport/tcp.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE, HEADER, type Headers, type TransportRequest, type TransportResponse } from "../transport/transport.ts";
+import { servedTransports } from "../cmd/plugins.ts";
+import { onePortServer } from "../transport/one-port.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  HEADER,
+  type Headers,
+  type MetricsSource,
+  type ServeOptions,
+  type ServerTLS,
+  type Transport,
+  type TransportListener,
+  type TransportRequest,
+  type TransportResponse,
+} from "../transport/transport.ts";
 import { defaultLogger, type Logger } from "../logger.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
@@ -49,6 +59,10 @@ export interface ServerOptions {
   metrics?: MetricsSource;
   /** Derives registry endpoint shapes from schemas. Default: describeMessage. */
   describe?: (schema: DescMessage) => Value;
+  /** The transports served on the port, asked in order which one a connection speaks. Default: every registered one (servedTransports()). */
+  transports?: Transport[];
+  /** Serve only TLS (mutual TLS with clientCA): the handshake comes first, then the transport is told inside it. Plaintext callers get a 400 saying so. */
+  tls?: ServerTLS;
   /** Wrappers around every handler, given the decoded request; the first is the outermost. */
   wrapHandler?: HandlerWrapper[];
   /** Calls over this rate, per endpoint (or per key), are refused with a 429. Default: no limit. */
@@ -66,13 +80,13 @@ export class Server {
   private readonly routes = new Map<string, Route>();
   private readonly sockets = new Set<net.Socket>();
   private netServer?: net.Server;
-  private httpHandler?: http.Server;
+  private listeners: Array<{ transport: Transport; listener: TransportListener }> = [];
   private boundAddress?: string;
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
-  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "wrapHandler" | "metrics" | "logger" | "rateLimit" | "bulkhead">> &
-    Pick<ServerOptions, "advertise" | "describe" | "auth" | "wrapHandler" | "metrics" | "logger" | "rateLimit" | "bulkhead">;
+  readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger" | "rateLimit" | "bulkhead">> &
+    Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger" | "rateLimit" | "bulkhead">;
 
   constructor(opts: ServerOptions) {
     this.options = {
@@ -187,30 +201,28 @@ export class Server {
 
   async start(): Promise<string> {
     const { host, port } = parseHostPort(this.options.address);
-    const opts = {
+    const opts: ServeOptions = {
+      serverId: this.options.name,
       maxMessageSize: this.options.maxMessageSize,
       readTimeoutMs: this.options.readTimeoutMs,
-      serverId: this.options.name,
+      headerTimeoutMs: this.options.headerTimeoutMs,
       track: this.track,
+      draining: () => this.draining,
+      health: () => ({ status: "ok" }),
+      metrics: this.options.metrics,
     };
-    const httpHandler = (this.httpHandler = createHttpHandler(this.dispatch, { ...opts, headerTimeoutMs: this.options.headerTimeoutMs, health: () => ({ status: "ok" }), metrics: this.options.metrics, draining: () => this.draining }));
-    const server = net.createServer((socket) => {
-      this.sockets.add(socket);
-      socket.once("close", () => this.sockets.delete(socket));
-      socket.on("error", () => {});
-      socket.setTimeout(this.options.readTimeoutMs, () => socket.destroy()); // replaced once the protocol is known
-      socket.once("data", (head: Buffer) => {
-        socket.setTimeout(0);
-        socket.pause();
-        if (head[0]! < 0x20) {
-          serveTcpConnection(socket, head, this.dispatch, opts);
-          socket.resume();
-        } else {
-          socket.unshift(head);
-          httpHandler.emit("connection", socket);
-          socket.resume();
-        }
-      });
+    const served = this.options.transports ?? (await servedTransports());
+    const listeners = (this.listeners = served.map((transport) => ({ transport, listener: transport.listen(this.dispatch, opts) })));
+    const server = onePortServer({
+      protocols: listeners.map(({ transport, listener }) => ({
+        detect: (head) => transport.detect(head),
+        serve: (socket, head) => listener.serve(socket, head),
+        refuse: (socket, head, err) => listener.refuse(socket, head, err),
+      })),
+      readTimeoutMs: this.options.readTimeoutMs,
+      serverId: this.options.name,
+      tls: this.options.tls,
+      sockets: this.sockets,
     });
     this.netServer = server;
     await new Promise<void>((resolve, reject) => {
@@ -250,7 +262,7 @@ export class Server {
         };
       });
     }
-    this.httpHandler?.close(); // stops its timeout checks
+    for (const { listener } of this.listeners) listener.close();
     for (const s of this.sockets) s.end();
     // Peers that do not close within a moment are cut off.
     const forced = setTimeout(() => {

@@ -11,6 +11,9 @@ export const enum FrameKind {
   Request = 1,
   Response = 2,
   Error = 3,
+  /** Are you there? The peer answers Pong with the same id; a peer that answers nothing for a while is taken for dead. */
+  Ping = 4,
+  Pong = 5,
 }
 
 export interface Frame {

@@ -40,7 +40,7 @@ function clientErrorFor(err: NodeJS.ErrnoException, id: string): MicroError {
 }
 
 /** Writes an error response on a raw socket and closes it (the parser state is unusable after a client error). */
-function answerOnSocket(socket: Duplex, err: MicroError): void {
+export function answerOnSocket(socket: Duplex, err: MicroError): void {
   if (!socket.writable) {
     socket.destroy();
     return;

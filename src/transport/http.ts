@@ -9,11 +9,12 @@
  * callers get the error's code as HTTP status and the error JSON as body too.
  */
 import http from "node:http";
+import https from "node:https";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
-import { answerClientErrors, decodePath, trickleProofTimeouts } from "./http-guard.ts";
+import { answerClientErrors, answerOnSocket, decodePath, trickleProofTimeouts } from "./http-guard.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -21,7 +22,10 @@ import {
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
+  type MetricsSource,
   type Headers,
+  type ServeOptions,
+  type Transport,
   type TransportRequest,
   type TransportResponse,
 } from "./transport.ts";
@@ -32,16 +36,19 @@ const HOP_HEADERS = new Set(["host", "connection", "content-length", "transfer-e
 export class HttpClientTransport implements ClientTransport {
   private readonly agent: http.Agent;
   private readonly maxMessageSize: number;
+  private readonly secure: boolean;
 
   constructor(opts: ClientTransportOptions = {}) {
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) });
+    const agent = { keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) };
+    this.agent = opts.tls ? new https.Agent({ ...agent, ...opts.tls }) : new http.Agent(agent);
+    this.secure = opts.tls !== undefined;
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   }
 
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(address);
-      const r = http.request(
+      const r = (this.secure ? https : http).request(
         {
           agent: this.agent,
           host,
@@ -97,26 +104,8 @@ export class HttpClientTransport implements ClientTransport {
   }
 
   toString(): string {
-    return "http";
+    return this.secure ? "https" : "http";
   }
-}
-
-/** What GET /metrics answers: a scrape of the node's metrics. */
-export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
-
-export interface HttpServeOptions {
-  maxMessageSize: number;
-  readTimeoutMs: number;
-  /** A request's headers must be complete this long after its first byte. */
-  headerTimeoutMs: number;
-  serverId: string;
-  /** Answers GET /health. */
-  health(): { status: string };
-  /** Answers GET /metrics (Prometheus text); without it /metrics is a 404. */
-  metrics?: MetricsSource;
-  track<T>(work: Promise<T>): Promise<T>;
-  /** True while the server drains: responses close their connection. */
-  draining(): boolean;
 }
 
 function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = false): void {
@@ -148,8 +137,8 @@ function serveMetrics(res: http.ServerResponse, metrics: MetricsSource | undefin
   );
 }
 
-/** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the server. */
-export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): http.Server {
+/** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the RPC server. */
+function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): http.Server {
   const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
     if (opts.draining()) res.setHeader("Connection", "close");
     if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {
@@ -225,3 +214,21 @@ export function createHttpHandler(dispatch: Dispatch, opts: HttpServeOptions): h
   server.keepAliveTimeout = 60_000;
   return server;
 }
+
+export const httpTransport: Transport = {
+  name: "http",
+  dial: (opts) => new HttpClientTransport(opts),
+  // Every connection that is not tcp frames: a request line, or garbage that gets HTTP's 400.
+  detect: (head) => head[0]! >= 0x20,
+  listen(dispatch, opts) {
+    const server = createHttpHandler(dispatch, opts);
+    return {
+      serve(socket, head) {
+        socket.unshift(head);
+        server.emit("connection", socket);
+      },
+      refuse: (socket, _head, err) => answerOnSocket(socket, err),
+      close: () => server.close(), // stops its timeout checks
+    };
+  },
+};

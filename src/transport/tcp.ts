@@ -4,6 +4,7 @@
  * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
  */
 import net from "node:net";
+import tls from "node:tls";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
@@ -12,11 +13,17 @@ import { callTimeout, connectionError } from "./errors.ts";
 import {
   DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_PING_TIMEOUT_MS,
   HEADER,
+  KEEPALIVE_DELAY_MS,
+  type ClientTLS,
   type ClientTransport,
   type ClientTransportOptions,
   type Dispatch,
   type Headers,
+  type ServeOptions,
+  type Transport,
   type TransportRequest,
   type TransportResponse,
 } from "./transport.ts";
@@ -94,6 +101,15 @@ export function batchedWriter(socket: net.Socket): (data: Buffer) => void {
   };
 }
 
+const NO_BYTES = Buffer.alloc(0);
+
+interface ConnectionOptions {
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  /** Dial TLS with these. */
+  tls?: ClientTLS;
+}
+
 /** One client connection to one node; calls are matched to responses by frame id. */
 class Connection {
   private readonly socket: net.Socket;
@@ -106,6 +122,15 @@ class Connection {
    */
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
+  /**
+   * Half-open detection: a peer whose process is frozen keeps the connection open (its kernel even
+   * answers TCP keepalive), so calls would wait out their whole timeout. Every ping interval of
+   * silence sends a ping; silence past the ping timeout drops the connection, failing its calls
+   * as retryable connection errors (the client retries them on another node).
+   */
+  private heartbeat?: NodeJS.Timeout;
+  private heard = false;
+  private silentMs = 0;
   readonly ready: Promise<void>;
   /** ready has resolved: requests need not wait for it. */
   connected = false;
@@ -114,14 +139,19 @@ class Connection {
   constructor(
     private readonly address: string,
     maxMessageSize: number,
+    private readonly liveness: ConnectionOptions,
     private readonly onClose: (c: Connection) => void,
   ) {
-    this.socket = net.connect(parseHostPort(address));
+    const target = parseHostPort(address);
+    const secure = liveness.tls;
+    this.socket = secure ? tls.connect({ ...target, ...secure, servername: net.isIP(target.host) ? undefined : target.host }) : net.connect(target);
     this.socket.setNoDelay(true);
+    this.socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.write = batchedWriter(this.socket);
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once("connect", () => {
+      this.socket.once(secure ? "secureConnect" : "connect", () => {
         this.connected = true;
+        this.heartbeat = setInterval(() => this.beat(), liveness.pingIntervalMs).unref();
         resolve();
       });
       this.socket.once("error", reject);
@@ -129,14 +159,19 @@ class Connection {
     });
     this.ready.catch(() => {}); // observed by request(); a failed dial must not be unhandled
     const reader = new FrameReader(maxMessageSize, {
-      onFrame: (f) => this.settle(f),
+      onFrame: (f) => f.kind !== FrameKind.Pong && this.settle(f),
       onOversize: (id, length) =>
         this.fail(id, internalServerError("go.micro.client", `response of ${length} bytes exceeds the ${maxMessageSize} byte limit`)),
       onCorrupt: (err) => this.socket.destroy(err),
     });
-    this.socket.on("data", (chunk: Buffer) => reader.push(chunk));
-    this.socket.on("error", () => {}); // surfaced through "close" to every pending call
-    this.socket.on("close", () => this.shutdown("connection closed"));
+    this.socket.on("data", (chunk: Buffer) => {
+      this.heard = true;
+      reader.push(chunk);
+    });
+    // Surfaced through "close" to every pending call, saying why (a TLS alert, a reset).
+    let failure: Error | undefined;
+    this.socket.on("error", (err) => (failure ??= err));
+    this.socket.on("close", () => this.shutdown(failure ? `connection closed: ${failure.message}` : "connection closed"));
   }
 
   /** Calls waiting for the dial to finish. */
@@ -156,6 +191,18 @@ class Connection {
       if (deadline < this.timerAt) this.arm(deadline);
       this.write(frame);
     });
+  }
+
+  private beat(): void {
+    if (this.heard) {
+      this.heard = false;
+      this.silentMs = 0;
+      return;
+    }
+    this.silentMs += this.liveness.pingIntervalMs;
+    if (this.silentMs < this.liveness.pingTimeoutMs) return this.write(encodeFrame(FrameKind.Ping, 0, NO_BYTES, NO_BYTES));
+    this.socket.destroy();
+    this.shutdown(`no answer to pings for ${this.silentMs}ms: the node is unresponsive`);
   }
 
   private arm(at: number): void {
@@ -204,6 +251,7 @@ class Connection {
   private shutdown(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heartbeat);
     for (const id of [...this.pending.keys()]) this.fail(id, connectionError(this.address, reason));
     this.onClose(this);
   }
@@ -221,8 +269,10 @@ export class TcpClientTransport implements ClientTransport {
   private readonly maxMessageSize: number;
   private readonly dialTimeoutMs: number;
   private readonly maxInFlight: number;
+  private readonly liveness: ConnectionOptions;
 
   constructor(opts: ClientTransportOptions = {}) {
+    this.liveness = { pingIntervalMs: opts.pingInterval ?? DEFAULT_PING_INTERVAL_MS, pingTimeoutMs: opts.pingTimeout ?? DEFAULT_PING_TIMEOUT_MS, tls: opts.tls };
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 10_000);
     this.poolSize = Math.max(1, opts.poolSize ?? 1);
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
@@ -269,7 +319,7 @@ export class TcpClientTransport implements ClientTransport {
     let best: Connection | undefined;
     for (const c of pool) if (!best || c.load < best.load) best = c;
     if (best && (best.load === 0 || pool.length >= this.poolSize)) return best;
-    const conn = new Connection(address, this.maxMessageSize, (c) => {
+    const conn = new Connection(address, this.maxMessageSize, this.liveness, (c) => {
       const p = this.pools.get(address);
       if (!p) return;
       const i = p.indexOf(c);
@@ -286,22 +336,14 @@ export class TcpClientTransport implements ClientTransport {
   }
 
   toString(): string {
-    return "tcp";
+    return this.liveness.tls ? "tcp+tls" : "tcp";
   }
 }
 
-export interface TcpServeOptions {
-  maxMessageSize: number;
-  /** A peer that leaves a frame half-sent this long is disconnected. */
-  readTimeoutMs: number;
-  serverId: string;
-  /** Called around every dispatched request, so the server can drain. */
-  track<T>(work: Promise<T>): Promise<T>;
-}
-
 /** Serves tcp frames on an accepted socket (its already-read first bytes are passed in). */
-export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: TcpServeOptions): void {
+function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch, opts: ServeOptions): void {
   socket.setNoDelay(true);
+  socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
   const write = batchedWriter(socket);
   const send = (kind: FrameKind, id: number, headers: Headers | Buffer, body: Uint8Array) => {
     if (socket.destroyed) return;
@@ -326,6 +368,7 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
 
   const reader = new FrameReader(opts.maxMessageSize, {
     onFrame(frame) {
+      if (frame.kind === FrameKind.Ping) return send(FrameKind.Pong, frame.id, NO_BYTES, NO_BYTES);
       if (frame.kind !== FrameKind.Request) return;
       const h = frame.headers;
       const req: TransportRequest = {
@@ -359,3 +402,20 @@ export function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: D
   socket.on("data", (chunk: Buffer) => reader.push(chunk));
   if (head.length > 0) reader.push(head);
 }
+
+/** The frame id of the first frame in head (0 if too little of it arrived), so a refusal answers that call. */
+const firstFrameId = (head: Buffer) => (head.length >= 9 ? head.readUInt32BE(5) : 0);
+
+export const tcpTransport: Transport = {
+  name: "tcp",
+  dial: (opts) => new TcpClientTransport(opts),
+  // A frame starts with the high byte of its length; HTTP with a method letter.
+  detect: (head) => head[0]! < 0x20,
+  listen: (dispatch, opts) => ({
+    serve: (socket, head) => serveTcpConnection(socket, head, dispatch, opts),
+    refuse(socket, head, err) {
+      socket.end(encodeFrame(FrameKind.Error, firstFrameId(head), {}, Buffer.from(JSON.stringify(err))));
+    },
+    close() {},
+  }),
+};

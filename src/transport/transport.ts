@@ -1,4 +1,5 @@
 /** How request bytes move between a client and a server node. */
+import type { Socket } from "node:net";
 import type { MicroError } from "../errors.ts";
 
 /**
@@ -68,7 +69,31 @@ export interface ClientTransportOptions {
   maxInFlight?: number;
   /** Milliseconds a connection may take to establish; a call waits no longer than this or its own timeout. Default 5000. */
   dialTimeout?: number;
+  /** Milliseconds of silence on a tcp connection after which the client pings the node. Default 1000. */
+  pingInterval?: number;
+  /** Milliseconds a tcp connection may stay silent, pings unanswered, before it is dropped and its calls fail retryable. Default 3000. */
+  pingTimeout?: number;
+  /** Dial TLS, verified with these (an empty object: the system's CAs). */
+  tls?: ClientTLS;
 }
+
+/** A server's certificate and key (PEM), and for mutual TLS the CA its clients' certificates must come from. */
+export interface ServerTLS {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** Require a client certificate signed by this CA (mutual TLS). */
+  clientCA?: string | Buffer;
+}
+
+/** What a client dials TLS with (PEM): the CA to verify nodes by (default: the system's), and its own certificate for mutual TLS. */
+export interface ClientTLS {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+/** The registry metadata of a node that only speaks TLS (go-micro's http broker uses the same key). */
+export const SECURE_METADATA = "secure";
 
 /** go-micro's header names. */
 export const HEADER = {
@@ -86,3 +111,54 @@ export const HEADER = {
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
+export const DEFAULT_PING_INTERVAL_MS = 1000;
+export const DEFAULT_PING_TIMEOUT_MS = 3000;
+/** Idle time before the kernel's TCP keepalive probes a connection (it then finds a vanished host; a frozen process, whose kernel still answers, only the ping finds). */
+export const KEEPALIVE_DELAY_MS = 10_000;
+
+/** What GET /metrics answers: a scrape of the node's metrics. */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
+/** What a server hands each transport it serves on its port. */
+export interface ServeOptions {
+  serverId: string;
+  maxMessageSize: number;
+  /** Milliseconds a peer may stall in the middle of a request. */
+  readTimeoutMs: number;
+  /** Milliseconds an HTTP request's headers may take from its first byte. */
+  headerTimeoutMs: number;
+  /** Called around every dispatched request, so the server can drain. */
+  track<T>(work: Promise<T>): Promise<T>;
+  /** True while the server drains. */
+  draining(): boolean;
+  /** The node's health, for transports that answer health checks. */
+  health(): { status: string };
+  /** The node's metrics (Prometheus text), for transports that answer GET /metrics; absent when metrics are off. */
+  metrics?: MetricsSource;
+}
+
+/** A transport's server side on one server's port. */
+export interface TransportListener {
+  /** Serves a connection this transport detected; head is what was already read from it. */
+  serve(socket: Socket, head: Buffer): void;
+  /** Answers err in this transport's protocol on a connection it will not serve, and closes it. */
+  refuse(socket: Socket, head: Buffer, err: MicroError): void;
+  /** Stops whatever the listener runs besides its connections (timers). */
+  close(): void;
+}
+
+/**
+ * One way of carrying calls, both sides: clients dial nodes that advertise its name in their
+ * `transport` metadata, and every server serves it on its one port, telling it from the other
+ * transports by a connection's first bytes. Register one with `transports.register(name, it)` (cmd/plugins.ts).
+ */
+export interface Transport {
+  /** What nodes advertise as `transport` metadata and `--transport` chooses. */
+  readonly name: string;
+  /** Client side: a dialer with its own connections (one per Client). */
+  dial(opts: ClientTransportOptions): ClientTransport;
+  /** Whether a connection whose first bytes (at least one) are head speaks this transport. */
+  detect(head: Buffer): boolean;
+  /** Server side, for one server. */
+  listen(dispatch: Dispatch, opts: ServeOptions): TransportListener;
+}

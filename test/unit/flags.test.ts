@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
-import { FlagError, OptionError, Service, createBroker, fromArgv, parseDuration, parsePluginRef } from "../../src/index.ts";
+import { FlagError, OptionError, Service, createBroker, fromArgv, fromEnv, parseDuration, parsePluginRef } from "../../src/index.ts";
 import type { NatsBrokerOptions } from "../../src/broker/nats.ts";
 
 const saved = { ...process.env };
@@ -68,6 +68,9 @@ test("bad values name the flag", () => {
     [["--server_address=localhost"], /--server_address/],
     [["--client_request_timeout=soon"], /--client_request_timeout/],
     [["--client_pool_size=0"], /--client_pool_size/],
+    [["--client_dial_timeout=0s"], /--client_dial_timeout: "0s" must be positive/],
+    [["--client_max_in_flight=0"], /--client_max_in_flight/],
+    [["--server_header_timeout=soon"], /--server_header_timeout/],
     [["--selector=fastest"], /--selector/],
     [["--client_circuit_breaker=ratio=2"], /--client_circuit_breaker/],
     [["--server_bulkhead=0"], /--server_bulkhead/],
@@ -78,6 +81,26 @@ test("bad values name the flag", () => {
     [["--registry"], /--registry needs a value/],
   ];
   for (const [argv, re] of bad) assert.throws(() => fromArgv(argv), (e: Error) => e instanceof FlagError && re.test(e.message), argv.join(" "));
+});
+
+test("dial timeout, in-flight cap and header timeout come from flags, env or code, and reach the client", async () => {
+  process.env.MICRO_CLIENT_MAX_IN_FLIGHT = "1";
+  const s = new Service({ name: "edges", registry: "memory", broker: "memory", headerTimeout: "2s", clientDialTimeout: 900, clientRetries: 0, handleSignals: false });
+  s.init(["--client_dial_timeout=250ms"]);
+  const o = s.options();
+  assert.deepEqual([o.clientDialTimeout, o.clientMaxInFlight, o.headerTimeout], [250, 1, 2000]);
+  assert.equal(fromEnv({ MICRO_SERVER_HEADER_TIMEOUT: "3" }).headerTimeout, 3000, "a bare number is seconds, as go-micro's flags");
+  s.handle("Slow.Call", () => new Promise((resolve) => setTimeout(() => resolve({ ok: true }), 200)));
+  await s.start();
+  try {
+    // One call in flight is the cap: a second one on the same connection fails at once with a 503.
+    const settled = await Promise.allSettled([s.call("edges", "Slow.Call", {}), s.call("edges", "Slow.Call", {})]);
+    const answered = settled.filter((r) => r.status === "fulfilled").map((r) => r.value);
+    const refused = settled.filter((r) => r.status === "rejected").map((r) => (r.reason as { code: number }).code);
+    assert.deepEqual([answered, refused], [[{ ok: true }], [503]], JSON.stringify(settled));
+  } finally {
+    await s.stop();
+  }
 });
 
 test("registration times that would let a running node drop out of the registry are refused in code with a typed error", () => {
