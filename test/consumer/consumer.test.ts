@@ -76,10 +76,11 @@ after(() => {
 });
 
 describe("the packed tarball", () => {
-  test("holds dist, sources and README only: no tests, bench or CI", () => {
+  test("holds dist, sources, README and LICENSE only: no tests, bench or CI", () => {
     const files = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).trim().split("\n");
-    const outside = files.filter((f) => !/^package\/(dist\/|src\/|package\.json$|README\.md$)/.test(f));
+    const outside = files.filter((f) => !/^package\/(dist\/|src\/|package\.json$|README\.md$|LICENSE$)/.test(f));
     assert.deepEqual(outside, []);
+    assert.ok(files.includes("package/LICENSE"), "the Apache-2.0 text that package.json names");
     assert.ok(files.includes("package/dist/index.d.ts") && files.includes("package/dist/cli/web/index.html") && files.includes("package/dist/cli/web/fleet.js"));
     assert.ok(!files.includes("package/dist/cli/web/tsconfig.json"), "the page's tsconfig is for checking, not shipping");
   });
