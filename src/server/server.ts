@@ -279,6 +279,9 @@ function policyWrappers({ name, wrapHandler, rateLimit, bulkhead }: ServerOption
   return [...(wrapHandler ?? []), ...(rateLimit ? [rateLimitWrapper(name, rateLimit)] : []), ...(bulkhead ? [bulkheadWrapper(name, bulkhead)] : [])];
 }
 
+/** The reason ctx.signal gives when the caller's deadline passes (a handler can tell it from the caller's connection closing). */
+const DEADLINE_PASSED = new Error("the caller's deadline passed");
+
 /**
  * A call's context with a deadline. This is on every call's path, so its signal is made only when
  * the handler reads it (most never do): an AbortController and a listener on the caller's signal
@@ -308,7 +311,7 @@ class DeadlineContext implements CallContext {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.expired) this.controller.abort();
+      if (this.expired) this.controller.abort(DEADLINE_PASSED);
       else if (this.callerGone.aborted) this.forward();
       else this.callerGone.addEventListener("abort", this.forward, { once: true });
     }
@@ -317,7 +320,7 @@ class DeadlineContext implements CallContext {
 
   expire(): void {
     this.expired = true;
-    this.controller?.abort();
+    this.controller?.abort(DEADLINE_PASSED);
   }
 
   /** A tcp connection's signal outlives its calls: let go of it. */
