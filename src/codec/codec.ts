@@ -46,10 +46,6 @@ export function codecFor(contentType: string | undefined): Codec | undefined {
   return codecs.get(contentType) ?? codecs.get(contentType.split(";", 1)[0]!.trim().toLowerCase());
 }
 
-export function supportedContentTypes(): string[] {
-  return codecs.names();
-}
-
 /** True for values created by @bufbuild/protobuf (they carry their type name). */
 export function isProtoMessage(value: unknown): value is { $typeName: string } {
   return typeof value === "object" && value !== null && typeof (value as { $typeName?: unknown }).$typeName === "string";
