@@ -146,8 +146,9 @@ const cpuPercent = (from: Mark, to: Mark, elapsedMs: number) => ((to.cpuMicros -
 export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string): Promise<LoadResult> {
   const ctx = await context(s.ports, s.params);
   const tag = s.id.replace(/[^a-z0-9-]+/gi, "-");
-  const server = new Worker(`${tag}-server`, timing.profileDir, nodePath);
-  const client = new Worker(`${tag}-client`, timing.profileDir, nodePath);
+  const [serverEntry, clientEntry] = await Promise.all([compiled(s.server.system), compiled(s.client.system)]);
+  const server = new Worker(`${tag}-server`, timing.profileDir, nodePath, serverEntry);
+  const client = new Worker(`${tag}-client`, timing.profileDir, nodePath, clientEntry);
   try {
     // Both processes load their code at once; the client starts only once the server is up.
     const serverInfo = await server.start(s.server, ctx);
@@ -199,9 +200,13 @@ async function compile(system: string): Promise<string> {
   return path.join(outdir, "stdin.js");
 }
 
+const builds = new Map<string, Promise<string>>();
+/** compile(), once per system and run: every load row runs its system compiled, as deployed (Moleculer's and tsmicro's code alike). */
+const compiled = (system: string) => builds.get(system) ?? (builds.set(system, compile(system)), builds.get(system)!);
+
 /** Resident set size of a started, idle process, in bytes. */
 export async function runIdle(s: IdleScenario, timing: Timing, nodePath: string): Promise<number> {
-  const entry = s.runtime === "node" ? await compile(s.worker.system) : undefined;
+  const entry = s.runtime === "node" ? await compiled(s.worker.system) : undefined;
   const worker = new Worker(s.id.replace(/[^a-z0-9-]+/gi, "-"), timing.profileDir, nodePath, entry);
   try {
     await worker.start(s.worker, await context(s.ports));

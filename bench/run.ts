@@ -45,7 +45,8 @@ const selected = (id: string) => !args.only || args.only.split(",").some((part) 
 function buildGoFixture(): string | undefined {
   progress("[bench] go-micro fixture (bench/go)");
   try {
-    goMicroBinary();
+    // Compiled workers cannot find bench/go from their own location: they are handed the program.
+    process.env.BENCH_GOMICRO_BINARY = goMicroBinary();
     return undefined;
   } catch (err) {
     return `skipped: ${(err as Error).message}`;

@@ -5,14 +5,15 @@
  */
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { goMicroBinary } from "../go/build.ts";
 import type { ExternalRole, Role, RoleContext, Roles } from "../role.ts";
 
 type Line = { ready?: unknown; mark?: Awaited<ReturnType<ExternalRole["mark"]>>; fatal?: string };
 
 function goRole(role: string) {
   return (ctx: RoleContext): Promise<Role> => {
-    const child = spawn(goMicroBinary(), [], {
+    const binary = process.env.BENCH_GOMICRO_BINARY;
+    if (!binary) throw new Error("BENCH_GOMICRO_BINARY is not set: bench/run.ts builds bench/go and passes the program on");
+    const child = spawn(binary, [], {
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", BENCH_ROLE: role, BENCH_PEER: JSON.stringify(ctx.peer), BENCH_TOPIC: `${ctx.namespace}.events` },
       stdio: ["pipe", "pipe", "pipe"],
     });
