@@ -7,7 +7,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import { codecFor, JSON_TYPE } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, timeout } from "../errors.ts";
 import { isNotFound, type Node, type Registry } from "../registry/registry.ts";
-import { Selector, type Filter, type Strategy } from "../selector/selector.ts";
+import { Selector, type Filter, type Next, type Strategy } from "../selector/selector.ts";
 import { UnknownPluginError, transports } from "../cmd/plugins.ts";
 import { HEADER, SECURE_METADATA, type ClientTLS, type ClientTransport, type ClientTransportOptions, type Headers, type Transport } from "../transport/transport.ts";
 import type { Auth } from "../auth/auth.ts";
@@ -92,6 +92,18 @@ export interface CallOptions {
   strategy?: Strategy;
   /** Wrappers around each attempt of this call, inside the client's own. */
   wrapCall?: CallWrapper[];
+}
+
+let lastTimeoutMs = NaN;
+let lastTimeoutHeader = "";
+
+/** go-micro's Timeout header: nanoseconds. The same string while the timeout repeats, so the transport's header-block cache finds it without hashing a new one. */
+function timeoutHeader(ms: number): string {
+  if (ms !== lastTimeoutMs) {
+    lastTimeoutMs = ms;
+    lastTimeoutHeader = String(Math.round(ms * 1e6));
+  }
+  return lastTimeoutHeader;
 }
 
 /** Connection failures, 503 and, as go-micro's RetryOnError, any 408 (a server's deadline passing too). */
@@ -205,8 +217,8 @@ export class Client {
       throw badRequest(CLIENT_ID, `cannot encode the request for ${endpoint}: ${(err as Error).message}`);
     }
     const timeoutMs = opts.requestTimeout ?? this.options.requestTimeout;
-    // go-micro's Timeout header (nanoseconds) becomes the server's deadline for the handler.
-    const headers = { ...this.credentials, ...opts.headers, [HEADER.timeout]: String(Math.round(timeoutMs * 1e6)) };
+    // Each attempt adds go-micro's Timeout header, which becomes the server's deadline for the handler.
+    const headers: Headers = this.credentials || opts.headers ? { ...this.credentials, ...opts.headers } : {};
     const req = { service, endpoint, contentType: codec.contentType, headers, body };
     const retries = opts.retries ?? this.options.retries;
     const { signal } = opts;
@@ -216,9 +228,13 @@ export class Client {
     const wrapped = opts.wrapCall?.length ? wrap(wrap(this.attempt, opts.wrapCall), this.wrapCall) : this.wrapped;
 
     // A node called by address alone is taken to speak the preferred transport, over TLS if this client has TLS options.
-    const next = opts.address
-      ? () => ({ id: opts.address!, address: opts.address!, metadata: this.addressMetadata })
-      : await unlessAborted(this.next(service, opts), signal);
+    if (signal?.aborted) throw cancelled(signal);
+    let next: Next;
+    if (opts.address) next = () => ({ id: opts.address!, address: opts.address!, metadata: this.addressMetadata });
+    else {
+      const selected = this.next(service, opts);
+      next = typeof selected === "function" ? selected : await unlessAborted(selected, signal);
+    }
     let failed: Set<string> | undefined; // ids of the nodes that failed, made on the first failure
     let lastError: MicroError | undefined;
     let backoff: (() => number) | undefined; // made on the first retry
@@ -240,7 +256,7 @@ export class Client {
       let res;
       try {
         const attemptMs = Math.min(timeoutMs, Math.ceil(left));
-        headers[HEADER.timeout] = String(Math.round(attemptMs * 1e6)); // what this attempt may take
+        headers[HEADER.timeout] = timeoutHeader(attemptMs); // what this attempt may take
         res = await unlessAborted(wrapped({ service, endpoint, node, request: req, timeoutMs: attemptMs, attempt }), signal);
       } catch (err) {
         const e = err instanceof MicroError ? err : MicroError.from(err, CLIENT_ID);
@@ -258,12 +274,14 @@ export class Client {
     throw lastError ?? notFoundError(service);
   }
 
-  private async next(service: string, opts: CallOptions) {
+  /** The service's nodes: at once when the selector's cache holds them, else once the registry answers. */
+  private next(service: string, opts: CallOptions): Next | Promise<Next> {
+    const failed = (err: unknown) => (isNotFound(err) ? notFoundError(service) : internalServerError(CLIENT_ID, `error getting next ${service} node: ${(err as Error).message}`));
     try {
-      return await this.selector.select(service, opts); // CallOptions carries filters and strategy
+      // CallOptions carries filters and strategy
+      return this.selector.selectCached(service, opts) ?? this.selector.select(service, opts).catch((err: unknown) => Promise.reject(failed(err)));
     } catch (err) {
-      if (isNotFound(err)) throw notFoundError(service);
-      throw internalServerError(CLIENT_ID, `error getting next ${service} node: ${(err as Error).message}`);
+      throw failed(err);
     }
   }
 

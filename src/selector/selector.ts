@@ -5,7 +5,7 @@
  * Nodes are read from a watch-driven CacheRegistry, as go-micro's selector cache does: no registry
  * round-trip (and no copy of its records) per call, and the last known nodes while the registry is down.
  */
-import { CacheRegistry } from "../registry/cache.ts";
+import { CacheRegistry, type Snapshot } from "../registry/cache.ts";
 import type { Node, Registry, Service } from "../registry/registry.ts";
 import { PluginKind, UnknownPluginError } from "../cmd/plugins.ts";
 import type { CallWrapper } from "../wrapper/wrapper.ts";
@@ -98,7 +98,16 @@ export class Selector {
 
   /** Throws the registry's error (ServiceNotFoundError when there is no such service). */
   async select(service: string, opts: SelectOptions = {}): Promise<Next> {
-    const known = await this.cache.snapshot(service);
+    return this.nextOf(await this.cache.snapshot(service), service, opts);
+  }
+
+  /** select() without waiting, for a service the cache holds (the common case: no promise per call); undefined when it must be looked up. */
+  selectCached(service: string, opts: SelectOptions = {}): Next | undefined {
+    const known = this.cache.cached(service);
+    return known && this.nextOf(known, service, opts);
+  }
+
+  private nextOf(known: Snapshot, service: string, opts: SelectOptions): Next {
     let nodes = known.nodes;
     if (opts.filters?.length) {
       let services = known.services as Service[];

@@ -85,6 +85,7 @@ export class Server {
   private inflight = 0;
   private draining = false;
   private drained?: () => void;
+  private readonly deadlines: Deadlines;
   readonly options: Required<Omit<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger" | "rateLimit" | "bulkhead">> &
     Pick<ServerOptions, "advertise" | "describe" | "auth" | "tls" | "wrapHandler" | "transports" | "metrics" | "logger" | "rateLimit" | "bulkhead">;
 
@@ -99,6 +100,7 @@ export class Server {
       // The policies sit inside the caller's wrappers, so metrics and traces see the calls they refuse.
       wrapHandler: policyWrappers(opts),
     };
+    this.deadlines = new Deadlines(opts.name);
     this.handle("Debug.Health", () => ({ status: "ok" }));
   }
 
@@ -178,7 +180,7 @@ export class Server {
       const callerGone = req.signal ?? NEVER_ABORTED;
       output =
         budgetMs > 0
-          ? await withDeadline(route.fn, input, new DeadlineContext(req, callerGone, budgetMs), id)
+          ? await this.deadlines.run(route.fn, input, new DeadlineContext(req, callerGone, budgetMs))
           : await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: callerGone });
     } catch (err) {
       if (!(err instanceof MicroError)) this.log.warn({ endpoint: req.endpoint, err }, "handler failed");
@@ -292,9 +294,13 @@ class DeadlineContext implements CallContext {
   readonly endpoint: string;
   readonly headers: Headers;
   readonly deadline: number;
+  /** performance.now() at which the deadline passes: what the server's deadline timer compares. */
+  readonly expiresAt: number;
   expired = false;
   private controller?: AbortController;
-  private readonly forward = () => this.controller!.abort(this.callerGone.reason);
+  private forward?: () => void;
+  /** Fails the call with a 408; set while the handler's promise is pending. */
+  reject?: (err: MicroError) => void;
 
   constructor(
     req: TransportRequest,
@@ -305,55 +311,105 @@ class DeadlineContext implements CallContext {
     this.endpoint = req.endpoint;
     this.headers = req.headers;
     this.deadline = Date.now() + budgetMs;
+    this.expiresAt = performance.now() + budgetMs;
   }
 
   /** Aborts at the deadline, or when the caller goes away. */
   get signal(): AbortSignal {
     if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.expired) this.controller.abort(DEADLINE_PASSED);
-      else if (this.callerGone.aborted) this.forward();
-      else this.callerGone.addEventListener("abort", this.forward, { once: true });
+      const controller = (this.controller = new AbortController());
+      if (this.expired) controller.abort(DEADLINE_PASSED);
+      else if (this.callerGone.aborted) controller.abort(this.callerGone.reason);
+      else this.callerGone.addEventListener("abort", (this.forward = () => controller.abort(this.callerGone.reason)), { once: true });
     }
     return this.controller.signal;
   }
 
-  expire(): void {
+  expire(id: string): void {
     this.expired = true;
     this.controller?.abort(DEADLINE_PASSED);
+    this.reject?.(timeout(id, `${this.endpoint} exceeded the caller's ${Math.round(this.budgetMs)}ms deadline`));
   }
 
   /** A tcp connection's signal outlives its calls: let go of it. */
   release(): void {
-    if (this.controller) this.callerGone.removeEventListener("abort", this.forward);
+    if (this.forward) this.callerGone.removeEventListener("abort", this.forward);
   }
 }
 
-/** Runs the handler; rejects with a 408 once the caller's budget is spent. */
-function withDeadline(fn: HandlerFn, input: unknown, ctx: DeadlineContext, id: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      ctx.expire();
-      reject(timeout(id, `${ctx.endpoint} exceeded the caller's ${Math.round(ctx.budgetMs)}ms deadline`));
-    }, ctx.budgetMs);
-    const settle = () => {
-      clearTimeout(timer);
+/**
+ * The deadlines of a server's pending handlers under one timer, armed for the earliest. A timer
+ * per call cost the server a timer insert and removal per call; callers mostly send the same
+ * budget, so new deadlines come after the armed one and arming is rare.
+ */
+class Deadlines {
+  private readonly pending = new Set<DeadlineContext>();
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
+
+  constructor(private readonly id: string) {}
+
+  /** Runs the handler; rejects with a 408 once the caller's budget is spent. */
+  run(fn: HandlerFn, input: unknown, ctx: DeadlineContext): unknown {
+    const output = fn(input, ctx); // a throw rejects the caller's await
+    if (!isPromiseLike(output)) {
       ctx.release();
-    };
-    Promise.resolve()
-      .then(() => fn(input, ctx))
-      .then(
-        (output) => {
-          settle();
-          resolve(output);
+      return output;
+    }
+    return new Promise((resolve, reject) => {
+      ctx.reject = reject;
+      this.add(ctx);
+      output.then(
+        (value) => {
+          this.remove(ctx);
+          resolve(value);
         },
         (err: unknown) => {
-          settle();
+          this.remove(ctx);
           reject(err);
         },
       );
-  });
+    });
+  }
+
+  private add(ctx: DeadlineContext): void {
+    this.pending.add(ctx);
+    if (ctx.expiresAt < this.timerAt) this.arm(ctx.expiresAt);
+  }
+
+  private remove(ctx: DeadlineContext): void {
+    this.pending.delete(ctx);
+    ctx.release();
+    if (this.pending.size === 0 && this.timer) {
+      clearTimeout(this.timer); // nothing pending: the timer must not hold the process open
+      this.timer = undefined;
+      this.timerAt = Infinity;
+    }
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - performance.now()));
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const ctx of this.pending) {
+      if (ctx.expiresAt <= now) {
+        this.remove(ctx);
+        ctx.expire(this.id);
+      } else next = Math.min(next, ctx.expiresAt);
+    }
+    if (next < Infinity) this.arm(next);
+  }
 }
+
+const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
+  typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
 
 function firstExternalAddress(): string {
   for (const list of Object.values(os.networkInterfaces())) {
