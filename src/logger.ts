@@ -4,8 +4,8 @@
  * A service logs through its own logger (ServiceOptions.logger); the default below is for code
  * outside a service and for services given none.
  */
-import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { pino, destination, type DestinationStream, type Logger, type LoggerOptions } from "pino";
+import { otelApi, otelRegistered } from "./observability/otel-api.ts";
 
 export type { Logger } from "pino";
 
@@ -14,6 +14,8 @@ export type { Logger } from "pino";
  * object each time: pino merges the line's own fields into what the mixin returns.
  */
 export function traceMixin(): { trace_id?: string; span_id?: string } {
+  if (!otelRegistered("context")) return {}; // without a context manager no span is ever active
+  const { trace, isSpanContextValid } = otelApi();
   const ids = trace.getActiveSpan()?.spanContext();
   return ids && isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : {};
 }
