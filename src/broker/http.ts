@@ -19,7 +19,7 @@
  * failed; a delivery that timed out is not sent again, since its handler may still be running.
  */
 import http from "node:http";
-import https from "node:https";
+import type https from "node:https";
 import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
@@ -28,6 +28,7 @@ import { isNotFound, type Node, type Registry, type Service } from "../registry/
 import { CacheRegistry, type Snapshot } from "../registry/cache.ts";
 import { tcpTransport } from "../transport/tcp.ts";
 import { httpTransport } from "../transport/http.ts";
+import { httpsModule } from "../transport/secure.ts";
 import { onePortServer } from "../transport/one-port.ts";
 import { FRAME_CAPABILITY, FrameDeliveries, Status, receiveBatch, type Delivery, type Outcome } from "./frame-delivery.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
@@ -299,8 +300,8 @@ export default class HttpBroker implements Broker {
       const { host, port } = parseHostPort(node.address);
       // go-micro's http broker marks TLS subscribers with secure=true, and so does this one.
       const secure = node.metadata?.[SECURE_METADATA] === "true";
-      if (secure) this.secureAgent ??= new https.Agent({ keepAlive: true, maxSockets: 64, ...this.opts.clientTLS });
-      const req = (secure ? https : http).request(
+      if (secure) this.secureAgent ??= new (httpsModule().Agent)({ keepAlive: true, maxSockets: 64, ...this.opts.clientTLS });
+      const req = (secure ? httpsModule() : http).request(
         {
           agent: secure ? this.secureAgent : this.agent,
           host,

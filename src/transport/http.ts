@@ -9,12 +9,12 @@
  * callers get the error's code as HTTP status and the error JSON as body too.
  */
 import http from "node:http";
-import https from "node:https";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
 import { answerClientErrors, answerOnSocket, decodePath, trickleProofTimeouts } from "./http-guard.ts";
+import { httpsModule } from "./secure.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -40,7 +40,7 @@ export class HttpClientTransport implements ClientTransport {
 
   constructor(opts: ClientTransportOptions = {}) {
     const agent = { keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) };
-    this.agent = opts.tls ? new https.Agent({ ...agent, ...opts.tls }) : new http.Agent(agent);
+    this.agent = opts.tls ? new (httpsModule().Agent)({ ...agent, ...opts.tls }) : new http.Agent(agent);
     this.secure = opts.tls !== undefined;
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   }
@@ -48,7 +48,7 @@ export class HttpClientTransport implements ClientTransport {
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(address);
-      const r = (this.secure ? https : http).request(
+      const r = (this.secure ? httpsModule() : http).request(
         {
           agent: this.agent,
           host,
