@@ -3,7 +3,7 @@
  * into one line naming the package to install. Not in cmd/plugins.ts: that imports the default
  * (http) broker, and plugin files importing it back would make an import cycle.
  */
-import { readFileSync } from "node:fs";
+import { fs } from "../builtins.ts";
 
 export class MissingPackageError extends Error {
   /** The peer dependency range tsmicro is tested with, e.g. "^5.16.0". */
@@ -23,7 +23,7 @@ export class MissingPackageError extends Error {
 /** The range of a client library in tsmicro's own peerDependencies (../../package.json from src/ and dist/ alike). */
 function peerRange(pkg: string): string | undefined {
   try {
-    const manifest = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { peerDependencies?: Record<string, string> };
+    const manifest = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { peerDependencies?: Record<string, string> };
     return manifest.peerDependencies?.[pkg];
   } catch {
     return undefined;
