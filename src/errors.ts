@@ -1,4 +1,4 @@
-import { STATUS_CODES } from "node:http";
+import { http } from "./builtins.ts";
 
 /** The go-micro error: the only error shape that crosses a process boundary. */
 export interface MicroErrorJSON {
@@ -22,7 +22,7 @@ export class MicroError extends Error implements MicroErrorJSON {
     this.id = id;
     this.code = code;
     this.detail = detail;
-    this.status = status ?? STATUS_CODES[code] ?? "";
+    this.status = status ?? http.STATUS_CODES[code] ?? "";
   }
 
   toJSON(): MicroErrorJSON {

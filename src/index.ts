@@ -80,14 +80,13 @@ export {
   servedTransports,
   PluginKind,
   parsePluginRef,
-  importOptional,
-  MissingPackageError,
   UnknownPluginError,
   type PluginRef,
   type PluginFactory,
   type RegistryFactory,
   type BrokerFactory,
 } from "./cmd/plugins.ts";
+export { importOptional, MissingPackageError } from "./cmd/optional-package.ts";
 export { OptionError } from "./cmd/options.ts";
 export { sharedToken, type Auth } from "./auth/auth.ts";
 export { FlagError, HelpRequested, fromArgv, fromEnv, parseDuration, usage, type FlagOptions, type ParsedArgs } from "./cmd/flags.ts";

@@ -9,7 +9,7 @@ import type { Broker, Subscriber } from "./broker/broker.ts";
 import { Client, type CallOptions } from "./client/client.ts";
 import { brokerFor, clientFor, registryFor } from "./cmd/create.ts";
 import { applyProcessOptions, resolveOptions, toSeconds, type Hook, type InitOptions, type ResolvedOptions, type ServiceOptions } from "./cmd/options.ts";
-import { MissingPackageError } from "./cmd/plugins.ts";
+import { MissingPackageError } from "./cmd/optional-package.ts";
 import { StartupError } from "./errors.ts";
 import { encodeEvent, subscribeEvent, type EventHandler, type PublishEventOptions, type SubscribeEventOptions } from "./events.ts";
 import { defaultLogger, type Logger } from "./logger.ts";

@@ -27,7 +27,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import type * as PubSub from "@google-cloud/pubsub";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message } from "./broker.ts";
 import { BrokerInputError, NetworkBroker, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 

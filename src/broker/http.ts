@@ -18,9 +18,10 @@
  * delivery tried again (another member for queue groups), as are deliveries whose connection
  * failed; a delivery that timed out is not sent again, since its handler may still be running.
  */
-import http from "node:http";
-import https from "node:https";
+import type { Agent, IncomingMessage, Server, ServerResponse } from "node:http";
+import type https from "node:https";
 import net from "node:net";
+import { http } from "../builtins.ts";
 import { randomUUID } from "node:crypto";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE, SECURE_METADATA, type ServeOptions, type TransportRequest } from "../transport/transport.ts";
@@ -28,6 +29,7 @@ import { isNotFound, type Node, type Registry, type Service } from "../registry/
 import { CacheRegistry, type Snapshot } from "../registry/cache.ts";
 import { tcpTransport } from "../transport/tcp.ts";
 import { httpTransport } from "../transport/http.ts";
+import { httpsModule } from "../transport/secure.ts";
 import { onePortServer } from "../transport/one-port.ts";
 import { FRAME_CAPABILITY, FrameDeliveries, Status, receiveBatch, type Delivery, type Outcome } from "./frame-delivery.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
@@ -52,7 +54,7 @@ function subscriptionId(url: string | undefined): string | undefined {
 }
 
 /** Answers a delivery with a go-micro error, its code as the HTTP status. */
-function fail(res: http.ServerResponse, err: MicroError): void {
+function fail(res: ServerResponse, err: MicroError): void {
   res.writeHead(err.code, { "Content-Type": "application/json" }).end(JSON.stringify(err));
 }
 
@@ -90,7 +92,7 @@ interface HttpSubscription extends Subscriber {
 export default class HttpBroker implements Broker {
   private opts: BrokerOptions;
   private server?: net.Server;
-  private httpServer?: http.Server;
+  private httpServer?: Server;
   private readonly sockets = new Set<net.Socket>();
   private boundAddress = "";
   private _cache?: CacheRegistry;
@@ -243,7 +245,7 @@ export default class HttpBroker implements Broker {
     }
   }
 
-  private receive(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private receive(req: IncomingMessage, res: ServerResponse): void {
     // Refused before a byte of the body is read: the response closes the connection, so an unread body costs nothing.
     const refuse = (err: MicroError) => {
       res.setHeader("Connection", "close");
@@ -299,8 +301,8 @@ export default class HttpBroker implements Broker {
       const { host, port } = parseHostPort(node.address);
       // go-micro's http broker marks TLS subscribers with secure=true, and so does this one.
       const secure = node.metadata?.[SECURE_METADATA] === "true";
-      if (secure) this.secureAgent ??= new https.Agent({ keepAlive: true, maxSockets: 64, ...this.opts.clientTLS });
-      const req = (secure ? https : http).request(
+      if (secure) this.secureAgent ??= new (httpsModule().Agent)({ keepAlive: true, maxSockets: 64, ...this.opts.clientTLS });
+      const req = (secure ? httpsModule() : http).request(
         {
           agent: secure ? this.secureAgent : this.agent,
           host,

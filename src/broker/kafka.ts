@@ -20,7 +20,7 @@
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import type * as Kafka from "@platformatic/kafka";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message, SubscribeOptions } from "./broker.ts";
 import {
   BrokerInputError,

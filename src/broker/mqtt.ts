@@ -31,7 +31,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type * as Mqtt from "mqtt";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message, PublishOptions } from "./broker.ts";
 import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, decodeEnvelope, encodeEnvelope, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 

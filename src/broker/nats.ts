@@ -16,7 +16,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import type * as Nats from "@nats-io/transport-node";
 import type * as JetStream from "@nats-io/jetstream";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message } from "./broker.ts";
 import { BrokerInputError, NOTHING_TO_SETTLE, NetworkBroker, decodeEnvelope, encodeEnvelope, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 

@@ -25,7 +25,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type * as Nsq from "nsqjs";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message } from "./broker.ts";
 import {
   BrokerInputError,

@@ -24,7 +24,7 @@
  * subscription. Meanwhile publish() and subscribe() wait up to `reconnectWait` ms.
  */
 import type * as Amqp from "amqplib";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message } from "./broker.ts";
 import { BrokerInputError, NetworkBroker, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 

@@ -23,7 +23,7 @@
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import type * as Redis from "redis";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message } from "./broker.ts";
 import {
   NOTHING_TO_SETTLE,

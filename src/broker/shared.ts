@@ -5,7 +5,7 @@
  * running a handler with ack/nack, retrying with backoff, and the header envelope for engines
  * without native headers.
  */
-import { MissingPackageError } from "../cmd/plugins.ts";
+import { MissingPackageError } from "../cmd/optional-package.ts";
 import { defaultLogger, type Logger } from "../logger.ts";
 import type {
   Broker,

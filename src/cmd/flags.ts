@@ -3,7 +3,7 @@
  * default. A bad value is a FlagError, one line naming the flag (or variable); the bin or
  * runMain() turns it into that line on stderr and exit 2.
  */
-import { readFileSync } from "node:fs";
+import { fs } from "../builtins.ts";
 import { brokers, parsePluginRef, registries, transports, type PluginKind } from "./plugins.ts";
 import { selectors } from "../selector/selector.ts";
 import { DEFAULT_BREAKER, type CircuitBreakerOptions } from "../resilience/breaker.ts";
@@ -125,7 +125,7 @@ const positiveDuration: Parse = (raw) => {
 const pemFile: Parse = (raw) => {
   let pem: string;
   try {
-    pem = readFileSync(raw, "utf8");
+    pem = fs.readFileSync(raw, "utf8");
   } catch (err) {
     throw new Error(`cannot read "${raw}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

@@ -1,16 +1,17 @@
 /**
  * Plugins by name: one registration API per kind (registries, brokers, transports here; codecs in
  * codec/codec.ts, selector strategies in selector/selector.ts), which flags, URIs and options
- * resolve against; plugin references ("etcd", "etcd://127.0.0.1:2379?timeout=500"); and the lazy
- * import of a plugin's optional client library. The built-ins are registered like any other
- * plugin, lazily, so choosing one imports its file (and client library) and no other.
+ * resolve against; and plugin references ("etcd", "etcd://127.0.0.1:2379?timeout=500"). The
+ * built-ins are registered like any other plugin, lazily, so choosing one imports its file (and
+ * client library) and no other; the default broker (http, Node's own modules only) is imported with
+ * this file, so a default service loads no plugin file by import() (see `brokers`).
  */
-import { readFileSync } from "node:fs";
 import type { Broker, BrokerOptions } from "../broker/broker.ts";
 import type { Registry, RegistryOptions } from "../registry/registry.ts";
 import type { Transport } from "../transport/transport.ts";
 import { httpTransport } from "../transport/http.ts";
 import { tcpTransport } from "../transport/tcp.ts";
+import HttpBroker from "../broker/http.ts";
 
 /**
  * One kind of plugin, by name (Moleculer's register/resolve per kind). Names are case-insensitive.
@@ -106,8 +107,14 @@ export const registries = new PluginKind<RegistryFactory>("registry")
   .registerLazy("dns", constructed(() => import("../registry/dns.ts")))
   .registerLazy("nats", constructed(() => import("../registry/nats.ts")));
 
+/**
+ * The http broker is registered eagerly: it is the default and uses only Node's modules and the
+ * server's own transports, and loading it by import() made its own chunk in a bundled program,
+ * whose module resolutions at start-up were enough to make V8 optimize Node's URL-to-path helper,
+ * paging in the optimizing compiler (~3.5 MB RSS in an idle service).
+ */
 export const brokers = new PluginKind<BrokerFactory>("broker")
-  .registerLazy("http", constructed(() => import("../broker/http.ts")))
+  .register("http", (opts) => new HttpBroker(opts))
   .registerLazy("memory", constructed(() => import("../broker/memory.ts")))
   .registerLazy("nats", constructed(() => import("../broker/nats.ts")))
   .registerLazy("mqtt", constructed(() => import("../broker/mqtt.ts")))
@@ -190,42 +197,5 @@ export class UnknownPluginError extends Error {
   ) {
     super(message);
     this.name = "UnknownPluginError";
-  }
-}
-
-export class MissingPackageError extends Error {
-  /** The peer dependency range tsmicro is tested with, e.g. "^5.16.0". */
-  readonly range: string | undefined;
-  constructor(
-    readonly pkg: string,
-    plugin: string,
-    options?: ErrorOptions,
-  ) {
-    const range = peerRange(pkg);
-    super(`the ${plugin} plugin needs the "${pkg}" package: npm install ${range ? `${pkg}@${range}` : pkg}`, options);
-    this.name = "MissingPackageError";
-    this.range = range;
-  }
-}
-
-/** The range of a client library in tsmicro's own peerDependencies (../../package.json from src/ and dist/ alike). */
-function peerRange(pkg: string): string | undefined {
-  try {
-    const manifest = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { peerDependencies?: Record<string, string> };
-    return manifest.peerDependencies?.[pkg];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Imports a plugin's client library, turning "not installed" into one line naming the package. */
-export async function importOptional<T>(pkg: string, plugin: string): Promise<T> {
-  try {
-    return (await import(pkg)) as T;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const missing = (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") && (err as Error).message.includes(`'${pkg}'`);
-    if (missing) throw new MissingPackageError(pkg, plugin, { cause: err });
-    throw err;
   }
 }

@@ -4,25 +4,14 @@
  * context carried in the call's metadata and the event's headers, so one trace crosses services
  * and brokers. Only @opentelemetry/api is used: the SDK, its sampler, exporter and propagator
  * (W3C by default) are the program's choice. Until a tracer provider is registered (or given in
- * the options) the wrappers step aside, so a node without an SDK pays one check per call.
+ * the options) the wrappers step aside, so a node without an SDK pays one check per call and does
+ * not load the API at all.
  */
-import {
-  ProxyTracerProvider,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  context,
-  propagation,
-  trace,
-  type Attributes,
-  type Span,
-  type TextMapGetter,
-  type TextMapSetter,
-  type TracerProvider,
-} from "@opentelemetry/api";
+import type { Attributes, Span, TextMapGetter, TextMapSetter, Tracer, TracerProvider } from "@opentelemetry/api";
 import { MicroError } from "../errors.ts";
 import { getHeader, type Headers } from "../transport/transport.ts";
 import type { CallWrapper, HandlerWrapper, PublishWrapper, SubscriberWrapper } from "../wrapper/wrapper.ts";
+import { otelApi, otelRegistered } from "./otel-api.ts";
 
 export const TRACER_NAME = "tsmicro";
 
@@ -39,12 +28,15 @@ const headerSetter: TextMapSetter<Headers> = {
 };
 
 /** What the global tracer provider delegates to while no SDK is registered. */
-const NO_SDK = new ProxyTracerProvider().getDelegate();
+let noSdk: TracerProvider | undefined;
 
 /** Whether a tracer provider (an SDK) is registered globally: until one is, spans and propagation would all be no-ops. */
 function sdkRegistered(): boolean {
+  if (!otelRegistered("trace")) return false; // the API's own provider, delegating to its no-op one
+  const { trace, ProxyTracerProvider } = otelApi();
+  noSdk ??= new ProxyTracerProvider().getDelegate();
   const provider = trace.getTracerProvider();
-  return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NO_SDK;
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== noSdk;
 }
 
 export interface TracingOptions {
@@ -64,7 +56,7 @@ function end(span: Span, err?: unknown): void {
     const e = err instanceof MicroError ? err : MicroError.from(err, TRACER_NAME);
     span.setAttribute("micro.error_code", e.code);
     span.recordException(e);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: e.detail });
+    span.setStatus({ code: otelApi().SpanStatusCode.ERROR, message: e.detail });
   }
   span.end();
 }
@@ -82,19 +74,24 @@ async function traced<T>(span: Span, work: () => Promise<T>): Promise<T> {
 }
 
 export class NodeTracing {
-  private readonly tracer;
+  /** Made at the first traced call: until then the API may not be loaded. */
+  private tracerOfNode?: Tracer;
 
   /** True with a tracer provider of the program's; else whether the SDK is registered, asked on each call (it may come later). */
   private readonly on: () => boolean;
 
   constructor(private readonly opts: TracingOptions) {
-    this.tracer = (opts.tracerProvider ?? trace).getTracer(TRACER_NAME);
     this.on = opts.tracerProvider ? () => true : sdkRegistered;
+  }
+
+  private get tracer(): Tracer {
+    return (this.tracerOfNode ??= (this.opts.tracerProvider ?? otelApi().trace).getTracer(TRACER_NAME));
   }
 
   /** A client span per attempt, its context injected into the attempt's metadata. */
   readonly wrapCall: CallWrapper = (next) => (call) => {
     if (!this.on()) return next(call);
+    const { context, propagation, trace, SpanKind } = otelApi();
     const parent = context.active();
     const span = this.tracer.startSpan(`${call.service}.${call.endpoint}`, { kind: SpanKind.CLIENT }, parent);
     if (span.isRecording()) {
@@ -116,6 +113,7 @@ export class NodeTracing {
   /** A server span per handled request, a child of the caller's span; the handler runs inside it. */
   readonly wrapHandler: HandlerWrapper = (next) => (request, ctx) => {
     if (!this.on()) return next(request, ctx);
+    const { context, propagation, trace, SpanKind, ROOT_CONTEXT } = otelApi();
     const parent = propagation.extract(ROOT_CONTEXT, ctx.headers, headerGetter);
     const span = this.tracer.startSpan(`${this.opts.service}.${ctx.endpoint}`, { kind: SpanKind.SERVER }, parent);
     if (span.isRecording()) {
@@ -134,6 +132,7 @@ export class NodeTracing {
   /** A producer span per publish, its context injected into the event's headers. */
   readonly wrapPublish: PublishWrapper = (next) => (publication) => {
     if (!this.on()) return next(publication);
+    const { context, propagation, trace, SpanKind } = otelApi();
     const parent = context.active();
     const span = this.tracer.startSpan(`Pub to ${publication.topic}`, { kind: SpanKind.PRODUCER }, parent);
     if (span.isRecording()) span.setAttributes(this.eventAttributes(publication.topic, "publish"));
@@ -144,6 +143,7 @@ export class NodeTracing {
   /** A consumer span per delivered event, a child of the publisher's span; the handler runs inside it. */
   readonly wrapSubscriber: SubscriberWrapper = (next) => (event) => {
     if (!this.on()) return next(event);
+    const { context, propagation, trace, SpanKind, ROOT_CONTEXT } = otelApi();
     const parent = propagation.extract(ROOT_CONTEXT, event.message.header, headerGetter);
     const span = this.tracer.startSpan(`Sub from ${event.topic}`, { kind: SpanKind.CONSUMER }, parent);
     if (span.isRecording()) span.setAttributes(this.eventAttributes(event.topic, "process"));

@@ -10,7 +10,7 @@
 import { deflateSync, inflateSync } from "node:zlib";
 import type Consul from "consul";
 import type { RegisterOptions as ConsulRegistration } from "consul/lib/agent/service.js";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import { logger } from "../logger.ts";
 import {
   RegistryBase,

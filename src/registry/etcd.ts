@@ -5,7 +5,7 @@
  * (expired during an outage, revoked) is granted again and the key written anew.
  */
 import type { Etcd3, IKeyValue, IOptions, Lease, Watcher as EtcdWatcher } from "etcd3";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import {
   REGISTRY_PREFIX,
   RegistryBase,

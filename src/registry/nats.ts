@@ -8,7 +8,7 @@
  * announces and listens on both, so it shares a NATS server with Go nodes of either.
  */
 import type { NatsConnection, Msg } from "@nats-io/transport-node";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import {
   RegistryBase,
   RegistryUnavailableError,

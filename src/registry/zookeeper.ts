@@ -6,7 +6,7 @@
  * znode exists (re-creating it after the session expired, e.g. during a long outage).
  */
 import type { Socket } from "node:net";
-import { importOptional } from "../cmd/plugins.ts";
+import { importOptional } from "../cmd/optional-package.ts";
 import { logger } from "../logger.ts";
 import {
   RegistryBase,

@@ -4,10 +4,11 @@
  * (closed) or stays out (open again). Every state change is reported with its service and node,
  * for metrics and logs.
  */
-import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, CountBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy, type IBreaker } from "cockatiel";
+import type { CircuitBreakerPolicy, CircuitState, IBreaker } from "cockatiel";
 import { MicroError, serviceUnavailable } from "../errors.ts";
 import type { Node } from "../registry/registry.ts";
 import type { CallWrapper } from "../wrapper/wrapper.ts";
+import { cockatiel } from "./cockatiel.ts";
 
 export type BreakerState = "closed" | "open" | "half-open";
 
@@ -57,12 +58,11 @@ export const CONNECTION_BREAKER: CircuitBreakerOptions = { consecutiveFailures: 
 /** What `--client_circuit_breaker` turns on when given no settings. */
 export const DEFAULT_BREAKER: CircuitBreakerOptions = { consecutiveFailures: 5, failureRatio: 0.5, window: 20, halfOpenAfter: 5000 };
 
-const STATES: Record<CircuitState, BreakerState> = {
-  [CircuitState.Closed]: "closed",
-  [CircuitState.Open]: "open",
-  [CircuitState.HalfOpen]: "half-open",
-  [CircuitState.Isolated]: "open",
-};
+/** The name of a cockatiel breaker's state (cockatiel is loaded: there is a breaker). */
+function stateName(s: CircuitState): BreakerState {
+  const states = cockatiel().CircuitState;
+  return s === states.HalfOpen ? "half-open" : s === states.Closed ? "closed" : "open"; // Isolated is open too
+}
 
 /** Opens when any of its breakers would: failures in a row, or too high a share of recent calls. */
 class AnyBreaker implements IBreaker {
@@ -132,7 +132,7 @@ export class NodeBreakers {
   /** The state of a node's breaker. */
   state(nodeId: string): BreakerState {
     const b = this.breakers.get(nodeId);
-    return b ? STATES[b.policy.state] : "closed";
+    return b ? stateName(b.policy.state) : "closed";
   }
 
   /** Runs every attempt through its node's breaker; an open one fails the attempt at once with a retryable 503 (if failFast). */
@@ -143,7 +143,7 @@ export class NodeBreakers {
       return next(call).then((res) => {
         if (this.breakers.get(call.node.id) === breaker) {
           this.breakers.delete(call.node.id);
-          this.changed(breaker, call.service, call.node, CircuitState.Closed);
+          this.changed(breaker, call.service, call.node, cockatiel().CircuitState.Closed);
         }
         return res;
       });
@@ -160,7 +160,7 @@ export class NodeBreakers {
       });
     }
     return breaker.policy.execute(() => next(call)).catch((err: unknown) => {
-      if (!(err instanceof BrokenCircuitError)) throw err;
+      if (!(err instanceof cockatiel().BrokenCircuitError)) throw err;
       const e = serviceUnavailable("go.micro.client", `circuit breaker open for ${call.service} node ${call.node.id} (${call.node.address})`);
       e.retryable = true; // another node may serve it
       throw e;
@@ -169,6 +169,7 @@ export class NodeBreakers {
 
   private create(service: string, node: Node): NodeBreaker {
     const { consecutiveFailures, failureRatio, window, minimumCalls, halfOpenAfter, isFailure } = this.options;
+    const { ConsecutiveBreaker, CountBreaker, circuitBreaker, handleWhen, CircuitState: states } = cockatiel();
     const breaker: IBreaker =
       failureRatio === undefined
         ? new ConsecutiveBreaker(consecutiveFailures)
@@ -179,7 +180,7 @@ export class NodeBreakers {
     policy.onStateChange((s) => {
       if (this.breakers.get(node.id) !== entry) return; // dropped already (closed by a call made without it)
       // A closed breaker is as good as none, unless it is counting a ratio.
-      if (s === CircuitState.Closed && failureRatio === undefined) this.breakers.delete(node.id);
+      if (s === states.Closed && failureRatio === undefined) this.breakers.delete(node.id);
       this.changed(entry, service, node, s);
     });
     return entry;
@@ -187,12 +188,13 @@ export class NodeBreakers {
 
   /** Records a breaker's new state, keeps `avoiding` right and tells the listeners. */
   private changed(entry: NodeBreaker, service: string, node: Node, s: CircuitState): void {
+    const states = cockatiel().CircuitState;
     const avoidedBefore = entry.openUntil > 0;
-    entry.halfOpen = s === CircuitState.HalfOpen;
-    if (s === CircuitState.Open) entry.openUntil = Date.now() + this.options.halfOpenAfter;
-    else if (s === CircuitState.Closed) entry.openUntil = 0;
+    entry.halfOpen = s === states.HalfOpen;
+    if (s === states.Open) entry.openUntil = Date.now() + this.options.halfOpenAfter;
+    else if (s === states.Closed) entry.openUntil = 0;
     this.avoiding += (entry.openUntil > 0 ? 1 : 0) - (avoidedBefore ? 1 : 0);
-    const change: BreakerStateChange = { service, node: node.id, address: node.address, state: STATES[s] };
+    const change: BreakerStateChange = { service, node: node.id, address: node.address, state: stateName(s) };
     for (const listener of this.listeners) listener(change);
   }
 }

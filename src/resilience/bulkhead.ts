@@ -4,9 +4,10 @@
  * with a 503, which clients retry on another node. A slow endpoint so cannot take every socket,
  * timer and byte of memory of the process from the others.
  */
-import { BulkheadPolicy, BulkheadRejectedError, TaskCancelledError } from "cockatiel";
+import type { BulkheadPolicy } from "cockatiel";
 import { serviceUnavailable, timeout } from "../errors.ts";
 import type { HandlerWrapper } from "../wrapper/wrapper.ts";
+import { cockatiel } from "./cockatiel.ts";
 
 export interface BulkheadOptions {
   /** Calls of one endpoint running at once. */
@@ -17,6 +18,7 @@ export interface BulkheadOptions {
 
 /** A handler wrapper holding one bulkhead per endpoint; `id` is the service name errors carry. */
 export function bulkheadWrapper(id: string, { maxConcurrent, maxQueued = 0 }: BulkheadOptions): HandlerWrapper {
+  const { BulkheadPolicy, BulkheadRejectedError, TaskCancelledError } = cockatiel();
   const bulkheads = new Map<string, BulkheadPolicy>();
   return (next) => async (request, ctx) => {
     let bulkhead = bulkheads.get(ctx.endpoint);

@@ -3,7 +3,8 @@
  * jitter from cockatiel) and a retry budget per called service, so that a whole service being down
  * costs each caller a bounded share of extra calls instead of a retry storm.
  */
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import type { ExponentialBackoff, IBackoff } from "cockatiel";
+import { cockatiel } from "./cockatiel.ts";
 
 export interface RetryOptions {
   /**
@@ -25,7 +26,8 @@ export const BACKOFFS = ["micro", "jitter"] as const;
 /** go-micro's backoff: 0 ms before the first retry, then 100 ms × attempt^e. */
 const microBackoffMs = (retry: number) => (retry <= 1 ? 0 : Math.pow(retry - 1, Math.E) * 100);
 
-const jitter = new ExponentialBackoff({ initialDelay: 100, maxDelay: 5000 });
+/** Made with the first jittered retry. */
+let jitter: ExponentialBackoff<unknown> | undefined;
 
 /** Buckets per window: the budget forgets calls a tenth of a window at a time. */
 const BUCKETS = 10;
@@ -85,8 +87,9 @@ export class RetryPolicy {
   /** The waits before each retry of one call, in order. */
   delays(): () => number {
     if (this.options.backoff === "jitter") {
+      const first = (jitter ??= new (cockatiel().ExponentialBackoff)({ initialDelay: 100, maxDelay: 5000 }));
       let backoff: IBackoff<unknown> | undefined;
-      return () => (backoff = backoff ? backoff.next(undefined) : jitter.next()).duration;
+      return () => (backoff = backoff ? backoff.next(undefined) : first.next()).duration;
     }
     let retry = 0;
     return () => microBackoffMs(++retry);

@@ -8,13 +8,14 @@
  * Micro-Error (go-micro turns any other status into a generic 500 and loses the code). Other
  * callers get the error's code as HTTP status and the error JSON as body too.
  */
-import http from "node:http";
-import https from "node:https";
+import type { Agent, Server, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
+import { http } from "../builtins.ts";
 import { parseHostPort } from "../address.ts";
 import { MicroError, badRequest, internalServerError, methodNotAllowed, notFound, requestEntityTooLarge } from "../errors.ts";
 import { callTimeout, connectionError, headerSafeJSON } from "./errors.ts";
 import { answerClientErrors, answerOnSocket, decodePath, trickleProofTimeouts } from "./http-guard.ts";
+import { httpsModule } from "./secure.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
@@ -34,13 +35,13 @@ import {
 const HOP_HEADERS = new Set(["host", "connection", "content-length", "transfer-encoding", "keep-alive", "accept-encoding", "user-agent", "accept"]);
 
 export class HttpClientTransport implements ClientTransport {
-  private readonly agent: http.Agent;
+  private readonly agent: Agent;
   private readonly maxMessageSize: number;
   private readonly secure: boolean;
 
   constructor(opts: ClientTransportOptions = {}) {
     const agent = { keepAlive: true, maxSockets: Math.max(1, opts.poolSize ?? 64) };
-    this.agent = opts.tls ? new https.Agent({ ...agent, ...opts.tls }) : new http.Agent(agent);
+    this.agent = opts.tls ? new (httpsModule().Agent)({ ...agent, ...opts.tls }) : new http.Agent(agent);
     this.secure = opts.tls !== undefined;
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   }
@@ -48,7 +49,7 @@ export class HttpClientTransport implements ClientTransport {
   request(address: string, req: TransportRequest, timeoutMs: number): Promise<TransportResponse> {
     return new Promise((resolve, reject) => {
       const { host, port } = parseHostPort(address);
-      const r = (this.secure ? https : http).request(
+      const r = (this.secure ? httpsModule() : http).request(
         {
           agent: this.agent,
           host,
@@ -108,7 +109,7 @@ export class HttpClientTransport implements ClientTransport {
   }
 }
 
-function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = false): void {
+function writeError(res: ServerResponse, err: MicroError, goMicroCaller = false): void {
   if (goMicroCaller) {
     res.writeHead(200, { [HEADER.error]: headerSafeJSON(err), "Content-Length": 0 });
     res.end();
@@ -123,7 +124,7 @@ function writeError(res: http.ServerResponse, err: MicroError, goMicroCaller = f
   res.end(body);
 }
 
-function serveMetrics(res: http.ServerResponse, metrics: MetricsSource | undefined, serverId: string): void {
+function serveMetrics(res: ServerResponse, metrics: MetricsSource | undefined, serverId: string): void {
   if (!metrics) {
     writeError(res, notFound(serverId, "metrics are off on this node"));
     return;
@@ -138,7 +139,7 @@ function serveMetrics(res: http.ServerResponse, metrics: MetricsSource | undefin
 }
 
 /** An http.Server that turns POSTs into dispatched requests; sockets are handed to it by the RPC server. */
-function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): http.Server {
+function createHttpHandler(dispatch: Dispatch, opts: ServeOptions): Server {
   const server = http.createServer(trickleProofTimeouts(opts.headerTimeoutMs, opts.readTimeoutMs), (req, res) => {
     if (opts.draining()) res.setHeader("Connection", "close");
     if (req.method === "GET" && (req.url === "/health" || req.url === "/healthz")) {

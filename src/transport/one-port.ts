@@ -4,8 +4,9 @@
  * RPC server serves its transports this way, the http broker its frame and HTTP deliveries.
  */
 import net from "node:net";
-import tls from "node:tls";
+import type { TLSSocketOptions } from "node:tls";
 import { badRequest } from "../errors.ts";
+import { tlsModule } from "./secure.ts";
 import type { ServerTLS, TransportListener } from "./transport.ts";
 
 /** A protocol on the port: which connections it takes, and how it serves (or refuses) them. */
@@ -32,9 +33,9 @@ const TLS_HANDSHAKE = 0x16;
 /** A server (not yet listening) that hands each accepted connection to its protocol. */
 export function onePortServer(opts: OnePortOptions): net.Server {
   const t = opts.tls;
-  const secure: tls.TLSSocketOptions | undefined = t && {
+  const secure: TLSSocketOptions | undefined = t && {
     isServer: true,
-    secureContext: tls.createSecureContext({ cert: t.cert, key: t.key, ca: t.clientCA }),
+    secureContext: tlsModule().createSecureContext({ cert: t.cert, key: t.key, ca: t.clientCA }),
     requestCert: t.clientCA !== undefined,
     rejectUnauthorized: t.clientCA !== undefined,
   };
@@ -44,7 +45,7 @@ export function onePortServer(opts: OnePortOptions): net.Server {
       socket.pause();
       if (needsTls && head[0] === TLS_HANDSHAKE) {
         socket.unshift(head); // the TLS socket reads it again as the start of the handshake
-        const secured = new tls.TLSSocket(socket, secure);
+        const secured = new (tlsModule().TLSSocket)(socket, secure);
         secured.on("error", () => socket.destroy());
         secured.once("secure", () => accept(secured, false));
         return;

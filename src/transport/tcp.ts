@@ -4,12 +4,12 @@
  * no HTTP parsing and writes of one event-loop turn leave in one packet (cork/uncork).
  */
 import net from "node:net";
-import tls from "node:tls";
 import { randomUUID } from "node:crypto";
 import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
 import { callTimeout, connectionError } from "./errors.ts";
+import { tlsModule } from "./secure.ts";
 import {
   DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -153,7 +153,7 @@ class Connection {
   ) {
     const target = parseHostPort(address);
     const secure = liveness.tls;
-    this.socket = secure ? tls.connect({ ...target, ...secure, servername: net.isIP(target.host) ? undefined : target.host }) : net.connect(target);
+    this.socket = secure ? tlsModule().connect({ ...target, ...secure, servername: net.isIP(target.host) ? undefined : target.host }) : net.connect(target);
     this.socket.setNoDelay(true);
     this.socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.write = batchedWriter(this.socket);

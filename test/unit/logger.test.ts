@@ -90,3 +90,24 @@ test("the default logger reads MICRO_LOG_LEVEL when first used, not when importe
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stderr, /"msg":"seen at debug"/);
 });
+
+test("the default logger loads pino with its first line at an enabled level; a line made with no context manager registered does not load @opentelemetry/api", () => {
+  const script = `
+    import { createRequire } from "node:module";
+    const cache = createRequire(import.meta.url).cache;
+    const loaded = (pkg) => Object.keys(cache).some((file) => file.includes("/node_modules/" + pkg + "/"));
+    const { logger } = await import("./src/logger.ts");
+    logger.info("below the level");
+    logger.level = "info";
+    console.log(JSON.stringify({ level: logger.level, pino: loaded("pino") }));
+    logger.info("at the level");
+    console.log(JSON.stringify({ pino: loaded("pino"), otel: loaded("@opentelemetry/api") }));
+  `;
+  const run = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000, env: { ...process.env, MICRO_LOG_LEVEL: "warn" } });
+  assert.equal(run.status, 0, run.stderr);
+  const [before, after] = run.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(before, { level: "info", pino: false });
+  assert.deepEqual(after, { pino: true, otel: false });
+  assert.doesNotMatch(run.stderr, /below the level/);
+  assert.match(run.stderr, /"level":30,.*"msg":"at the level"/);
+});

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { test } from "node:test";
-import { importOptional } from "../../src/cmd/plugins.ts";
+import { importOptional } from "../../src/cmd/optional-package.ts";
 import { HelpRequested, MissingPackageError, Service, StartupError } from "../../src/index.ts";
 
 test("without init() neither argv nor MICRO_* is read", () => {
