@@ -87,10 +87,17 @@ export interface StampedHeader {
   next(): string;
 }
 
-/** Reassembles frames from a byte stream without copying more than once per frame. */
+/**
+ * Reassembles frames from a byte stream. Frames are read in place from each chunk (a frame's
+ * body is the only view made of it); only the bytes of a frame split across chunks are copied,
+ * once, when the frame is complete.
+ */
 export class FrameReader {
+  /** Bytes of an incomplete frame, in the chunks they came in. */
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Bytes that must be buffered before the next frame can be read. */
+  private needed = 4;
   private skipping = 0;
   /** The last header block and its headers: a connection's frames mostly repeat them, so most frames skip decoding. */
   private lastBlock = Buffer.alloc(0);
@@ -98,10 +105,15 @@ export class FrameReader {
   /** The last block lacks the stamped header, so each of its frames gets one. */
   private lastUnstamped = false;
 
+  /**
+   * stamp: a header every frame must carry. shareHeaders: frames of one header block share one
+   * headers object (for a reader that only reads them); else each frame gets its own copy.
+   */
   constructor(
     private readonly maxFrameSize: number,
     private readonly handlers: FrameReaderHandlers,
     private readonly stamp?: StampedHeader,
+    private readonly shareHeaders = false,
   ) {}
 
   /** Bytes of an incomplete frame are waiting (a stalled peer leaves this true). */
@@ -118,35 +130,47 @@ export class FrameReader {
     }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    while (this.buffered >= 4) {
-      const head = this.peek(PREFIX);
-      const length = head.readUInt32BE(0) + 4;
+    if (this.buffered < this.needed) return;
+    const buf = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.buffered);
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const length = buf.readUInt32BE(off) + 4;
       if (length < PREFIX) return this.corrupt(new RangeError(`frame length ${length - 4} is too short`));
       if (length > this.maxFrameSize + PREFIX) {
-        if (this.buffered < 9) return;
-        this.handlers.onOversize(head.readUInt32BE(5), length - 4);
-        const drop = Math.min(length, this.buffered);
-        this.take(drop);
+        if (buf.length - off < 9) break;
+        this.handlers.onOversize(buf.readUInt32BE(off + 5), length - 4);
+        const drop = Math.min(length, buf.length - off);
+        off += drop;
         this.skipping = length - drop;
         continue;
       }
-      if (this.buffered < length) return;
-      const frame = this.take(length);
-      let decoded: Frame;
+      if (buf.length - off < length) break;
+      let frame: Frame;
       try {
-        decoded = this.decode(frame);
+        frame = this.decode(buf, off, off + length);
       } catch (err) {
         return this.corrupt(err as Error);
       }
-      this.handlers.onFrame(decoded);
+      off += length;
+      this.handlers.onFrame(frame);
+    }
+    const rest = buf.length - off;
+    this.chunks = rest > 0 ? [buf.subarray(off)] : [];
+    this.buffered = rest;
+    if (rest < 4) this.needed = 4;
+    else {
+      const length = buf.readUInt32BE(off) + 4;
+      this.needed = length > this.maxFrameSize + PREFIX ? 9 : length; // an oversize frame: enough to read its id
     }
   }
 
-  private decode(frame: Buffer): Frame {
-    const headerEnd = PREFIX + frame.readUInt16BE(9);
-    if (headerEnd > frame.length) throw new RangeError("header block overruns frame");
-    const block = frame.subarray(PREFIX, headerEnd);
-    if (!block.equals(this.lastBlock)) {
+  private decode(buf: Buffer, start: number, end: number): Frame {
+    const blockStart = start + PREFIX;
+    const headerEnd = blockStart + buf.readUInt16BE(start + 9);
+    if (headerEnd > end) throw new RangeError("header block overruns frame");
+    const last = this.lastBlock;
+    if (headerEnd - blockStart !== last.length || buf.compare(last, 0, last.length, blockStart, headerEnd) !== 0) {
+      const block = buf.subarray(blockStart, headerEnd);
       this.lastHeaders = decodeHeaderBlock(block);
       this.lastBlock = Buffer.from(block); // a copy: the frame's chunk may be large
       // The stamped header's key goes into the template, so each frame's copy is filled in place:
@@ -154,37 +178,18 @@ export class FrameReader {
       this.lastUnstamped = this.stamp !== undefined && this.lastHeaders[this.stamp.name] === undefined;
       if (this.lastUnstamped) this.lastHeaders[this.stamp!.name] = "";
     }
-    // Each frame gets its own object: handlers may change their headers.
-    const headers = { ...this.lastHeaders };
-    if (this.lastUnstamped) headers[this.stamp!.name] = this.stamp!.next();
-    return { kind: frame.readUInt8(4) as FrameKind, id: frame.readUInt32BE(5), headers, body: frame.subarray(headerEnd) };
+    let headers = this.lastHeaders;
+    if (!this.shareHeaders) {
+      headers = { ...headers }; // handlers may change their headers
+      if (this.lastUnstamped) headers[this.stamp!.name] = this.stamp!.next();
+    }
+    return { kind: buf[start + 4] as FrameKind, id: buf.readUInt32BE(start + 5), headers, body: buf.subarray(headerEnd, end) };
   }
 
   private corrupt(err: Error): void {
     this.chunks = [];
     this.buffered = 0;
+    this.needed = 4;
     this.handlers.onCorrupt(err);
-  }
-
-  /** The first n buffered bytes (fewer if not there), without consuming them. */
-  private peek(n: number): Buffer {
-    const first = this.chunks[0]!;
-    if (first.length >= n || this.chunks.length === 1) return first;
-    const joined = Buffer.concat(this.chunks);
-    this.chunks = [joined];
-    return joined;
-  }
-
-  private take(n: number): Buffer {
-    let first = this.chunks[0]!;
-    if (first.length < n) {
-      first = Buffer.concat(this.chunks, this.buffered);
-      this.chunks = [first];
-    }
-    const out = first.subarray(0, n);
-    if (first.length === n) this.chunks.shift();
-    else this.chunks[0] = first.subarray(n);
-    this.buffered -= n;
-    return out;
   }
 }

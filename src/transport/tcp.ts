@@ -172,7 +172,7 @@ class Connection {
       onOversize: (id, length) =>
         this.fail(id, internalServerError("go.micro.client", `response of ${length} bytes exceeds the ${maxMessageSize} byte limit`)),
       onCorrupt: (err) => this.socket.destroy(err),
-    });
+    }, undefined, true); // a response's headers are only read here
     this.socket.on("data", (chunk: Buffer) => {
       this.heard = true;
       reader.push(chunk);
