@@ -293,7 +293,6 @@ class DeadlineContext implements CallContext {
   readonly service: string;
   readonly endpoint: string;
   readonly headers: Headers;
-  readonly deadline: number;
   /** performance.now() at which the deadline passes: what the server's deadline timer compares. */
   readonly expiresAt: number;
   expired = false;
@@ -310,8 +309,12 @@ class DeadlineContext implements CallContext {
     this.service = req.service;
     this.endpoint = req.endpoint;
     this.headers = req.headers;
-    this.deadline = Date.now() + budgetMs;
     this.expiresAt = performance.now() + budgetMs;
+  }
+
+  /** Epoch milliseconds, worked out when asked (most handlers never ask). */
+  get deadline(): number {
+    return performance.timeOrigin + this.expiresAt;
   }
 
   /** Aborts at the deadline, or when the caller goes away. */
