@@ -328,9 +328,13 @@ interface WireMessage {
   Body?: string | null;
 }
 
+/** Byte for byte JSON.stringify({Header, Body}), built without stringifying (escape-scanning) the base64 body. */
 export function encodeEnvelope(message: Message): Buffer {
-  const wire: WireMessage = { Header: message.header ?? {}, Body: Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength).toString("base64") };
-  return Buffer.from(JSON.stringify(wire));
+  const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength).toString("base64");
+  const header = JSON.stringify(message.header ?? {});
+  // Without headers it is all ASCII, which latin1 copies without measuring UTF-8 first.
+  if (header === "{}") return Buffer.from(`{"Header":{},"Body":"${body}"}`, "latin1");
+  return Buffer.from(`{"Header":${header},"Body":"${body}"}`);
 }
 
 const isEnvelope = (v: unknown): v is WireMessage => {
@@ -343,6 +347,8 @@ const isEnvelope = (v: unknown): v is WireMessage => {
 /** Decodes an envelope; bytes that are not one (another publisher) arrive as the body, with error set. */
 export function decodeEnvelope(bytes: Uint8Array): { message: Message; error?: Error } {
   const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const compact = decodeCompactEnvelope(raw);
+  if (compact) return compact;
   let wire: unknown;
   try {
     wire = JSON.parse(raw.toString());
@@ -351,4 +357,42 @@ export function decodeEnvelope(bytes: Uint8Array): { message: Message; error?: E
   }
   if (!isEnvelope(wire)) return { message: { header: {}, body: bytes }, error: new Error("undecodable message: not a go-micro broker.Message") };
   return { message: { header: wire.Header ?? {}, body: Buffer.from(wire.Body ?? "", "base64") } };
+}
+
+const ENVELOPE_START = Buffer.from('{"Header":');
+const BODY_KEY = Buffer.from(',"Body":"');
+
+/**
+ * The envelope as go-micro and tsmicro write it, {"Header":…,"Body":"<base64>"} with nothing
+ * between the tokens, decoded without JSON-parsing (and so copying) the body; undefined when the
+ * bytes have any other shape, for the JSON parser to judge. It gives what JSON.parse would: a body
+ * of base64 characters only holds no quote, backslash or control character, so the header part
+ * is a JSON value of its own.
+ */
+function decodeCompactEnvelope(raw: Buffer): { message: Message } | undefined {
+  const end = raw.length - 2; // the body's closing quote
+  if (end < 21 || raw[end] !== 0x22 || raw[end + 1] !== 0x7d) return undefined;
+  const start = raw.lastIndexOf(0x22, end - 1) + 1;
+  const headerEnd = start - BODY_KEY.length;
+  if (headerEnd < ENVELOPE_START.length + 2 || !holdsAt(raw, headerEnd, BODY_KEY) || !holdsAt(raw, 0, ENVELOPE_START)) return undefined;
+  const encoded = raw.toString("latin1", start, end);
+  const body = Buffer.from(encoded, "base64");
+  // A base64 decoder skips or stops at anything outside its alphabet: a byte short of what the
+  // length promises means the body was not pure base64 (and might need JSON unescaping).
+  const padding = encoded.endsWith("==") ? 2 : encoded.endsWith("=") ? 1 : 0;
+  if (encoded.length % 4 !== 0 || body.length !== (encoded.length / 4) * 3 - padding) return undefined;
+  if (headerEnd === ENVELOPE_START.length + 2 && raw[headerEnd - 2] === 0x7b && raw[headerEnd - 1] === 0x7d) return { message: { header: {}, body } };
+  let header: unknown;
+  try {
+    header = JSON.parse(raw.toString("utf8", ENVELOPE_START.length, headerEnd));
+  } catch {
+    return undefined;
+  }
+  if (!isEnvelope({ Header: header })) return undefined;
+  return { message: { header: (header as Record<string, string> | null) ?? {}, body } };
+}
+
+function holdsAt(bytes: Buffer, at: number, expected: Buffer): boolean {
+  for (let i = 0; i < expected.length; i++) if (bytes[at + i] !== expected[i]) return false;
+  return true;
 }
