@@ -80,7 +80,7 @@ export default class NatsBroker extends NetworkBroker {
   protected override topicProblem(topic: string, use: "publish" | "subscribe"): string | undefined {
     const tokens = topic.split(".");
     if (tokens.includes("")) return "NATS subjects cannot have empty tokens (leading, trailing or double dots)";
-    const wildcard = tokens.findIndex((t) => t === "*" || t === ">");
+    const wildcard = wildcardToken(tokens);
     if (wildcard === -1) return undefined;
     if (use === "publish") return "cannot publish to a wildcard subject";
     if (this.opts.jetstream) return "JetStream mode subscribes to literal subjects only";
@@ -114,12 +114,14 @@ export default class NatsBroker extends NetworkBroker {
   protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {
     if (this.jetstream) return this.consume(this.jetstream, topic, handler, opts);
     const connection = this.connection!;
+    // A literal subject is the message's subject: no need to decode msg.subject (a TextDecoder call) per message.
+    const literal = wildcardToken(topic.split(".")) === -1;
     const subscription = connection.subscribe(topic, {
       queue: opts.queue,
       callback: (err, msg) => {
         if (err) return this.warn(`subscription to ${topic} failed`, err);
         const { message, error } = decodeEnvelope(msg.data);
-        void this.deliver(handler, msg.subject, error ? this.toMessage(msg) : message, NOTHING_TO_SETTLE, opts);
+        void this.deliver(handler, literal ? topic : msg.subject, error ? this.toMessage(msg) : message, NOTHING_TO_SETTLE, opts);
       },
     });
     await connection.flush(); // the server has the subscription before subscribe() returns
@@ -225,6 +227,11 @@ export default class NatsBroker extends NetworkBroker {
     if (msg.headers) for (const [name, values] of msg.headers) header[name] = values[0] ?? "";
     return { header, body: msg.data };
   }
+}
+
+/** Index of the first wildcard token of a subject's tokens, or -1. */
+function wildcardToken(tokens: string[]): number {
+  return tokens.findIndex((t) => t === "*" || t === ">");
 }
 
 /** Stream and consumer names allow no dots, wildcards, slashes or spaces: sanitize, and keep distinct names distinct. */
