@@ -366,7 +366,7 @@ const isEnvelope = (v: unknown): v is WireMessage => {
 
 /** Decodes an envelope; bytes that are not one (another publisher) arrive as the body, with error set. */
 export function decodeEnvelope(bytes: Uint8Array): { message: Message; error?: Error } {
-  const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const raw = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const compact = decodeCompactEnvelope(raw);
   if (compact) return compact;
   let wire: unknown;
