@@ -83,6 +83,8 @@ export default class NatsBroker extends NetworkBroker {
   }
 
   protected async close(): Promise<void> {
+    // What was published before disconnect() goes out before the drain stops publishing.
+    if (this.connection) this.handOver(this.connection);
     await this.connection?.drain();
     this.connection = undefined;
     this.jetstream = undefined;
