@@ -4,23 +4,36 @@
  * headers, no routing: what is left is the cost of sockets and framing in Node itself.
  */
 import net from "node:net";
-import { batchedWriter } from "../../src/transport/tcp.ts"; // the same write batching as tsmicro's transport
+import { FRAMES_PER_TURN, batchedWriter } from "../../src/transport/tcp.ts"; // the same write batching and read pacing as tsmicro's transport
 import type { Roles } from "../role.ts";
 import { echoRequest } from "./echo.ts";
 
-/** Calls back with each complete frame's id and body; chunks are joined once a frame is complete, so large frames cost one copy. */
-function frameParser(onFrame: (id: number, body: Buffer) => void): (chunk: Buffer) => void {
+/**
+ * Calls back with each complete frame's id and body; chunks are joined once a frame is complete,
+ * so large frames cost one copy. At most FRAMES_PER_TURN frames a turn, the socket paused until
+ * the rest are read, as tsmicro's transport reads.
+ */
+function frameParser(socket: net.Socket, onFrame: (id: number, body: Buffer) => void): (chunk: Buffer) => void {
   let chunks: Buffer[] = [];
   let buffered = 0;
   let needed = 8; // bytes that must be buffered before the next frame can be parsed
-  return (chunk) => {
-    chunks.push(chunk);
-    buffered += chunk.length;
-    if (buffered < needed) return;
+  let deferred = false;
+  const parse = () => {
     let pending = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered);
     let off = 0;
+    let frames = 0;
     for (;;) {
       if (pending.length - off < 8) break;
+      if (frames++ === FRAMES_PER_TURN) {
+        deferred = true;
+        socket.pause();
+        setImmediate(() => {
+          deferred = false;
+          if (buffered >= needed) parse();
+          if (!deferred) socket.resume();
+        });
+        break;
+      }
       const end = off + 4 + pending.readUInt32BE(off);
       if (end > pending.length) break;
       onFrame(pending.readUInt32BE(off + 4), pending.subarray(off + 8, end));
@@ -30,6 +43,12 @@ function frameParser(onFrame: (id: number, body: Buffer) => void): (chunk: Buffe
     chunks = pending.length > 0 ? [pending] : [];
     buffered = pending.length;
     needed = pending.length >= 4 ? 4 + pending.readUInt32BE(0) : 8;
+  };
+  return (chunk) => {
+    chunks.push(chunk);
+    buffered += chunk.length;
+    if (buffered < needed || deferred) return;
+    parse();
   };
 }
 
@@ -46,7 +65,7 @@ export const roles: Roles = {
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
       const write = batchedWriter(socket);
-      socket.on("data", frameParser((id, body) => write(frame(id, body))));
+      socket.on("data", frameParser(socket, (id, body) => write(frame(id, body))));
       socket.on("error", () => {});
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -59,7 +78,7 @@ export const roles: Roles = {
     socket.setNoDelay(true);
     const write = batchedWriter(socket);
     const waiting = new Map<number, () => void>();
-    socket.on("data", frameParser((id) => {
+    socket.on("data", frameParser(socket, (id) => {
       const resolve = waiting.get(id);
       waiting.delete(id);
       resolve?.();

@@ -79,6 +79,19 @@ export interface FrameReaderHandlers {
   onOversize(id: number, length: number): void;
   /** Bytes that cannot be frames: the connection must be dropped. */
   onCorrupt(err: Error): void;
+  /** The reader has stopped for this event-loop turn (framesPerTurn): stop reading the socket. */
+  onPause?(): void;
+  /** The reader goes on: read the socket again. */
+  onResume?(): void;
+}
+
+export interface FrameReaderOptions {
+  /** A header every frame must carry. */
+  stamp?: StampedHeader;
+  /** Frames of one header block share one headers object (for a reader that only reads them); else each frame gets its own copy. */
+  shareHeaders?: boolean;
+  /** Frames handed over per event-loop turn; the rest wait for the next turn. Default: all. */
+  framesPerTurn?: number;
 }
 
 /** A header every frame must carry: frames without it get next() as its value. */
@@ -105,16 +118,21 @@ export class FrameReader {
   /** The last block lacks the stamped header, so each of its frames gets one. */
   private lastUnstamped = false;
 
-  /**
-   * stamp: a header every frame must carry. shareHeaders: frames of one header block share one
-   * headers object (for a reader that only reads them); else each frame gets its own copy.
-   */
+  private readonly stamp?: StampedHeader;
+  private readonly shareHeaders: boolean;
+  private readonly framesPerTurn: number;
+  /** Frames are waiting for the next turn. */
+  private paused = false;
+
   constructor(
     private readonly maxFrameSize: number,
     private readonly handlers: FrameReaderHandlers,
-    private readonly stamp?: StampedHeader,
-    private readonly shareHeaders = false,
-  ) {}
+    opts: FrameReaderOptions = {},
+  ) {
+    this.stamp = opts.stamp;
+    this.shareHeaders = opts.shareHeaders ?? false;
+    this.framesPerTurn = opts.framesPerTurn ?? Infinity;
+  }
 
   /** Bytes of an incomplete frame are waiting (a stalled peer leaves this true). */
   get pending(): boolean {
@@ -130,10 +148,26 @@ export class FrameReader {
     }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    if (this.buffered < this.needed) return;
-    const buf = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.buffered);
+    if (this.buffered >= this.needed && !this.paused) this.read();
+  }
+
+  private readonly nextTurn = () => {
+    this.paused = false;
+    if (this.buffered >= this.needed) this.read();
+    if (!this.paused) this.handlers.onResume?.();
+  };
+
+  private read(): void {
+    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
     let off = 0;
+    let frames = 0;
     while (buf.length - off >= 4) {
+      if (frames === this.framesPerTurn) {
+        this.paused = true;
+        this.handlers.onPause?.();
+        setImmediate(this.nextTurn);
+        break;
+      }
       const length = buf.readUInt32BE(off) + 4;
       if (length < PREFIX) return this.corrupt(new RangeError(`frame length ${length - 4} is too short`));
       if (length > this.maxFrameSize + PREFIX) {
@@ -152,6 +186,7 @@ export class FrameReader {
         return this.corrupt(err as Error);
       }
       off += length;
+      frames++;
       this.handlers.onFrame(frame);
     }
     const rest = buf.length - off;

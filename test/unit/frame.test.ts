@@ -56,7 +56,7 @@ test("bytes that cannot be a frame are reported as corrupt", () => {
 test("a stamped header is the sender's when it has one, else a new value per frame", () => {
   let n = 0;
   const frames: Frame[] = [];
-  const reader = new FrameReader(1024, { onFrame: (f) => frames.push(f), onOversize: () => {}, onCorrupt: () => {} }, { name: "Micro-Id", next: () => `id-${++n}` });
+  const reader = new FrameReader(1024, { onFrame: (f) => frames.push(f), onOversize: () => {}, onCorrupt: () => {} }, { stamp: { name: "Micro-Id", next: () => `id-${++n}` } });
   const bare = encodeFrame(FrameKind.Request, 1, { "Micro-Endpoint": "S.M" }, Buffer.alloc(0));
   reader.push(Buffer.concat([bare, bare, encodeFrame(FrameKind.Request, 2, { "micro-id": "mine" }, Buffer.alloc(0)), bare]));
   assert.deepEqual(
@@ -68,4 +68,32 @@ test("a stamped header is the sender's when it has one, else a new value per fra
       { "Micro-Endpoint": "S.M", "Micro-Id": "id-3" },
     ],
   );
+});
+
+test("framesPerTurn hands over that many frames per event-loop turn, pausing the source until the rest are taken, in order", async () => {
+  const ids: number[] = [];
+  const flow: string[] = [];
+  let resumed!: () => void;
+  const done = new Promise<void>((resolve) => (resumed = resolve));
+  const reader = new FrameReader(
+    1024,
+    {
+      onFrame: (f) => ids.push(f.id),
+      onOversize: () => {},
+      onCorrupt: () => {},
+      onPause: () => flow.push(`pause after ${ids.length}`),
+      onResume: () => (flow.push(`resume after ${ids.length}`), resumed()),
+    },
+    { framesPerTurn: 3 },
+  );
+  const frames = Array.from({ length: 8 }, (_, i) => encodeFrame(FrameKind.Request, i + 1, {}, Buffer.from("x")));
+  reader.push(Buffer.concat(frames.slice(0, 7)));
+  assert.deepEqual(ids, [1, 2, 3]); // this turn's share
+  reader.push(frames[7]!.subarray(0, 5)); // arrives while paused: kept, not read ahead of its turn
+  reader.push(frames[7]!.subarray(5));
+  assert.deepEqual(ids, [1, 2, 3]);
+  await done;
+  assert.deepEqual(ids, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual(flow, ["pause after 3", "pause after 6", "resume after 8"]);
+  assert.equal(reader.pending, false);
 });
