@@ -24,6 +24,7 @@ import {
   type TransportResponse,
 } from "../transport/transport.ts";
 import { defaultLogger, type Logger } from "../logger.ts";
+import { DeadlineTimer } from "../deadline-timer.ts";
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { describeMessage } from "../proto/describe.ts";
 import { protoRoutes, type ServiceImpl } from "../proto/service.ts";
@@ -340,15 +341,19 @@ class DeadlineContext implements CallContext {
   }
 }
 
-/**
- * The deadlines of a server's pending handlers under one timer, armed for the earliest. A timer
- * per call cost the server a timer insert and removal per call; callers mostly send the same
- * budget, so new deadlines come after the armed one and arming is rare.
- */
+/** The deadlines of a server's pending handlers, under one timer. */
 class Deadlines {
   private readonly pending = new Set<DeadlineContext>();
-  private timer?: NodeJS.Timeout;
-  private timerAt = Infinity;
+  private readonly timer = new DeadlineTimer((now) => {
+    let next = Infinity;
+    for (const ctx of this.pending) {
+      if (ctx.expiresAt <= now) {
+        this.remove(ctx);
+        ctx.expire(this.id);
+      } else next = Math.min(next, ctx.expiresAt);
+    }
+    return next;
+  });
 
   constructor(private readonly id: string) {}
 
@@ -361,7 +366,8 @@ class Deadlines {
     }
     return new Promise((resolve, reject) => {
       ctx.reject = reject;
-      this.add(ctx);
+      this.pending.add(ctx);
+      this.timer.include(ctx.expiresAt);
       output.then(
         (value) => {
           this.remove(ctx);
@@ -375,39 +381,10 @@ class Deadlines {
     });
   }
 
-  private add(ctx: DeadlineContext): void {
-    this.pending.add(ctx);
-    if (ctx.expiresAt < this.timerAt) this.arm(ctx.expiresAt);
-  }
-
   private remove(ctx: DeadlineContext): void {
     this.pending.delete(ctx);
     ctx.release();
-    if (this.pending.size === 0 && this.timer) {
-      clearTimeout(this.timer); // nothing pending: the timer must not hold the process open
-      this.timer = undefined;
-      this.timerAt = Infinity;
-    }
-  }
-
-  private arm(at: number): void {
-    clearTimeout(this.timer);
-    this.timerAt = at;
-    this.timer = setTimeout(() => this.expire(), Math.max(0, at - performance.now()));
-  }
-
-  private expire(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
-    const now = performance.now();
-    let next = Infinity;
-    for (const ctx of this.pending) {
-      if (ctx.expiresAt <= now) {
-        this.remove(ctx);
-        ctx.expire(this.id);
-      } else next = Math.min(next, ctx.expiresAt);
-    }
-    if (next < Infinity) this.arm(next);
+    if (this.pending.size === 0) this.timer.stop();
   }
 }
 

@@ -9,6 +9,7 @@ import { parseHostPort } from "../address.ts";
 import { MicroError, internalServerError, requestEntityTooLarge, serviceUnavailable } from "../errors.ts";
 import { FrameKind, FrameReader, encodeFrame, encodeHeaderBlock, type Frame } from "./frame.ts";
 import { callTimeout, connectionError } from "./errors.ts";
+import { DeadlineTimer } from "../deadline-timer.ts";
 import { tlsModule } from "./secure.ts";
 import {
   DEFAULT_DIAL_TIMEOUT_MS,
@@ -133,12 +134,15 @@ class Connection {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private readonly write: (frame: Buffer) => void;
-  /**
-   * One timer for all pending calls, armed for the earliest deadline. A timer per call kept the
-   * young generation busy: without them a client's scavenges copy half as much (rpc bench).
-   */
-  private timer?: NodeJS.Timeout;
-  private timerAt = Infinity;
+  /** One timer for all pending calls' deadlines: a timer per call kept the young generation busy (rpc bench). */
+  private readonly deadlines = new DeadlineTimer((now) => {
+    let next = Infinity;
+    for (const [id, p] of this.pending) {
+      if (p.deadline <= now) this.fail(id, callTimeout(this.address, p.timeoutMs));
+      else next = Math.min(next, p.deadline);
+    }
+    return next;
+  });
   /**
    * Half-open detection: a peer whose process is frozen keeps the connection open (its kernel even
    * answers TCP keepalive), so calls would wait out their whole timeout. Every ping interval of
@@ -207,7 +211,7 @@ class Connection {
       const frame = encodeFrame(FrameKind.Request, id, requestHeaders(req), req.body); // a throw here rejects
       const deadline = performance.now() + timeoutMs;
       this.pending.set(id, { resolve, reject, deadline, timeoutMs });
-      if (deadline < this.timerAt) this.arm(deadline);
+      this.deadlines.include(deadline);
       this.write(frame);
     });
   }
@@ -224,35 +228,12 @@ class Connection {
     this.shutdown(`no answer to pings for ${this.silentMs}ms: the node is unresponsive`);
   }
 
-  private arm(at: number): void {
-    clearTimeout(this.timer);
-    this.timerAt = at;
-    this.timer = setTimeout(() => this.expire(), Math.max(0, at - performance.now()));
-  }
-
-  /** Fails the calls past their deadline and arms the timer for the next one. */
-  private expire(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
-    const now = performance.now();
-    let next = Infinity;
-    for (const [id, p] of this.pending) {
-      if (p.deadline <= now) this.fail(id, callTimeout(this.address, p.timeoutMs));
-      else next = Math.min(next, p.deadline);
-    }
-    if (next < Infinity) this.arm(next);
-  }
-
   /** Removes a call; the last one out stops the timer, which would otherwise hold the process open. */
   private take(id: number): Pending | undefined {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    if (this.pending.size === 0 && this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      this.timerAt = Infinity;
-    }
+    if (this.pending.size === 0) this.deadlines.stop();
     return p;
   }
 
