@@ -294,6 +294,7 @@ class DeadlineContext implements CallContext {
   readonly service: string;
   readonly endpoint: string;
   readonly headers: Headers;
+  readonly deadline: number;
   /** performance.now() at which the deadline passes: what the server's deadline timer compares. */
   readonly expiresAt: number;
   expired = false;
@@ -310,12 +311,9 @@ class DeadlineContext implements CallContext {
     this.service = req.service;
     this.endpoint = req.endpoint;
     this.headers = req.headers;
+    // Whole epoch milliseconds from the wall clock, as handlers compare it with Date.now().
+    this.deadline = Date.now() + budgetMs;
     this.expiresAt = performance.now() + budgetMs;
-  }
-
-  /** Epoch milliseconds, worked out when asked (most handlers never ask). */
-  get deadline(): number {
-    return performance.timeOrigin + this.expiresAt;
   }
 
   /** Aborts at the deadline, or when the caller goes away. */
