@@ -276,12 +276,11 @@ export class Client {
 
   /** The service's nodes: at once when the selector's cache holds them, else once the registry answers. */
   private next(service: string, opts: CallOptions): Next | Promise<Next> {
-    const failed = (err: unknown) => (isNotFound(err) ? notFoundError(service) : internalServerError(CLIENT_ID, `error getting next ${service} node: ${(err as Error).message}`));
     try {
       // CallOptions carries filters and strategy
-      return this.selector.selectCached(service, opts) ?? this.selector.select(service, opts).catch((err: unknown) => Promise.reject(failed(err)));
+      return this.selector.selectCached(service, opts) ?? this.selector.select(service, opts).catch((err: unknown) => Promise.reject(selectionError(service, err)));
     } catch (err) {
-      throw failed(err);
+      throw selectionError(service, err);
     }
   }
 
@@ -296,6 +295,11 @@ function logBreaker(change: BreakerStateChange): void {
   const line = `circuit breaker ${change.state} for ${change.service} node ${change.node} (${change.address})`;
   if (change.state === "open") logger.warn(change, line);
   else logger.info(change, line);
+}
+
+/** A failed selection as go-micro's client reports it. */
+function selectionError(service: string, err: unknown): MicroError {
+  return isNotFound(err) ? notFoundError(service) : internalServerError(CLIENT_ID, `error getting next ${service} node: ${(err as Error).message}`);
 }
 
 /** The exact error go-micro's client gives when the registry has no node of the service. */
