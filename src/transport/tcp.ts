@@ -40,13 +40,7 @@ interface Pending {
 /** Bounded, since the keys come from callers. */
 const MAX_BLOCKS = 1024;
 
-/**
- * A request's headers. Calls without metadata of their own reuse one encoded block per service,
- * endpoint, content type and timeout: the client's Timeout header (the server's deadline) repeats
- * call after call, and encoding a block per call for it cost a quarter of the calls per second.
- * Nested maps of the strings the call already has: a key joined from them per call cost as much
- * again in hashing.
- */
+/** Encoded request header blocks by service, endpoint, content type and timeout (see requestHeaders()). */
 const requestBlocks = new Map<string, Map<string, Map<string, Map<string, Buffer>>>>();
 let requestBlockCount = 0;
 
@@ -62,18 +56,28 @@ const callHeaders = (req: TransportRequest): Headers => ({
   [HEADER.contentType]: req.contentType,
 });
 
+const blocksOf = (req: TransportRequest) => submap(submap(submap(requestBlocks, req.service), req.endpoint), req.contentType);
+
+/**
+ * A request's headers. Calls without metadata of their own reuse one encoded block per service,
+ * endpoint, content type and timeout: the client's Timeout header (the server's deadline) repeats
+ * call after call, and encoding a block per call for it cost a quarter of the calls per second.
+ * Nested maps of the strings the call already has: a key joined from them per call cost as much
+ * again in hashing.
+ */
 function requestHeaders(req: TransportRequest): Headers | Buffer {
   if (hasMetadata(req.headers)) return { ...callHeaders(req), ...req.headers };
   const timeout = req.headers[HEADER.timeout];
-  const byTimeout = submap(submap(submap(requestBlocks, req.service), req.endpoint), req.contentType);
-  let block = byTimeout.get(timeout ?? "");
+  let blocks = blocksOf(req);
+  let block = blocks.get(timeout ?? "");
   if (!block) {
-    if (++requestBlockCount > MAX_BLOCKS) {
+    if (requestBlockCount++ >= MAX_BLOCKS) {
       requestBlocks.clear();
-      requestBlockCount = 0;
+      requestBlockCount = 1;
+      blocks = blocksOf(req); // the maps just looked up were cleared with the rest
     }
     block = encodeHeaderBlock(timeout === undefined ? callHeaders(req) : { ...callHeaders(req), [HEADER.timeout]: timeout });
-    byTimeout.set(timeout ?? "", block);
+    blocks.set(timeout ?? "", block);
   }
   return block;
 }
