@@ -50,5 +50,5 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: "ready"; info: unknown }
-  | { type: "mark"; cpuMicros: number; rss: number; stats: WindowStats }
+  | { type: "mark"; cpuMicros: number; rss: number; stats: WindowStats; youngGeneration?: number }
   | { type: "error"; message: string };

@@ -2,6 +2,7 @@
  * What every benchmark child process runs: the harness (harness.ts) forks it, tells it which
  * role of which system to start, and drives it over the IPC channel.
  */
+import v8 from "node:v8";
 import { closedLoop, Recorder } from "./recorder.ts";
 import type { FromWorker, Role, Roles, ToWorker } from "./role.ts";
 
@@ -37,7 +38,7 @@ export function runWorker(loadRoles: (system: string) => Promise<Roles>): void {
         }
         const cpu = process.cpuUsage();
         const stats = (role.recorder ?? opRecorder).take();
-        send({ type: "mark", cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage().rss, stats });
+        send({ type: "mark", cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage().rss, stats, youngGeneration: youngGeneration() });
         break;
       }
       case "exit":
@@ -49,3 +50,6 @@ export function runWorker(loadRoles: (system: string) => Promise<Roles>): void {
   process.on("unhandledRejection", fail);
   process.on("disconnect", () => process.exit(0)); // the harness is gone
 }
+
+/** Bytes V8 has reserved for its young generation (new space); it grows in steps under load, up to a maximum. */
+export const youngGeneration = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
