@@ -44,6 +44,14 @@ export interface CircuitBreakerOptions {
   onStateChange?: (change: BreakerStateChange) => void;
 }
 
+/**
+ * How long a node no call has gone to keeps its per-node state (its breaker, its latency stats):
+ * nodes come and go with new ids (pods), and one gone from the registry is never called again, so
+ * a long-running client would otherwise keep every node it ever called. A sweep at most once per
+ * period drops them, so such state lasts at most twice this.
+ */
+export const FORGET_NODE_AFTER_MS = 5 * 60_000;
+
 /** What counts against a node: it could not be reached, or it could not serve. A 4xx is the caller's fault. */
 export const isNodeFailure = (err: MicroError): boolean => err.retryable || err.code === 408 || err.code >= 500;
 
@@ -88,6 +96,8 @@ interface NodeBreaker {
   /** Until when (epoch ms) selection passes the node over; 0 while closed. */
   openUntil: number;
   halfOpen: boolean;
+  /** When (epoch ms) a call last went through it. */
+  usedAt: number;
 }
 
 /**
@@ -103,6 +113,8 @@ export class NodeBreakers {
   private readonly listeners: Array<(change: BreakerStateChange) => void> = [];
   /** Nodes passed over now: while 0, selection need not look. */
   avoiding = 0;
+  /** When (epoch ms) the breakers of nodes gone idle are next looked for. */
+  private sweepAt = Date.now() + FORGET_NODE_AFTER_MS;
 
   constructor(opts: CircuitBreakerOptions = CONNECTION_BREAKER) {
     const window = opts.window ?? DEFAULT_BREAKER.window!;
@@ -125,8 +137,11 @@ export class NodeBreakers {
 
   /** Whether selection should pass the node over: its breaker is open and not yet due a trial, or its trial is running. */
   avoid(node: Node): boolean {
+    // Asked only while some node is avoided, maybe one gone for good: sweep here too, so selection stops asking.
+    const now = Date.now();
+    if (now >= this.sweepAt) this.forgetIdle(now);
     const b = this.breakers.get(node.id);
-    return b !== undefined && (b.halfOpen || b.openUntil > Date.now());
+    return b !== undefined && (b.halfOpen || b.openUntil > now);
   }
 
   /** The state of a node's breaker. */
@@ -138,16 +153,6 @@ export class NodeBreakers {
   /** Runs every attempt through its node's breaker; an open one fails the attempt at once with a retryable 503 (if failFast). */
   readonly wrapper: CallWrapper = (next) => (call) => {
     const breaker = this.breakers.get(call.node.id) ?? (this.options.failureRatio !== undefined ? this.create(call.service, call.node) : undefined);
-    if (breaker && !this.options.failFast && !breaker.halfOpen && breaker.openUntil > Date.now()) {
-      // Selection had no other node: try this one, and if it answers it is back.
-      return next(call).then((res) => {
-        if (this.breakers.get(call.node.id) === breaker) {
-          this.breakers.delete(call.node.id);
-          this.changed(breaker, call.service, call.node, cockatiel().CircuitState.Closed);
-        }
-        return res;
-      });
-    }
     if (!breaker) {
       return next(call).catch((err: unknown) => {
         const e = MicroError.from(err, "go.micro.client");
@@ -157,6 +162,17 @@ export class NodeBreakers {
           void made.policy.execute(() => Promise.reject(e)).catch(() => {});
         }
         throw err;
+      });
+    }
+    const now = (breaker.usedAt = Date.now());
+    if (!this.options.failFast && !breaker.halfOpen && breaker.openUntil > now) {
+      // Selection had no other node: try this one, and if it answers it is back.
+      return next(call).then((res) => {
+        if (this.breakers.get(call.node.id) === breaker) {
+          this.breakers.delete(call.node.id);
+          this.changed(breaker, call.service, call.node, cockatiel().CircuitState.Closed);
+        }
+        return res;
       });
     }
     return breaker.policy.execute(() => next(call)).catch((err: unknown) => {
@@ -175,7 +191,9 @@ export class NodeBreakers {
         ? new ConsecutiveBreaker(consecutiveFailures)
         : new AnyBreaker([new ConsecutiveBreaker(consecutiveFailures), new CountBreaker({ threshold: failureRatio, size: window, minimumNumberOfCalls: minimumCalls })]);
     const policy = circuitBreaker(handleWhen((err) => isFailure(MicroError.from(err, "go.micro.client"))), { breaker, halfOpenAfter });
-    const entry: NodeBreaker = { policy, openUntil: 0, halfOpen: false };
+    const now = Date.now();
+    if (now >= this.sweepAt) this.forgetIdle(now);
+    const entry: NodeBreaker = { policy, openUntil: 0, halfOpen: false, usedAt: now };
     this.breakers.set(node.id, entry);
     policy.onStateChange((s) => {
       if (this.breakers.get(node.id) !== entry) return; // dropped already (closed by a call made without it)
@@ -184,6 +202,20 @@ export class NodeBreakers {
       this.changed(entry, service, node, s);
     });
     return entry;
+  }
+
+  /**
+   * Drops the breakers no call has gone through for FORGET_NODE_AFTER_MS since their open period
+   * ended (selection keeps calls off a node while it is open): their nodes are most likely gone.
+   * One whose trial call runs stays.
+   */
+  private forgetIdle(now: number): void {
+    for (const [id, b] of this.breakers) {
+      if (b.halfOpen || now - Math.max(b.usedAt, b.openUntil) <= FORGET_NODE_AFTER_MS) continue;
+      this.breakers.delete(id);
+      if (b.openUntil > 0) this.avoiding--;
+    }
+    this.sweepAt = now + FORGET_NODE_AFTER_MS;
   }
 
   /** Records a breaker's new state, keeps `avoiding` right and tells the listeners. */

@@ -3,11 +3,12 @@
  * average (EWMA) and its calls in flight; a pick draws two nodes at random and takes the one with
  * the lower (EWMA × (in flight + 1)) — "power of two choices", O(1) per pick whatever the number
  * of nodes, and it spreads load instead of piling it on the one fastest node. A node not measured
- * lately is tried once (a probe), so a node that was slow and recovered gets traffic back.
+ * lately is tried once (a probe), so a node that was slow and recovered gets traffic back. A node
+ * not called for FORGET_NODE_AFTER_MS is forgotten: its stats were as stale as none.
  */
 import { MicroError } from "../errors.ts";
 import type { Node } from "../registry/registry.ts";
-import { isNodeFailure } from "../resilience/breaker.ts";
+import { FORGET_NODE_AFTER_MS, isNodeFailure } from "../resilience/breaker.ts";
 import type { CallWrapper } from "../wrapper/wrapper.ts";
 import type { SelectionStrategy } from "./selector.ts";
 
@@ -30,6 +31,8 @@ export class LatencyStrategy implements SelectionStrategy {
   private readonly stats = new Map<string, Stats>();
   private readonly alpha: number;
   private readonly probeAfterMs: number;
+  /** performance.now() at which sample() next looks for nodes to forget. */
+  private sweepAt = performance.now() + FORGET_NODE_AFTER_MS;
 
   constructor(opts: LatencyOptions = {}) {
     this.alpha = opts.alpha ?? 0.3;
@@ -92,6 +95,14 @@ export class LatencyStrategy implements SelectionStrategy {
   private sample(s: Stats, ms: number): void {
     s.inFlight--;
     s.ewma = s.ewma === 0 ? ms : s.ewma + this.alpha * (ms - s.ewma);
-    s.seenAt = performance.now();
+    const now = performance.now();
+    s.seenAt = now;
+    if (now >= this.sweepAt) this.forgetIdle(now);
+  }
+
+  /** Drops the stats of nodes not seen for FORGET_NODE_AFTER_MS (most likely gone), but not of one a call is running on. */
+  private forgetIdle(now: number): void {
+    for (const [id, s] of this.stats) if (s.inFlight === 0 && now - s.seenAt > FORGET_NODE_AFTER_MS) this.stats.delete(id);
+    this.sweepAt = now + FORGET_NODE_AFTER_MS;
   }
 }

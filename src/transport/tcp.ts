@@ -38,7 +38,7 @@ interface Pending {
 }
 
 /** Bounded, since the keys come from callers. */
-const MAX_BLOCKS = 1024;
+export const MAX_BLOCKS = 1024;
 
 /** Encoded request header blocks by service, endpoint, content type and timeout (see requestHeaders()). */
 const requestBlocks = new Map<string, Map<string, Map<string, Map<string, Buffer>>>>();
@@ -65,7 +65,7 @@ const blocksOf = (req: TransportRequest) => submap(submap(submap(requestBlocks, 
  * Nested maps of the strings the call already has: a key joined from them per call cost as much
  * again in hashing.
  */
-function requestHeaders(req: TransportRequest): Headers | Buffer {
+export function requestHeaders(req: TransportRequest): Headers | Buffer {
   if (hasMetadata(req.headers)) return { ...callHeaders(req), ...req.headers };
   const timeout = req.headers[HEADER.timeout];
   let blocks = blocksOf(req);

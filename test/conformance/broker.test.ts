@@ -74,6 +74,8 @@ interface BrokerSetup {
   atLeastOnce: boolean;
   /** Subscribers without a queue keep every acknowledged publish across a server restart too. */
   fanOutAtLeastOnce?: boolean;
+  /** Publishes not yet sent when disconnect() is called (core NATS's outbox) go out before the connection closes. */
+  sendsPendingOnDisconnect?: boolean;
   /** Starts a server of the test's own, for the restart case. */
   ownServer?: { start: () => Promise<OwnServer>; command: string };
   /** Removes what the cases left on the shared server (durable queues, streams). */
@@ -105,6 +107,7 @@ const natsSetup = (name: string, opts: NatsBrokerOptions, atLeastOnce: boolean):
   largeBody: atLeastOnce ? undefined : 700 * 1024,
   redeliversFailed: atLeastOnce,
   atLeastOnce,
+  sendsPendingOnDisconnect: !atLeastOnce,
   ownServer: { start: startNats, command: "nats-server" },
   cleanup: atLeastOnce ? deleteJetStreamStreams : undefined,
 });
@@ -455,6 +458,22 @@ describe("broker conformance", { concurrency: true }, () => {
         await inbox.until(() => inbox.has("late"), "the message published after subscribing");
         assert.deepEqual(inbox.ids(), ["late"]);
       });
+
+      if (setup.sendsPendingOnDisconnect)
+        it(`${setup.name}: messages published right before disconnect() are delivered, and their publishes resolve`, async (t) => {
+          if (await skipped(t)) return;
+          const [subscriber, publisher] = await connect(t, 2);
+          const topic = topicFor("disconnect");
+          const inbox = new Inbox();
+          await subscriber!.subscribe(topic, inbox.handler);
+          const ids = range(20);
+          // disconnect() in the same turn as the publishes, none awaited: they may still be buffered (NATS's outbox).
+          const published = ids.map((id) => publisher!.publish(topic, message(id)));
+          const disconnected = publisher!.disconnect();
+          await within(Promise.all([...published, disconnected]), DELIVERY_TIMEOUT_MS, "the publishes and disconnect() to resolve");
+          await inbox.until(() => inbox.events.length >= ids.length, `all ${ids.length} messages`);
+          assert.deepEqual(sorted(inbox.ids()), ids);
+        });
 
       it(`${setup.name}: bad topics, headers and bodies fail clearly, and nothing is lost`, async (t) => {
         if (await skipped(t)) return;

@@ -17,6 +17,7 @@ import {
   type ClientCall,
   type TransportResponse,
 } from "../../src/index.ts";
+import { FORGET_NODE_AFTER_MS } from "../../src/resilience/breaker.ts";
 
 const node = { id: "svc-1", address: "127.0.0.1:1" };
 const call: ClientCall = {
@@ -150,4 +151,45 @@ test("failures made at once on a node with no breaker yet all count on one break
   const failing = breakers.wrapper(failWith(internalServerError("svc", "boom")));
   await Promise.all([1, 2, 3].map(() => failing(call).catch(() => {})));
   await waitFor(() => breakers.state(node.id) === "open");
+});
+
+test("a breaker no call has gone through for FORGET_NODE_AFTER_MS after its open period is dropped (nodes come and go), and selection stops avoiding its node", async (t) => {
+  let now = 1_000_000;
+  t.mock.method(Date, "now", () => now);
+  // Open longer than the forget period: a node is not forgotten while selection keeps calls off it.
+  const breakers = new NodeBreakers({ ...CONNECTION_BREAKER, halfOpenAfter: 2 * FORGET_NODE_AFTER_MS });
+  const gone = { id: "svc-gone", address: "127.0.0.1:1" };
+  const recent = { id: "svc-recent", address: "127.0.0.1:2" };
+  const healthy = { id: "svc-healthy", address: "127.0.0.1:3" };
+  const refused = async (n: typeof node) => {
+    await breakers.wrapper(failWith(connectionRefused()))({ ...call, node: n }).catch(() => {});
+    await waitFor(() => breakers.avoid(n));
+  };
+  await refused(gone);
+  now += FORGET_NODE_AFTER_MS + 1;
+  await refused(recent); // a breaker made a period on looks for idle ones: gone's is still open
+  assert.equal(breakers.avoiding, 2);
+  now += 2 * FORGET_NODE_AFTER_MS + 1; // gone's open period ended more than the forget period ago, recent's just now
+  assert.equal(breakers.avoid(healthy), false); // selection asks about the nodes it has, and so sweeps
+  assert.equal(breakers.avoiding, 1, "gone's breaker was dropped");
+  assert.equal(breakers.state(gone.id), "closed");
+  assert.equal(breakers.state(recent.id), "open", "recent's breaker stays");
+});
+
+test("a breaker watching a ratio keeps its count while its node is called, past the forget period", async (t) => {
+  let now = 1_000_000;
+  t.mock.method(Date, "now", () => now);
+  const breakers = new NodeBreakers({ consecutiveFailures: 100, failureRatio: 0.5, window: 10, minimumCalls: 10, halfOpenAfter: 60_000 });
+  const boom = failWith(internalServerError("svc", "boom"));
+  const failing = async (n: typeof node, times: number) => {
+    for (let i = 0; i < times; i++) await breakers.wrapper(boom)({ ...call, node: n }).catch(() => {});
+  };
+  await failing(node, 5);
+  now += FORGET_NODE_AFTER_MS / 2;
+  await failing(node, 4);
+  now += FORGET_NODE_AFTER_MS / 2 + 1;
+  await failing({ id: "svc-other", address: "127.0.0.1:2" }, 1); // a new breaker: the sweep runs
+  assert.equal(breakers.state(node.id), "closed", "9 calls: fewer than the minimum");
+  await failing(node, 1);
+  assert.equal(breakers.state(node.id), "open", "the 10th call counted with the 9 before it");
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import MemoryRegistry from "../../src/registry/memory.ts";
 import { LatencyStrategy, Selector, filterVersion } from "../../src/index.ts";
+import { FORGET_NODE_AFTER_MS } from "../../src/resilience/breaker.ts";
 
 async function registryWith(nodes: number, version = "v1") {
   const registry = new MemoryRegistry({ isolated: true });
@@ -33,16 +34,18 @@ test("excluded nodes and nodes held off by their breaker are passed over, unless
   assert.ok(next(), "with every node held off one is still returned (its breaker fails the call)");
 });
 
+const ANY_CALL = {
+  service: "svc",
+  endpoint: "A.B",
+  node: { id: "", address: "" },
+  request: { service: "svc", endpoint: "A.B", contentType: "", headers: {}, body: new Uint8Array() },
+  timeoutMs: 1000,
+  attempt: 0,
+};
+
 /** One call through the strategy's measuring wrapper that answers after ms. */
 const answered = (latency: LatencyStrategy, id: string, ms: number) =>
-  latency.wrapCall(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({
-    service: "svc",
-    endpoint: "A.B",
-    node: { id, address: "" },
-    request: { service: "svc", endpoint: "A.B", contentType: "", headers: {}, body: new Uint8Array() },
-    timeoutMs: 1000,
-    attempt: 0,
-  });
+  latency.wrapCall(() => new Promise((r) => setTimeout(() => r({ contentType: "", body: new Uint8Array() }), ms)))({ ...ANY_CALL, node: { id, address: "" } });
 
 /** Node ids from the fastest measured to the slowest (a busy machine may fire a short timer late, so by measurement, not by plan). */
 const byLatency = (latency: LatencyStrategy, ids: string[]) => [...ids].sort((a, b) => latency.latency(a) - latency.latency(b));
@@ -107,4 +110,25 @@ test("latency: a node not measured for a while gets one probe, then the faster n
   const picks = [latency.select(nodes).id, latency.select(nodes).id, latency.select(nodes).id];
   assert.equal(picks.filter((id) => id === slow).length, 1, `one probe of the slow node in ${picks}`);
   assert.equal(picks[2], fast);
+});
+
+test("latency: a node not called for FORGET_NODE_AFTER_MS is forgotten (nodes come and go), unless a call to it is running", async (t) => {
+  let now = 1_000;
+  t.mock.method(performance, "now", () => now);
+  const latency = new LatencyStrategy();
+  const response = { contentType: "", body: new Uint8Array() };
+  const callTo = (id: string) => ({ ...ANY_CALL, node: { id, address: "" } });
+  /** A call that takes ms on the mocked clock. */
+  const taking = (id: string, ms: number) => latency.wrapCall(async () => ((now += ms), response))(callTo(id));
+  await taking("gone", 5);
+  assert.equal(latency.latency("gone"), 5);
+  let finish = () => {};
+  const running = latency.wrapCall(() => new Promise((resolve) => (finish = () => resolve(response))))(callTo("busy"));
+  now += FORGET_NODE_AFTER_MS + 1;
+  await taking("live", 3); // the first sample a period on looks for nodes to forget
+  assert.equal(latency.latency("gone"), 0, "forgotten");
+  assert.equal(latency.latency("live"), 3);
+  finish();
+  await running;
+  assert.equal(latency.latency("busy"), FORGET_NODE_AFTER_MS + 4, "the node with a call running kept its stats, which took the call's time");
 });
