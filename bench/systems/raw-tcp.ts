@@ -2,11 +2,14 @@
  * The floor: two Node processes exchanging length-prefixed frames (u32 length | u32 id | body)
  * over one loopback connection, the server echoing each body back untouched. No codec, no
  * headers, no routing: what is left is the cost of sockets and framing in Node itself.
+ *
+ * The "json-" roles add what any RPC with JSON bodies must do on top: the client encodes each
+ * request and decodes each answer, the server decodes the request and encodes hello()'s answer.
  */
 import net from "node:net";
 import { FRAMES_PER_TURN, batchedWriter } from "../../src/transport/tcp.ts"; // the same write batching and read pacing as tsmicro's transport
 import type { Roles } from "../role.ts";
-import { echoRequest } from "./echo.ts";
+import { echoRequest, hello, type EchoRequest } from "./echo.ts";
 
 /**
  * Calls back with each complete frame's id and body; chunks are joined once a frame is complete,
@@ -60,38 +63,49 @@ function frame(id: number, body: Buffer): Buffer {
   return out;
 }
 
-export const roles: Roles = {
-  async server() {
+function server(answer: (body: Buffer) => Buffer): Roles[string] {
+  return async () => {
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
       const write = batchedWriter(socket);
-      socket.on("data", frameParser(socket, (id, body) => write(frame(id, body))));
+      socket.on("data", frameParser(socket, (id, body) => write(frame(id, answer(body)))));
       socket.on("error", () => {});
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     return { info: (server.address() as net.AddressInfo).port };
-  },
+  };
+}
 
-  async client(ctx) {
+/** json: encode every request and decode every answer, as an RPC client with JSON bodies must. */
+function client(json: boolean): Roles[string] {
+  return async (ctx) => {
     const socket = net.connect({ host: "127.0.0.1", port: ctx.peer as number });
     await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
     socket.setNoDelay(true);
     const write = batchedWriter(socket);
-    const waiting = new Map<number, () => void>();
-    socket.on("data", frameParser(socket, (id) => {
+    const waiting = new Map<number, (answer: unknown) => void>();
+    socket.on("data", frameParser(socket, (id, body) => {
       const resolve = waiting.get(id);
       waiting.delete(id);
-      resolve?.();
+      resolve?.(json ? JSON.parse(body.toString()) : undefined);
     }));
-    const body = Buffer.from(JSON.stringify(echoRequest(ctx.params.payload)));
+    const request = echoRequest(ctx.params.payload);
+    const encoded = Buffer.from(JSON.stringify(request));
     let nextId = 0;
     return {
       op: () =>
-        new Promise<void>((resolve) => {
+        new Promise<unknown>((resolve) => {
           const id = (nextId = (nextId + 1) >>> 0);
           waiting.set(id, resolve);
-          write(frame(id, body));
+          write(frame(id, json ? Buffer.from(JSON.stringify(request)) : encoded));
         }),
     };
-  },
+  };
+}
+
+export const roles: Roles = {
+  server: server((body) => body),
+  client: client(false),
+  "json-server": server((body) => Buffer.from(JSON.stringify(hello(JSON.parse(body.toString()) as EchoRequest)))),
+  "json-client": client(true),
 };
