@@ -70,6 +70,7 @@ export interface Broker {
   options(): BrokerOptions;
   address(): string;
   connect(): Promise<void>;
+  /** Publishes already under way are sent (and confirmed, where publish() waits for that) before the connection closes. */
   disconnect(): Promise<void>;
   /**
    * What resolving promises differs per broker and mode (each plugin's doc comment, and the README's

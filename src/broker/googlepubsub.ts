@@ -161,13 +161,9 @@ export default class GooglePubSubBroker extends NetworkBroker {
       stopped.abort();
       await subscription.close(); // hands back (nacks) what it held but did not handle
       await recovering;
+      // Bounded: the client retries teardown calls for a server that is away for a minute by default.
       if (own) await subscription.delete({ timeout: this.reconnectWait() }).catch((err) => this.warn(`deleting subscription ${name}`, err));
     };
-  }
-
-  /** How long teardown calls wait for a server that is away (the client retries them for a minute by default). */
-  private reconnectWait(): number {
-    return this.opts.reconnectWait ?? 10_000;
   }
 
   private topic(name: string): PubSub.Topic {

@@ -109,13 +109,19 @@ export default class KafkaBroker extends NetworkBroker {
     return undefined;
   }
 
+  /** Counted (publishStarted()): closing the producer would fail the produce requests still awaiting their response. */
   protected async send(topic: string, message: Message): Promise<void> {
-    const sent = this.producer!.send({ messages: [{ topic, value: encodeEnvelope(message) }] });
-    await this.whileReconnecting(
-      sent.catch((err) => {
-        throw publishError(topic, err);
-      }),
-    );
+    this.publishStarted();
+    try {
+      const sent = this.producer!.send({ messages: [{ topic, value: encodeEnvelope(message) }] });
+      await this.whileReconnecting(
+        sent.catch((err) => {
+          throw publishError(topic, err);
+        }),
+      );
+    } finally {
+      this.publishFinished();
+    }
   }
 
   protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {

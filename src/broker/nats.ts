@@ -126,14 +126,20 @@ export default class NatsBroker extends NetworkBroker {
     }
   }
 
+  /** Counted (publishStarted()): draining the connection would fail the JetStream acks still awaited. */
   private async sendToStream(js: JetStreamSession, topic: string, message: Message, options: Nats.PublishOptions): Promise<void> {
     const { client, streams } = js;
-    await this.streamFor(topic);
+    this.publishStarted();
     try {
-      await client.publish(topic, message.body, options);
-    } catch (err) {
-      streams.delete(topic); // the stream may have been deleted behind our back: look again next time
-      throw this.publishError(err);
+      await this.streamFor(topic);
+      try {
+        await client.publish(topic, message.body, options);
+      } catch (err) {
+        streams.delete(topic); // the stream may have been deleted behind our back: look again next time
+        throw this.publishError(err);
+      }
+    } finally {
+      this.publishFinished();
     }
   }
 

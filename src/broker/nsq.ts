@@ -100,18 +100,24 @@ export default class NsqBroker extends NetworkBroker {
     return validName(topic) ? undefined : `NSQ topics are ${NAME_RULE}`;
   }
 
+  /** Counted (publishStarted()): closing the writer would fail what it has not sent, or nsqd has not answered. */
   protected async send(topic: string, message: Message): Promise<void> {
-    const { writer, address, maxMessageBytes } = await this.whileReconnecting(this.publisher!);
-    const envelope = encodeEnvelope(message);
-    if (maxMessageBytes !== undefined && envelope.length > maxMessageBytes)
-      throw new BrokerInputError(
-        `nsq broker: the message (${envelope.length} bytes with its headers) is larger than the --max-msg-size of nsqd ${address} (${maxMessageBytes} bytes)`,
+    this.publishStarted();
+    try {
+      const { writer, address, maxMessageBytes } = await this.whileReconnecting(this.publisher!);
+      const envelope = encodeEnvelope(message);
+      if (maxMessageBytes !== undefined && envelope.length > maxMessageBytes)
+        throw new BrokerInputError(
+          `nsq broker: the message (${envelope.length} bytes with its headers) is larger than the --max-msg-size of nsqd ${address} (${maxMessageBytes} bytes)`,
+        );
+      await new Promise<void>((resolve, reject) =>
+        writer.publish(topic, envelope, (err) =>
+          err ? reject(new Error(`nsq broker: nsqd did not acknowledge the message to ${topic}: ${err.message}`, { cause: err })) : resolve(),
+        ),
       );
-    await new Promise<void>((resolve, reject) =>
-      writer.publish(topic, envelope, (err) =>
-        err ? reject(new Error(`nsq broker: nsqd did not acknowledge the message to ${topic}: ${err.message}`, { cause: err })) : resolve(),
-      ),
-    );
+    } finally {
+      this.publishFinished();
+    }
   }
 
   protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {

@@ -2,6 +2,7 @@
  * What the network broker plugins (nats, mqtt, rabbitmq, redis, kafka, nsq, googlepubsub) share, so each plugin file
  * holds only its engine's specifics: options and server addresses, the connected-state and input
  * checks every publish/subscribe goes through, subscriber bookkeeping (disconnect() ends them all),
+ * letting publishes under way finish before disconnect() closes,
  * running a handler with ack/nack, retrying with backoff, and the header envelope for engines
  * without native headers.
  */
@@ -60,7 +61,13 @@ const SURROUNDING_SPACE = /^ | $/;
 export abstract class NetworkBroker implements Broker {
   protected opts: NetworkBrokerOptions;
   private connected = false;
+  /** The disconnect() under way, if any: a second one, or a connect(), waits for it. */
+  private disconnecting?: Promise<void>;
   private readonly subscribers = new Set<Subscriber>();
+  /** Publishes counted between publishStarted() and publishFinished(). */
+  private unfinishedPublishes = 0;
+  /** Resolves disconnect()'s wait once the last counted publish finished. */
+  private lastPublishFinished?: () => void;
   /** Topics that passed the publish checks: publishers repeat a few topics, the checks cost more than the lookup. */
   private readonly publishTopics = new Set<string>();
 
@@ -102,6 +109,7 @@ export abstract class NetworkBroker implements Broker {
   }
 
   async connect(): Promise<void> {
+    await this.disconnecting?.catch(() => {}); // its caller sees how it failed
     if (this.connected) return;
     try {
       await this.open();
@@ -114,11 +122,49 @@ export abstract class NetworkBroker implements Broker {
     this.connected = true;
   }
 
-  async disconnect(): Promise<void> {
-    if (!this.connected) return;
-    for (const sub of [...this.subscribers]) await sub.unsubscribe().catch(() => {});
+  /**
+   * Refuses new publishes and subscribes at once ("not connected"), lets the publishes already
+   * under way finish (for at most `reconnectWait` ms), ends the subscriptions, then closes: a
+   * graceful shutdown (SIGTERM in a rolling deploy) neither drops nor fails what it published.
+   */
+  disconnect(): Promise<void> {
+    if (!this.connected) return this.disconnecting ?? Promise.resolve();
     this.connected = false;
-    await this.close();
+    this.disconnecting = (async () => {
+      await this.publishesFinished();
+      for (const sub of [...this.subscribers]) await sub.unsubscribe().catch(() => {});
+      await this.close();
+    })().finally(() => (this.disconnecting = undefined));
+    return this.disconnecting;
+  }
+
+  /**
+   * Plugins whose client fails a publish still under way (not yet sent, or awaiting the server's
+   * confirmation) when the connection closes call this as send() starts, and publishFinished() in
+   * its finally block, so that disconnect() waits for it. The others' clients send and confirm
+   * what they hold before closing by themselves. A count, so a publish allocates nothing for it.
+   */
+  protected publishStarted(): void {
+    this.unfinishedPublishes++;
+  }
+
+  protected publishFinished(): void {
+    if (--this.unfinishedPublishes === 0) this.lastPublishFinished?.();
+  }
+
+  /** Waits until no counted publish is under way, for at most `reconnectWait` ms (then they fail as the connection closes). */
+  private async publishesFinished(): Promise<void> {
+    if (this.unfinishedPublishes === 0) return;
+    const wait = this.reconnectWait();
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.lastPublishFinished = resolve;
+      timer = setTimeout(resolve, wait);
+    });
+    clearTimeout(timer);
+    this.lastPublishFinished = undefined;
+    if (this.unfinishedPublishes > 0)
+      this.log.warn({ broker: this.plugin, publishes: this.unfinishedPublishes }, `disconnecting with publishes unfinished after ${wait} ms`);
   }
 
   /** Not an async function: when send() hands many publishes one shared promise (NATS), a publish allocates none of its own. */
@@ -209,9 +255,14 @@ export abstract class NetworkBroker implements Broker {
     this.log.warn({ broker: this.plugin, topic, err: String(err) }, "subscriber handler failed");
   }
 
-  /** Waits for an operation that needs the connection, for at most `reconnectWait` ms (default 10 000) while it is being restored. */
+  /** How long operations wait for a server that is away (`reconnectWait`, default 10 000 ms). */
+  protected reconnectWait(): number {
+    return this.opts.reconnectWait ?? 10_000;
+  }
+
+  /** Waits for an operation that needs the connection, for at most `reconnectWait` ms while it is being restored. */
   protected whileReconnecting<T>(operation: Promise<T>): Promise<T> {
-    const wait = this.opts.reconnectWait ?? 10_000;
+    const wait = this.reconnectWait();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${this.plugin} broker: not connected to ${this.address()} (still reconnecting after ${wait} ms)`)), wait);
