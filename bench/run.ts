@@ -42,7 +42,9 @@ const soakTiming: Timing = args.smoke
   ? timing
   : { ...timing, warmupMs: 10_000, youngGenerationWarmupMs: 300_000, windowMs: Number(args["soak-window"] ?? 60_000) };
 const rounds = Number(args.rounds ?? (args.smoke ? 1 : 2));
-const selected = (id: string) => !args.only || args.only.split(",").some((part) => id.includes(part.trim()));
+// --only=part,…: the scenarios whose id contains a part; a part ending in "$" names one id exactly.
+const selected = (id: string) =>
+  !args.only || args.only.split(",").some((part) => (part.trim().endsWith("$") ? id === part.trim().slice(0, -1) : id.includes(part.trim())));
 
 /** Builds go-micro's program before anything is timed (minutes the first time); a reason to skip its rows if that fails. */
 function buildGoFixture(): string | undefined {

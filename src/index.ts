@@ -31,6 +31,7 @@ export type {
   ClientTransport,
   ClientTransportOptions,
   ClientTLS,
+  Answer,
   Dispatch,
   ServeOptions,
   ServerTLS,

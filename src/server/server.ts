@@ -6,7 +6,7 @@
 import net from "node:net";
 import os from "node:os";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
-import { codecFor } from "../codec/codec.ts";
+import { codecFor, type Codec } from "../codec/codec.ts";
 import { MicroError, badRequest, internalServerError, notFound, serviceUnavailable, timeout, unsupportedMediaType } from "../errors.ts";
 import type { Endpoint, Value } from "../registry/registry.ts";
 import { servedTransports } from "../cmd/plugins.ts";
@@ -14,6 +14,8 @@ import { onePortServer } from "../transport/one-port.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HEADER,
+  type Answer,
+  type Dispatch,
   type Headers,
   type MetricsSource,
   type ServeOptions,
@@ -159,7 +161,10 @@ export class Server {
   }
 
   /** Decodes, runs the handler and encodes; every failure becomes a go-micro error. */
-  readonly dispatch = async (req: TransportRequest): Promise<TransportResponse | MicroError> => {
+  readonly dispatch: Dispatch = Object.assign((req: TransportRequest) => Promise.resolve(this.answer(req)), { immediate: (req: TransportRequest) => this.answer(req) });
+
+  /** dispatch's work: the answer itself when the handler returned at once, else its promise. */
+  private answer(req: TransportRequest): Answer | Promise<Answer> {
     const id = this.options.name;
     if (this.draining) return serviceUnavailable(id, "server is shutting down");
     const denied = this.options.auth?.verify(req.headers, id);
@@ -181,18 +186,30 @@ export class Server {
       const callerGone = req.signal ?? NEVER_ABORTED;
       output =
         budgetMs > 0
-          ? await this.deadlines.run(route.fn, input, new DeadlineContext(req, callerGone, budgetMs))
-          : await route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: callerGone });
+          ? this.deadlines.run(route.fn, input, new DeadlineContext(req, callerGone, budgetMs))
+          : route.fn(input, { service: req.service, endpoint: req.endpoint, headers: req.headers, signal: callerGone });
     } catch (err) {
-      if (!(err instanceof MicroError)) this.log.warn({ endpoint: req.endpoint, err }, "handler failed");
-      return MicroError.from(err, id);
+      return this.failed(req, err);
     }
+    if (!isPromiseLike(output)) return this.encoded(req, codec, route, output);
+    return Promise.resolve(output).then(
+      (value) => this.encoded(req, codec, route, value),
+      (err: unknown) => this.failed(req, err),
+    );
+  }
+
+  private encoded(req: TransportRequest, codec: Codec, route: Route, output: unknown): Answer {
     try {
       return { contentType: codec.contentType, body: codec.encode(output ?? {}, route.responseSchema) };
     } catch (err) {
-      return internalServerError(id, `cannot encode the response of ${req.endpoint}: ${(err as Error).message}`);
+      return internalServerError(this.options.name, `cannot encode the response of ${req.endpoint}: ${(err as Error).message}`);
     }
-  };
+  }
+
+  private failed(req: TransportRequest, err: unknown): MicroError {
+    if (!(err instanceof MicroError)) this.log.warn({ endpoint: req.endpoint, err }, "handler failed");
+    return MicroError.from(err, this.options.name);
+  }
 
   private track = <T>(work: Promise<T>): Promise<T> => {
     this.inflight++;

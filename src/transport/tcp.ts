@@ -21,6 +21,7 @@ import {
   type ClientTLS,
   type ClientTransport,
   type ClientTransportOptions,
+  type Answer,
   type Dispatch,
   type Headers,
   type ServeOptions,
@@ -360,6 +361,11 @@ function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch
     }
   };
   const sendError = (id: number, err: MicroError) => send(FrameKind.Error, id, {}, Buffer.from(JSON.stringify(err)));
+  const reply = (id: number, answer: Answer) => {
+    if (answer instanceof MicroError) sendError(id, answer);
+    else send(FrameKind.Response, id, responseHeaders(answer.contentType), answer.body);
+  };
+  const answerNow = dispatch.immediate ?? dispatch;
   // The frame protocol has no per-call cancel: a caller is gone when its connection is.
   const callerGone = new AbortController();
   socket.once("close", () => callerGone.abort(new Error("the caller's connection closed")));
@@ -383,13 +389,11 @@ function serveTcpConnection(socket: net.Socket, head: Buffer, dispatch: Dispatch
         body: frame.body,
         signal: callerGone.signal,
       };
-      // Tracked until the response is written, so a draining server never cuts it off.
-      void opts.track(
-        dispatch(req).then((res) => {
-          if (res instanceof MicroError) sendError(frame.id, res);
-          else send(FrameKind.Response, frame.id, responseHeaders(res.contentType), res.body);
-        }),
-      );
+      const id = frame.id;
+      const answer = answerNow(req);
+      // One still under way is tracked until it is written, so a draining server never cuts it off.
+      if (answer instanceof Promise) void opts.track(answer.then((res) => reply(id, res)));
+      else reply(id, answer);
     },
     onOversize(id, length) {
       sendError(id, requestEntityTooLarge(opts.serverId, `request body of ${length} bytes exceeds the ${opts.maxMessageSize} byte limit`));

@@ -50,8 +50,18 @@ export interface TransportResponse {
   body: Uint8Array;
 }
 
+/** What the server answers a request with: a response, or the go-micro error to send back. */
+export type Answer = TransportResponse | MicroError;
+
 /** The server side: what a transport hands a decoded request to. Errors are returned, not thrown. */
-export type Dispatch = (req: TransportRequest) => Promise<TransportResponse | MicroError>;
+export interface Dispatch {
+  (req: TransportRequest): Promise<Answer>;
+  /**
+   * Set by the RPC server: the same, but the answer itself when the handler returned at once, so a
+   * transport can write it with no promise made or awaited per call (the tcp transport does).
+   */
+  immediate?: (req: TransportRequest) => Answer | Promise<Answer>;
+}
 
 export interface ClientTransport {
   /** Rejects with a MicroError; connection failures and timeouts are marked retryable. */
