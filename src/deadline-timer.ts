@@ -13,14 +13,16 @@ export class DeadlineTimer {
   /** Fires by at at the latest. */
   include(at: number): void {
     if (at < this.at) this.arm(at);
+    else if (!this.timer!.hasRef()) this.timer!.ref();
   }
 
-  /** Nothing is pending: stop, so the timer does not hold the process open. */
+  /**
+   * Nothing is pending: the timer no longer holds the process open. It stays armed, firing once
+   * for nothing: clearing it here and arming it again for the next deadline cost an insert and a
+   * removal in node's timer lists per call whenever calls ran one after another.
+   */
   stop(): void {
-    if (!this.timer) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.at = Infinity;
+    this.timer?.unref();
   }
 
   private arm(at: number): void {

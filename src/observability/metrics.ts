@@ -46,8 +46,31 @@ class EndpointSeries {
     this.inFlight = inFlight?.labels({ service, endpoint });
   }
 
+  /**
+   * Runs one request, counting it in flight until it ends and then by how it ended. Then-callbacks,
+   * not an async function with await and finally: this wraps every call and every handled request.
+   */
+  measure<T>(run: () => Promise<T>): Promise<T> {
+    this.inFlight?.inc();
+    const started = performance.now();
+    let outcome: Promise<T>;
+    try {
+      outcome = run();
+    } catch (err) {
+      outcome = Promise.reject(err);
+    }
+    return outcome.then(
+      (value) => (this.done(started, OK), value),
+      (err: unknown) => {
+        this.done(started, errorCode(err));
+        throw err;
+      },
+    );
+  }
+
   /** Counts one request ending with code after started (performance.now()). */
-  done(started: number, code: string): void {
+  private done(started: number, code: string): void {
+    this.inFlight?.dec();
     this.duration.observe((performance.now() - started) / 1000);
     let counter = this.codes.get(code);
     if (!counter) this.codes.set(code, (counter = this.requests.labels({ service: this.service, endpoint: this.endpoint, code })));
@@ -155,34 +178,9 @@ export class NodeMetrics {
     return series;
   }
 
-  readonly wrapHandler: HandlerWrapper = (next) => async (request, ctx) => {
-    const series = this.serverSeries(ctx.endpoint);
-    series.inFlight!.inc();
-    const started = performance.now();
-    try {
-      const output = await next(request, ctx);
-      series.done(started, OK);
-      return output;
-    } catch (err) {
-      series.done(started, errorCode(err));
-      throw err;
-    } finally {
-      series.inFlight!.dec();
-    }
-  };
+  readonly wrapHandler: HandlerWrapper = (next) => (request, ctx) => this.serverSeries(ctx.endpoint).measure(() => next(request, ctx));
 
-  readonly wrapCall: CallWrapper = (next) => async (call) => {
-    const series = this.clientSeries(call.service, call.endpoint);
-    const started = performance.now();
-    try {
-      const response = await next(call);
-      series.done(started, OK);
-      return response;
-    } catch (err) {
-      series.done(started, errorCode(err));
-      throw err;
-    }
-  };
+  readonly wrapCall: CallWrapper = (next) => (call) => this.clientSeries(call.service, call.endpoint).measure(() => next(call));
 
   readonly wrapPublish: PublishWrapper = (next) => async (publication) => {
     const series = this.topicSeries(publication.topic);
