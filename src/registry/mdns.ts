@@ -97,6 +97,14 @@ export function decodeTxt(chunks: (string | Uint8Array)[]): MdnsTxt | undefined 
 }
 
 /** The records of one node: PTR from its service, SRV and A (target: the instance) and TXT. */
+/**
+ * Resolves once the datagrams already waiting in the sockets have been read. Timers run before
+ * I/O in each turn of the event loop, so in a process busy for longer than a listen window (or
+ * a record's TTL) the timer fires first and would find no answer (or an expired record) while
+ * the answers that came in time wait unread; setImmediate runs after the turn's I/O.
+ */
+const pendingAnnouncementsRead = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 function nodeRecords(service: Service, ttl: number): Answer[] {
   const node = service.nodes[0]!;
   const instance = instanceName(service.name, node.id);
@@ -269,7 +277,12 @@ export default class MdnsRegistry extends RegistryBase implements Registry {
 
   private expire(): void {
     const now = Date.now();
-    for (const [instance, h] of this.heard) if (h.expiresAt <= now) this.forget(instance);
+    const due = [...this.heard].filter(([, h]) => h.expiresAt <= now);
+    if (due.length === 0) return;
+    // A busy process runs this late, and before the announcements that arrived meanwhile: read them first.
+    void pendingAnnouncementsRead().then(() => {
+      for (const [instance, h] of due) if (this.heard.get(instance) === h) this.forget(instance);
+    });
   }
 
   /** Asks one question and gathers the answers that arrive within listenMs. */
@@ -283,6 +296,7 @@ export default class MdnsRegistry extends RegistryBase implements Registry {
     });
     this.querier!.query({ questions: [{ name, type: "PTR" }] });
     await new Promise((resolve) => setTimeout(resolve, this.listenMs));
+    await pendingAnnouncementsRead();
     if (previous) this.rounds.set(name, previous);
     else this.rounds.delete(name);
     return records;

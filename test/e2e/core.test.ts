@@ -132,6 +132,56 @@ describe("TTL, replicas and graceful stop", () => {
     }
   });
 
+  test("a lookup in a process busy past its listen window still finds the nodes that answered in time", async () => {
+    const name = uniqueName("busy");
+    const server = await startEcho(name);
+    try {
+      const { registry } = await mdnsClient();
+      await registry.getService(name); // warm: the next lookup sends its question at once
+      const lookup = registry.getService(name);
+      // Busy from just after the question until well past the 150 ms listen window: the answer
+      // arrives meanwhile, and the next turn of the event loop runs the window's timer before it
+      // reads the socket.
+      setImmediate(() => {
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+      });
+      const [service] = await lookup;
+      assert.equal(service?.nodes.length, 1);
+    } finally {
+      server.proc.signal("SIGKILL");
+    }
+  });
+
+  test("a watcher in a process busy past a node's TTL does not lose the node whose announcements wait unread", async () => {
+    const name = uniqueName("starved");
+    const { registry } = await mdnsClient();
+    const created = nextEvent(registry, name, (e) => e.action === "create");
+    const server = await startEcho(name, ["--register_ttl=2", "--register_interval=1"]);
+    try {
+      await within(created.event, 5000, "create event");
+      created.stop();
+      const deleted = nextEvent(registry, name, (e) => e.action === "delete");
+      let lost = false;
+      void deleted.event.then(() => (lost = true), () => {});
+      // Busy for 1.5 TTLs while the node keeps announcing itself every second, in the loop's check
+      // phase: the timers (the expiry sweep) run next, before the announcements are read.
+      await new Promise<void>((resolve) =>
+        setImmediate(() => {
+          const until = Date.now() + 3000;
+          while (Date.now() < until);
+          resolve();
+        }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // a window for a wrong delete to show, not a synchronisation
+      deleted.stop();
+      assert.equal(lost, false, "the node was dropped while its announcements waited unread");
+      assert.equal((await registry.getService(name))[0]?.nodes.length, 1);
+    } finally {
+      server.proc.signal("SIGKILL");
+    }
+  });
+
   test("SIGTERM deregisters at once and finishes in-flight calls", async () => {
     const name = uniqueName("graceful");
     const server = await startEcho(name);
