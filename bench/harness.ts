@@ -1,5 +1,5 @@
 /** Runs one scenario: forks its worker processes, drives warm-up and the measuring window, collects figures. */
-import { execFileSync, fork, type ChildProcess } from "node:child_process";
+import { fork, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,12 +36,12 @@ export interface Timing {
   /** Write a --cpu-prof profile of every worker into this folder. */
   profileDir?: string;
   /**
-   * Go on warming up, up to this long, until V8's young generation has grown to its maximum in
-   * both processes: it doubles in steps under load (to 32 MB on Node 20, 64 MB on Node 24), each
-   * step a one-time RSS gain, the last one minutes in. A soak window that starts before then
-   * measures those steps, not whether memory keeps growing.
+   * Measure again, while less than this has passed since the load began, when V8's young
+   * generation grew in either process during the window: it doubles in steps under load (up to
+   * 32 MB on Node 20, 64 MB on Node 24), each a one-time RSS gain, the last minutes in. A window
+   * with such a step measures it, not whether memory keeps growing.
    */
-  youngGenerationWarmupMs?: number;
+  windowWithoutYoungGenerationStepWithinMs?: number;
 }
 
 export interface LoadResult {
@@ -54,10 +54,10 @@ export interface LoadResult {
   /** Bytes of RSS each process gained over the window (after the warm-up). */
   rssGrowthClient: number;
   rssGrowthServer: number;
-  /** How long the warm-up took (longer than asked when it waited for the young generation). */
+  /** How long the load ran before the window measured (longer than the warm-up when windows were measured again). */
   warmupMs: number;
-  /** False when the young generation was still below its maximum as the window began. */
-  youngGenerationSettled?: boolean;
+  /** Whether V8's young generation grew during the window, in either process. */
+  youngGenerationGrew: boolean;
 }
 
 type Mark = Extract<FromWorker, { type: "mark" }>;
@@ -165,13 +165,18 @@ export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string)
     const serverInfo = await server.start(s.server, ctx);
     await client.start(s.client, { ...ctx, peer: serverInfo });
     client.load(CONCURRENCY);
-    const warmupStarted = performance.now();
+    const loadStarted = performance.now();
     await sleep(timing.warmupMs);
-    const youngGenerationSettled = timing.youngGenerationWarmupMs ? await youngGenerationGrown([client, server], nodePath, timing.youngGenerationWarmupMs - timing.warmupMs) : undefined;
-    const [client0, server0] = await Promise.all([client.mark(), server.mark()]);
-    const started = performance.now();
+    let [client0, server0] = await Promise.all([client.mark(), server.mark()]);
+    let started = performance.now();
     await sleep(timing.windowMs);
-    const [client1, server1] = await Promise.all([client.mark(), server.mark()]);
+    let [client1, server1] = await Promise.all([client.mark(), server.mark()]);
+    const stepped = () => client1.youngGeneration !== client0.youngGeneration || server1.youngGeneration !== server0.youngGeneration;
+    while (stepped() && performance.now() - loadStarted < (timing.windowWithoutYoungGenerationStepWithinMs ?? 0)) {
+      [client0, server0, started] = [client1, server1, performance.now()];
+      await sleep(timing.windowMs);
+      [client1, server1] = await Promise.all([client.mark(), server.mark()]);
+    }
     const elapsedMs = performance.now() - started;
     const stats: WindowStats = (s.measuredBy === "client" ? client1 : server1).stats;
     if (stats.count === 0) throw new Error("no operation completed in the measuring window");
@@ -183,44 +188,12 @@ export async function runLoad(s: LoadScenario, timing: Timing, nodePath: string)
       cpuServer: cpuPercent(server0, server1, elapsedMs),
       rssGrowthClient: client1.rss - client0.rss,
       rssGrowthServer: server1.rss - server0.rss,
-      warmupMs: started - warmupStarted,
-      youngGenerationSettled,
+      warmupMs: started - loadStarted,
+      youngGenerationGrew: stepped(),
     };
   } finally {
     await Promise.all([client.stop(), server.stop()]);
   }
-}
-
-/** Waits, up to limitMs, until every worker's young generation is at its maximum; whether it got there. */
-async function youngGenerationGrown(workers: Worker[], nodePath: string, limitMs: number): Promise<boolean> {
-  const maximum = maximumYoungGeneration(nodePath);
-  const deadline = performance.now() + limitMs;
-  for (;;) {
-    const marks = await Promise.all(workers.map((w) => w.mark()));
-    if (marks.every((m) => (m.youngGeneration ?? 0) >= maximum)) return true;
-    if (performance.now() >= deadline) return false;
-    await sleep(1000);
-  }
-}
-
-const maximumYoungGenerations = new Map<string, number>();
-/**
- * The size V8's young generation grows to on this Node binary, found by a throw-away process that
- * keeps enough objects alive across collections for it to grow until it stops.
- */
-function maximumYoungGeneration(nodePath: string): number {
-  const probe = `const v8 = require("node:v8");
-    const size = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size;
-    const kept = new Array(1 << 18);
-    let max = 0, i = 0, grewAt = Date.now();
-    const end = Date.now() + 10000;
-    while (Date.now() < end && Date.now() - grewAt < 500) {
-      for (let k = 0; k < 10000; k++) kept[i++ & (kept.length - 1)] = { i };
-      if (size() > max) (max = size()), (grewAt = Date.now());
-    }
-    process.stdout.write(String(max));`;
-  if (!maximumYoungGenerations.has(nodePath)) maximumYoungGenerations.set(nodePath, Number(execFileSync(nodePath, ["-e", probe], { encoding: "utf8" })));
-  return maximumYoungGenerations.get(nodePath)!;
 }
 
 /**

@@ -52,4 +52,4 @@ export function runWorker(loadRoles: (system: string) => Promise<Roles>): void {
 }
 
 /** Bytes V8 has reserved for its young generation (new space); it grows in steps under load, up to a maximum. */
-export const youngGeneration = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
+const youngGeneration = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
