@@ -85,6 +85,7 @@ async function main(): Promise<void> {
       progress(`[bench] round ${round}/${rounds} ${s.id}`);
       try {
         const result = await runLoad(s, s.group === "soak" ? soakTiming : timing, nodeFor(s)!);
+        progress(`[bench]   ${int(result.ops)} ops/s, p99 ${ms(result.p99)} ms, cpu ${pct(result.cpuClient)} + ${pct(result.cpuServer)}`);
         if (!row.result || result.ops > row.result.ops) row.result = result;
       } catch (err) {
         row.failed = `failed: ${(err as Error).message.split("\n")[0]}`;
