@@ -89,6 +89,12 @@ interface HttpSubscription extends Subscriber {
   readonly service: Service;
 }
 
+/** How long a topic found without subscribers is not looked up again; a subscriber that comes meanwhile is heard through the cache's watch. */
+const NO_SUBSCRIBER_RECHECK_MS = 1000;
+/** Topic names can be made per request: the topics remembered as unsubscribed are bounded. */
+const MAX_UNSUBSCRIBED_TOPICS = 1024;
+const NOTHING_TO_DELIVER = Promise.resolve();
+
 export default class HttpBroker implements Broker {
   private opts: BrokerOptions;
   private server?: net.Server;
@@ -102,6 +108,10 @@ export default class HttpBroker implements Broker {
   /** Frame deliveries to subscribers that advertise secure=true (TLS). */
   private _secureFrames?: FrameDeliveries;
   private readonly subscriptions = new Map<string, HttpSubscription>();
+  /** Registry lookups under way, by topic. */
+  private readonly lookups = new Map<string, Promise<Route[]>>();
+  /** Topics the last lookup found no subscriber for, and when (performance.now()). */
+  private readonly unsubscribed = new Map<string, number>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   /** For subscribers that advertise secure=true; made on first use. */
   private secureAgent?: https.Agent;
@@ -377,17 +387,36 @@ export default class HttpBroker implements Broker {
   /**
    * A topic's routes when the cache has none: the service is fetched into the cache, or, when the
    * cache holds it without this topic, looked up afresh (the topic may have just got its first
-   * subscriber, and a new node reaches the cache only with the watch's event).
+   * subscriber, and a new node reaches the cache only with the watch's event). Publishes at once
+   * share one lookup, and a topic found without subscribers is taken at the cache's word for
+   * NO_SUBSCRIBER_RECHECK_MS: a lookup is a registry round trip (150 ms with mdns), and a
+   * publisher to a topic nobody listens to would wait that long on every publish.
    */
-  private async lookUpRoutes(topic: string): Promise<Route[]> {
+  private lookUpRoutes(topic: string): Promise<Route[]> {
+    let lookup = this.lookups.get(topic);
+    if (!lookup) {
+      lookup = this.askRegistry(topic).finally(() => this.lookups.delete(topic));
+      this.lookups.set(topic, lookup);
+    }
+    return lookup;
+  }
+
+  private async askRegistry(topic: string): Promise<Route[]> {
+    let routes: Route[];
     try {
       const cache = this.cache();
       const services = cache.cached(HTTP_BROKER_SERVICE) ? await this.registry().getService(HTTP_BROKER_SERVICE) : (await cache.snapshot(HTTP_BROKER_SERVICE)).services;
-      return routesOf(services).get(topic) ?? [];
+      routes = routesOf(services).get(topic) ?? [];
     } catch (err) {
-      if (isNotFound(err)) return []; // no subscriber anywhere: not a failure
-      throw err;
+      if (!isNotFound(err)) throw err;
+      routes = []; // no subscriber anywhere: not a failure
     }
+    if (routes.length > 0) this.unsubscribed.delete(topic);
+    else {
+      if (this.unsubscribed.size >= MAX_UNSUBSCRIBED_TOPICS) this.unsubscribed.clear();
+      this.unsubscribed.set(topic, performance.now());
+    }
+    return routes;
   }
 
   /** Not an async function: a publish whose routes are cached allocates no promise of its own before delivering. */
@@ -401,6 +430,8 @@ export default class HttpBroker implements Broker {
       return Promise.reject(err);
     }
     if (routes) return this.publishTo(topic, message, routes);
+    const lookedUpAt = this.unsubscribed.get(topic);
+    if (lookedUpAt !== undefined && performance.now() - lookedUpAt < NO_SUBSCRIBER_RECHECK_MS) return NOTHING_TO_DELIVER;
     return this.lookUpRoutes(topic).then((found) => this.publishTo(topic, message, found));
   }
 
