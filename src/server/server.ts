@@ -167,7 +167,12 @@ export class Server {
   private answer(req: TransportRequest): Answer | Promise<Answer> {
     const id = this.options.name;
     if (this.draining) return serviceUnavailable(id, "server is shutting down");
-    const denied = this.options.auth?.verify(req.headers, id);
+    let denied: MicroError | undefined;
+    try {
+      denied = this.options.auth?.verify(req.headers, id);
+    } catch (err) {
+      return this.failed(req, err); // a program's Auth that throws must not throw out of dispatch
+    }
     if (denied) return denied;
     const route = this.routes.get(req.endpoint);
     if (!route) return notFound(id, `unknown endpoint ${req.endpoint || "(none)"}: this service serves ${[...this.routes.keys()].join(", ")}`);

@@ -332,6 +332,29 @@ describe("one deadline per call", () => {
 });
 
 describe("auth", () => {
+  it("an Auth whose verify() throws answers a go-micro 500 over both protocols, and the server keeps serving", async () => {
+    const failing = {
+      credentials: () => ({}),
+      verify: (): undefined => {
+        throw new Error("token store unreachable");
+      },
+    };
+    const server = new Server({ name: "flaky_auth", auth: failing });
+    server.handle("Flaky.Call", () => ({ ran: true }));
+    const address = await server.start();
+    const clients = (["tcp", "http"] as const).map((transport) => new Client({ registry: new MemoryRegistry(), transport, retries: 0 }));
+    try {
+      for (const client of clients) {
+        const err = (await client.call("flaky_auth", "Flaky.Call", {}, { address }).catch((e: MicroError) => e)) as MicroError;
+        assert.equal(err.code, 500, String(client));
+        assert.match(err.detail, /token store unreachable/);
+      }
+    } finally {
+      for (const client of clients) await client.close();
+      await server.stop();
+    }
+  });
+
   it("with a shared token, the RPC port (both protocols) and the http broker answer 401 without it and 403 with a wrong one, and run nothing", async () => {
     const registry = new MemoryRegistry();
     const server = new Server({ name: "guarded", auth: sharedToken("s3cret") });
