@@ -89,8 +89,10 @@ interface HttpSubscription extends Subscriber {
   readonly service: Service;
 }
 
-/** How long a topic found without subscribers is not looked up again; a subscriber that comes meanwhile is heard through the cache's watch. */
+/** How long a topic a slow lookup found without subscribers is not looked up again; a subscriber that comes meanwhile is heard through the cache's watch. */
 const NO_SUBSCRIBER_RECHECK_MS = 1000;
+/** A lookup this slow is not repeated for every publish (mdns's take its 150 ms listen window; memory, etcd and Consul ones a millisecond or so). */
+const SLOW_LOOKUP_MS = 50;
 /** Topic names can be made per request: the topics remembered as unsubscribed are bounded. */
 const MAX_UNSUBSCRIBED_TOPICS = 1024;
 const NOTHING_TO_DELIVER = Promise.resolve();
@@ -388,9 +390,10 @@ export default class HttpBroker implements Broker {
    * A topic's routes when the cache has none: the service is fetched into the cache, or, when the
    * cache holds it without this topic, looked up afresh (the topic may have just got its first
    * subscriber, and a new node reaches the cache only with the watch's event). Publishes at once
-   * share one lookup, and a topic found without subscribers is taken at the cache's word for
-   * NO_SUBSCRIBER_RECHECK_MS: a lookup is a registry round trip (150 ms with mdns), and a
-   * publisher to a topic nobody listens to would wait that long on every publish.
+   * share one lookup. When the lookup was slow (mdns waits 150 ms for answers), a topic it found
+   * without subscribers is taken at the cache's word for NO_SUBSCRIBER_RECHECK_MS, or a publisher
+   * to a topic nobody listens to would wait that long on every publish; a fast registry is asked
+   * every time, so a subscribe() that has returned is seen by the next publish at once.
    */
   private lookUpRoutes(topic: string): Promise<Route[]> {
     let lookup = this.lookups.get(topic);
@@ -402,6 +405,7 @@ export default class HttpBroker implements Broker {
   }
 
   private async askRegistry(topic: string): Promise<Route[]> {
+    const started = performance.now();
     let routes: Route[];
     try {
       const cache = this.cache();
@@ -411,7 +415,7 @@ export default class HttpBroker implements Broker {
       if (!isNotFound(err)) throw err;
       routes = []; // no subscriber anywhere: not a failure
     }
-    if (routes.length > 0) this.unsubscribed.delete(topic);
+    if (routes.length > 0 || performance.now() - started < SLOW_LOOKUP_MS) this.unsubscribed.delete(topic);
     else {
       if (this.unsubscribed.size >= MAX_UNSUBSCRIBED_TOPICS) this.unsubscribed.clear();
       this.unsubscribed.set(topic, performance.now());

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Client, MicroError, createRegistry, type Registry, type WatchEvent } from "../../src/index.ts";
 import { FrameKind, encodeFrame } from "../../src/transport/frame.ts";
+import HttpBroker from "../../src/broker/http.ts";
 import { StudentSchema } from "../../examples/student/gen/student_pb.ts";
 import { startTs, waitUntil, within, type Proc } from "../helpers/net.ts";
 
@@ -179,6 +180,44 @@ describe("TTL, replicas and graceful stop", () => {
       assert.equal((await registry.getService(name))[0]?.nodes.length, 1);
     } finally {
       server.proc.signal("SIGKILL");
+    }
+  });
+
+  test("the default broker over mdns waits for one lookup of a topic nobody subscribes to, not one per publish; a later subscriber gets events", async () => {
+    const { registry } = await mdnsClient();
+    let lookups = 0;
+    const counted = new Proxy(registry, {
+      get(target, key) {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (typeof value !== "function") return value;
+        if (key === "getService") return (...args: unknown[]) => (lookups++, (value as (...a: unknown[]) => unknown).apply(target, args));
+        return (value as (...a: unknown[]) => unknown).bind(target);
+      },
+    });
+    const publisher = new HttpBroker({ registry: counted });
+    const subscriber = new HttpBroker({ registry: (await mdnsClient()).registry });
+    await Promise.all([publisher.connect(), subscriber.connect()]);
+    try {
+      const topic = uniqueName("quiet");
+      await subscriber.subscribe(`${topic}.other`, () => {}); // the broker service is in the registry, without the topic
+      await publisher.publish(topic, { header: {}, body: Buffer.from("first") });
+      const afterFirst = lookups;
+      assert.ok(afterFirst >= 1, "the first publish looked the topic up");
+      for (let i = 0; i < 20; i++) await publisher.publish(topic, { header: {}, body: Buffer.from(String(i)) });
+      assert.equal(lookups, afterFirst, "20 more publishes asked mdns again (150 ms each)");
+
+      const got: string[] = [];
+      await subscriber.subscribe(topic, (e) => void got.push(Buffer.from(e.message.body).toString()));
+      await waitUntil(
+        async () => {
+          await publisher.publish(topic, { header: {}, body: Buffer.from("late") });
+          return got.includes("late");
+        },
+        5000,
+        "the new subscriber gets events (through the cache's watch)",
+      );
+    } finally {
+      await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
     }
   });
 
