@@ -29,6 +29,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type * as PubSub from "@google-cloud/pubsub";
 import { importOptional } from "../cmd/optional-package.ts";
 import type { Handler, Message } from "./broker.ts";
+import { singleFlight } from "../single-flight.ts";
 import { BrokerInputError, NetworkBroker, retry, type NetworkBrokerOptions, type NetworkSubscribeOptions, type StopListening } from "./shared.ts";
 
 export interface GooglePubSubBrokerOptions extends NetworkBrokerOptions {
@@ -176,14 +177,7 @@ export default class GooglePubSubBroker extends NetworkBroker {
   }
 
   private createTopic(topic: string): Promise<void> {
-    let creation = this.creating.get(topic);
-    if (!creation) {
-      creation = this.client!.createTopic(topic)
-        .then(() => {}, ignoreAlreadyExists)
-        .finally(() => this.creating.delete(topic));
-      this.creating.set(topic, creation);
-    }
-    return creation;
+    return singleFlight(this.creating, topic, () => this.client!.createTopic(topic).then(() => {}, ignoreAlreadyExists));
   }
 
   /**

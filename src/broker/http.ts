@@ -35,6 +35,7 @@ import { FRAME_CAPABILITY, FrameDeliveries, Status, receiveBatch, type Delivery,
 import { joinHostPort, parseHostPort } from "../address.ts";
 import { answerClientErrors, answerOnSocket, trickleProofTimeouts } from "../transport/http-guard.ts";
 import { checkMessage, checkQueue, checkTopic, decodeEnvelope, encodeEnvelope } from "./shared.ts";
+import { singleFlight } from "../single-flight.ts";
 import { noAck, type Broker, type BrokerOptions, type Handler, type Message, type SubscribeOptions, type Subscriber } from "./broker.ts";
 
 export const HTTP_BROKER_SERVICE = "micro.http.broker";
@@ -396,12 +397,7 @@ export default class HttpBroker implements Broker {
    * every time, so a subscribe() that has returned is seen by the next publish at once.
    */
   private lookUpRoutes(topic: string): Promise<Route[]> {
-    let lookup = this.lookups.get(topic);
-    if (!lookup) {
-      lookup = this.askRegistry(topic).finally(() => this.lookups.delete(topic));
-      this.lookups.set(topic, lookup);
-    }
-    return lookup;
+    return singleFlight(this.lookups, topic, () => this.askRegistry(topic));
   }
 
   private async askRegistry(topic: string): Promise<Route[]> {

@@ -13,6 +13,7 @@
  * away; every live node registers again within its interval), and the last known nodes stay.
  */
 import { logger } from "../logger.ts";
+import { singleFlight } from "../single-flight.ts";
 import {
   cloneService,
   isNotFound,
@@ -116,12 +117,7 @@ export class CacheRegistry implements Registry {
 
   /** One registry lookup per service at a time, however many callers wait for it. */
   private lookup(name: string): Promise<Service[]> {
-    let pending = this.lookups.get(name);
-    if (!pending) {
-      pending = this.fetch(name).finally(() => this.lookups.delete(name));
-      this.lookups.set(name, pending);
-    }
-    return pending;
+    return singleFlight(this.lookups, name, () => this.fetch(name));
   }
 
   private async fetch(name: string): Promise<Service[]> {
