@@ -96,15 +96,15 @@ export function decodeTxt(chunks: (string | Uint8Array)[]): MdnsTxt | undefined 
   }
 }
 
-/** The records of one node: PTR from its service, SRV and A (target: the instance) and TXT. */
 /**
- * Resolves once the datagrams already waiting in the sockets have been read. Timers run before
- * I/O in each turn of the event loop, so in a process busy for longer than a listen window (or
- * a record's TTL) the timer fires first and would find no answer (or an expired record) while
- * the answers that came in time wait unread; setImmediate runs after the turn's I/O.
+ * Resolves once the datagrams already waiting in the sockets have been read. After a busy stretch
+ * longer than a listen window (or a record's TTL), node can run the timer that ends it before it
+ * reads the sockets again, which would then find no answer (or an expired record) while the
+ * answers that came in time wait unread; setImmediate runs after the next read.
  */
 const pendingAnnouncementsRead = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** The records of one node: PTR from its service, SRV and A (target: the instance) and TXT. */
 function nodeRecords(service: Service, ttl: number): Answer[] {
   const node = service.nodes[0]!;
   const instance = instanceName(service.name, node.id);
@@ -277,7 +277,8 @@ export default class MdnsRegistry extends RegistryBase implements Registry {
 
   private expire(): void {
     const now = Date.now();
-    const due = [...this.heard].filter(([, h]) => h.expiresAt <= now);
+    const due: Array<[string, Heard]> = [];
+    for (const entry of this.heard) if (entry[1].expiresAt <= now) due.push(entry);
     if (due.length === 0) return;
     // A busy process runs this late, and before the announcements that arrived meanwhile: read them first.
     void pendingAnnouncementsRead().then(() => {
