@@ -109,19 +109,18 @@ export default class KafkaBroker extends NetworkBroker {
     return undefined;
   }
 
-  /** Counted (publishStarted()): closing the producer would fail the produce requests still awaiting their response. */
+  /** Closing the producer fails the produce requests still awaiting their response. */
+  protected override closeFailsUnfinishedPublishes(): boolean {
+    return true;
+  }
+
   protected async send(topic: string, message: Message): Promise<void> {
-    this.publishStarted();
-    try {
-      const sent = this.producer!.send({ messages: [{ topic, value: encodeEnvelope(message) }] });
-      await this.whileReconnecting(
-        sent.catch((err) => {
-          throw publishError(topic, err);
-        }),
-      );
-    } finally {
-      this.publishFinished();
-    }
+    const sent = this.producer!.send({ messages: [{ topic, value: encodeEnvelope(message) }] });
+    await this.whileReconnecting(
+      sent.catch((err) => {
+        throw publishError(topic, err);
+      }),
+    );
   }
 
   protected async listen(topic: string, handler: Handler, opts: SubscribeOptions): Promise<StopListening> {

@@ -126,20 +126,19 @@ export default class NatsBroker extends NetworkBroker {
     }
   }
 
-  /** Counted (publishStarted()): draining the connection would fail the JetStream acks still awaited. */
+  /** Draining the connection fails the JetStream acks still awaited; core publishes leave with the outbox (close()). */
+  protected override closeFailsUnfinishedPublishes(): boolean {
+    return this.jetstream !== undefined;
+  }
+
   private async sendToStream(js: JetStreamSession, topic: string, message: Message, options: Nats.PublishOptions): Promise<void> {
     const { client, streams } = js;
-    this.publishStarted();
+    await this.streamFor(topic);
     try {
-      await this.streamFor(topic);
-      try {
-        await client.publish(topic, message.body, options);
-      } catch (err) {
-        streams.delete(topic); // the stream may have been deleted behind our back: look again next time
-        throw this.publishError(err);
-      }
-    } finally {
-      this.publishFinished();
+      await client.publish(topic, message.body, options);
+    } catch (err) {
+      streams.delete(topic); // the stream may have been deleted behind our back: look again next time
+      throw this.publishError(err);
     }
   }
 

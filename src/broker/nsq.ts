@@ -100,24 +100,23 @@ export default class NsqBroker extends NetworkBroker {
     return validName(topic) ? undefined : `NSQ topics are ${NAME_RULE}`;
   }
 
-  /** Counted (publishStarted()): closing the writer would fail what it has not sent, or nsqd has not answered. */
+  /** Closing the writer fails what it has not sent, or nsqd has not answered. */
+  protected override closeFailsUnfinishedPublishes(): boolean {
+    return true;
+  }
+
   protected async send(topic: string, message: Message): Promise<void> {
-    this.publishStarted();
-    try {
-      const { writer, address, maxMessageBytes } = await this.whileReconnecting(this.publisher!);
-      const envelope = encodeEnvelope(message);
-      if (maxMessageBytes !== undefined && envelope.length > maxMessageBytes)
-        throw new BrokerInputError(
-          `nsq broker: the message (${envelope.length} bytes with its headers) is larger than the --max-msg-size of nsqd ${address} (${maxMessageBytes} bytes)`,
-        );
-      await new Promise<void>((resolve, reject) =>
-        writer.publish(topic, envelope, (err) =>
-          err ? reject(new Error(`nsq broker: nsqd did not acknowledge the message to ${topic}: ${err.message}`, { cause: err })) : resolve(),
-        ),
+    const { writer, address, maxMessageBytes } = await this.whileReconnecting(this.publisher!);
+    const envelope = encodeEnvelope(message);
+    if (maxMessageBytes !== undefined && envelope.length > maxMessageBytes)
+      throw new BrokerInputError(
+        `nsq broker: the message (${envelope.length} bytes with its headers) is larger than the --max-msg-size of nsqd ${address} (${maxMessageBytes} bytes)`,
       );
-    } finally {
-      this.publishFinished();
-    }
+    await new Promise<void>((resolve, reject) =>
+      writer.publish(topic, envelope, (err) =>
+        err ? reject(new Error(`nsq broker: nsqd did not acknowledge the message to ${topic}: ${err.message}`, { cause: err })) : resolve(),
+      ),
+    );
   }
 
   protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {

@@ -83,20 +83,19 @@ export default class RabbitMQBroker extends NetworkBroker {
     return undefined;
   }
 
-  /** Counted (publishStarted()): closing the connection would fail the confirms still awaited. */
+  /** Closing the connection fails the confirms still awaited. */
+  protected override closeFailsUnfinishedPublishes(): boolean {
+    return true;
+  }
+
   protected async send(topic: string, message: Message): Promise<void> {
-    this.publishStarted();
-    try {
-      const { publisher } = await this.currentSession();
-      const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
-      await new Promise<void>((resolve, reject) =>
-        publisher.publish(this.exchange(), topic, body, { headers: message.header, persistent: true }, (err) =>
-          err ? reject(new Error(`rabbitmq broker: the server did not confirm the message to ${topic}: ${err}`)) : resolve(),
-        ),
-      );
-    } finally {
-      this.publishFinished();
-    }
+    const { publisher } = await this.currentSession();
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    await new Promise<void>((resolve, reject) =>
+      publisher.publish(this.exchange(), topic, body, { headers: message.header, persistent: true }, (err) =>
+        err ? reject(new Error(`rabbitmq broker: the server did not confirm the message to ${topic}: ${err}`)) : resolve(),
+      ),
+    );
   }
 
   protected async listen(topic: string, handler: Handler, opts: NetworkSubscribeOptions): Promise<StopListening> {

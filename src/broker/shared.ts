@@ -64,7 +64,7 @@ export abstract class NetworkBroker implements Broker {
   /** The disconnect() under way, if any: a second one, or a connect(), waits for it. */
   private disconnecting?: Promise<void>;
   private readonly subscribers = new Set<Subscriber>();
-  /** Publishes counted between publishStarted() and publishFinished(). */
+  /** Publishes under way that disconnect() waits for (closeFailsUnfinishedPublishes()). */
   private unfinishedPublishes = 0;
   /** Resolves disconnect()'s wait once the last counted publish finished. */
   private lastPublishFinished?: () => void;
@@ -139,18 +139,18 @@ export abstract class NetworkBroker implements Broker {
   }
 
   /**
-   * Plugins whose client fails a publish still under way (not yet sent, or awaiting the server's
-   * confirmation) when the connection closes call this as send() starts, and publishFinished() in
-   * its finally block, so that disconnect() waits for it. The others' clients send and confirm
-   * what they hold before closing by themselves. A count, so a publish allocates nothing for it.
+   * Whether this plugin's client fails a publish still under way (not yet sent, or awaiting the
+   * server's confirmation) when the connection closes: then publish() counts each until it settles
+   * and disconnect() waits for them. The others' clients send and confirm what they hold before
+   * closing by themselves.
    */
-  protected publishStarted(): void {
-    this.unfinishedPublishes++;
+  protected closeFailsUnfinishedPublishes(): boolean {
+    return false;
   }
 
-  protected publishFinished(): void {
+  private readonly publishFinished = () => {
     if (--this.unfinishedPublishes === 0) this.lastPublishFinished?.();
-  }
+  };
 
   /** Waits until no counted publish is under way, for at most `reconnectWait` ms (then they fail as the connection closes). */
   private async publishesFinished(): Promise<void> {
@@ -173,7 +173,9 @@ export abstract class NetworkBroker implements Broker {
       this.requireConnected();
       this.checkTopic(topic, "publish");
       this.checkMessage(message);
-      return this.send(topic, message, opts);
+      if (!this.closeFailsUnfinishedPublishes()) return this.send(topic, message, opts);
+      this.unfinishedPublishes++; // a count and one finally(): the plugins counted are the ones that await a confirmation anyway
+      return this.send(topic, message, opts).finally(this.publishFinished);
     } catch (err) {
       return Promise.reject(err); // bad input rejects, as it did from an async function
     }
