@@ -379,7 +379,13 @@ class Deadlines {
 
   /** Runs the handler; rejects with a 408 once the caller's budget is spent. */
   run(fn: HandlerFn, input: unknown, ctx: DeadlineContext): unknown {
-    const output = fn(input, ctx); // a throw rejects the caller's await
+    let output: unknown;
+    try {
+      output = fn(input, ctx);
+    } catch (err) {
+      ctx.release(); // its signal may already listen on the connection's
+      throw err;
+    }
     if (!isPromiseLike(output)) {
       ctx.release();
       return output;

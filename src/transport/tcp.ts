@@ -233,7 +233,7 @@ class Connection {
     this.shutdown(`no answer to pings for ${this.silentMs}ms: the node is unresponsive`);
   }
 
-  /** Removes a call; the last one out stops the timer, which would otherwise hold the process open. */
+  /** Removes a call; the last one out lets the deadline timer stop holding the process open. */
   private take(id: number): Pending | undefined {
     const p = this.pending.get(id);
     if (!p) return undefined;
